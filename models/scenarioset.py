@@ -1,0 +1,248 @@
+"""The seam between the halves: fund losses and premium bases per scenario and period.
+
+``ScenarioSet`` is all the optimizer knows of the world. ``build_scenarios`` makes one from
+simulated return paths and a venue book, but a user may build one from their own loss engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ScenarioError
+
+__all__ = ["ScenarioSet"]
+
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class ScenarioSet:
+    """Losses the insurance fund pays and the bases premiums are charged on.
+
+    Parameters
+    ----------
+    losses : (N, T) array of float64, currency units, >= 0
+        ``losses[s, t]``: bankrupt-account shortfall the fund pays in period ``t`` of scenario ``s``.
+    premium_base : (N, T, J) array of float64, currency units, >= 0
+        ``premium_base[s, t, j]``: the amount premium rate ``p_j`` (a fraction) is charged on in
+        period ``t``, so the fund earns ``sum_j p_j * premium_base[s, t, j]`` that period.
+    markets : sequence of J str
+        Market names, in the order of the last axis of ``premium_base``.
+    is_stress : (N,) array of bool, optional
+        True for deterministic stress scenarios (historical replays, hypothetical shocks) that
+        must be kept apart from the random ones when estimating probabilities. Default all False.
+    metadata : mapping, optional
+        JSON-serialisable description of how the set was made (model, seed, units, ...).
+
+    Notes
+    -----
+    The fund in scenario s after period t is
+    ``F[s, t] = F0 + sum_{u <= t} (sum_j p_j * B[s, u, j] - L[s, u])``; see DESIGN.md.
+    Arrays are stored as float64 without copying when they already are.
+    """
+
+    losses: np.ndarray
+    premium_base: np.ndarray
+    markets: tuple[str, ...]
+    is_stress: np.ndarray | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        losses = np.asarray(self.losses, dtype=np.float64)
+        base = np.asarray(self.premium_base, dtype=np.float64)
+        markets = _validate_markets(self.markets)
+        if losses.ndim != 2:
+            raise ScenarioError(f"losses must be a 2-d (N, T) array, got shape {losses.shape}")
+        n, t = losses.shape
+        if n < 1 or t < 1:
+            raise ScenarioError(f"losses must have at least one scenario and one period, got shape {losses.shape}")
+        if base.shape != (n, t, len(markets)):
+            raise ScenarioError(
+                f"premium_base must have shape (N, T, J) = {(n, t, len(markets))} "
+                f"to match losses {losses.shape} and {len(markets)} markets, got {base.shape}"
+            )
+        _check_finite_nonnegative("losses", losses)
+        _check_finite_nonnegative("premium_base", base)
+        if self.is_stress is None:
+            stress = np.zeros(n, dtype=bool)
+        else:
+            stress = np.asarray(self.is_stress)
+            if stress.shape != (n,) or stress.dtype != bool:
+                raise ScenarioError(f"is_stress must be a boolean array of shape ({n},), got {stress.dtype} {stress.shape}")
+        try:
+            metadata = json.loads(json.dumps(dict(self.metadata)))
+        except (TypeError, ValueError) as exc:
+            raise ScenarioError(f"metadata must be JSON-serialisable: {exc}") from None
+        object.__setattr__(self, "losses", losses)
+        object.__setattr__(self, "premium_base", base)
+        object.__setattr__(self, "markets", markets)
+        object.__setattr__(self, "is_stress", stress)
+        object.__setattr__(self, "metadata", metadata)
+
+    @property
+    def n_scenarios(self) -> int:
+        """N, the number of scenarios (random and stress)."""
+        return self.losses.shape[0]
+
+    @property
+    def horizon(self) -> int:
+        """T, the number of periods."""
+        return self.losses.shape[1]
+
+    @property
+    def n_markets(self) -> int:
+        """J, the number of markets (premium rates)."""
+        return len(self.markets)
+
+    @property
+    def n_stress(self) -> int:
+        """How many scenarios are flagged as stress scenarios."""
+        return int(self.is_stress.sum())
+
+    def __repr__(self) -> str:
+        return (
+            f"ScenarioSet(n_scenarios={self.n_scenarios}, horizon={self.horizon}, "
+            f"markets={list(self.markets)}, n_stress={self.n_stress})"
+        )
+
+    def subset(self, index: np.ndarray | Sequence[int] | slice) -> ScenarioSet:
+        """The scenarios selected by ``index`` (integer indices, boolean mask or slice), in that order."""
+        if isinstance(index, slice):
+            idx: Any = index
+        else:
+            idx = np.asarray(index)
+            if idx.dtype == bool:
+                if idx.shape != (self.n_scenarios,):
+                    raise ScenarioError(f"boolean index must have shape ({self.n_scenarios},), got {idx.shape}")
+            elif idx.dtype.kind in "iu":
+                bad = (idx < -self.n_scenarios) | (idx >= self.n_scenarios)
+                if bad.any():
+                    raise ScenarioError(
+                        f"scenario index {int(idx[bad][0])} out of range for {self.n_scenarios} scenarios"
+                    )
+            else:
+                raise ScenarioError(f"index must be integers, a boolean mask or a slice, got dtype {idx.dtype}")
+        return ScenarioSet(
+            losses=self.losses[idx],
+            premium_base=self.premium_base[idx],
+            markets=self.markets,
+            is_stress=self.is_stress[idx],
+            metadata=self.metadata,
+        )
+
+    def random_part(self) -> ScenarioSet:
+        """Only the random (non-stress) scenarios, the ones probabilities are estimated on."""
+        return self.subset(~self.is_stress) if self.n_stress else self
+
+    def split(self, fraction: float, seed: int | np.random.SeedSequence | None = None) -> tuple[ScenarioSet, ScenarioSet]:
+        """Randomly partition the scenarios into two disjoint sets.
+
+        Parameters
+        ----------
+        fraction : float in (0, 1)
+            Share of scenarios in the first set (rounded to the nearest integer, at least one in each).
+        seed : int or SeedSequence, optional
+            Seed of the permutation; the same seed gives the same split.
+
+        Returns
+        -------
+        (first, second) : two ScenarioSets whose scenarios are disjoint and together are all of self.
+        Scenarios are i.i.d. draws, so each part is an independent sample of the same model.
+        """
+        if not 0.0 < fraction < 1.0:
+            raise ScenarioError(f"fraction must be in (0, 1), got {fraction!r}")
+        if self.n_scenarios < 2:
+            raise ScenarioError("cannot split a ScenarioSet with fewer than 2 scenarios")
+        k = min(max(int(round(fraction * self.n_scenarios)), 1), self.n_scenarios - 1)
+        order = np.random.default_rng(seed).permutation(self.n_scenarios)
+        first, second = np.sort(order[:k]), np.sort(order[k:])
+        return self.subset(first), self.subset(second)
+
+    @staticmethod
+    def concat(sets: Sequence[ScenarioSet], metadata: Mapping[str, Any] | None = None) -> ScenarioSet:
+        """Stack scenario sets with the same horizon and markets along the scenario axis.
+
+        The metadata of the first set is kept unless ``metadata`` is given.
+        """
+        sets = list(sets)
+        if not sets:
+            raise ScenarioError("concat needs at least one ScenarioSet")
+        first = sets[0]
+        for i, other in enumerate(sets[1:], start=1):
+            if other.markets != first.markets:
+                raise ScenarioError(f"sets[{i}] has markets {list(other.markets)}, expected {list(first.markets)}")
+            if other.horizon != first.horizon:
+                raise ScenarioError(f"sets[{i}] has horizon {other.horizon}, expected {first.horizon}")
+        return ScenarioSet(
+            losses=np.concatenate([s.losses for s in sets]),
+            premium_base=np.concatenate([s.premium_base for s in sets]),
+            markets=first.markets,
+            is_stress=np.concatenate([s.is_stress for s in sets]),
+            metadata=first.metadata if metadata is None else metadata,
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the set to ``path`` as an uncompressed ``.npz``, atomically (temporary file + rename)."""
+        path = Path(path)
+        header = {"format_version": _FORMAT_VERSION, "markets": list(self.markets), "metadata": self.metadata}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(
+                    handle,
+                    losses=self.losses,
+                    premium_base=self.premium_base,
+                    is_stress=self.is_stress,
+                    header=np.array(json.dumps(header)),
+                )
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ScenarioSet:
+        """Read a set written by :meth:`save`."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                arrays = {k: data[k] for k in ("losses", "premium_base", "is_stress")}
+        except (OSError, KeyError, ValueError) as exc:
+            raise ScenarioError(f"{path}: not a fundguard ScenarioSet file ({exc})") from None
+        if header.get("format_version") != _FORMAT_VERSION:
+            raise ScenarioError(f"{path}: unsupported format_version {header.get('format_version')!r}")
+        return cls(markets=tuple(header["markets"]), metadata=header["metadata"], **arrays)
+
+
+def _validate_markets(markets: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(markets, str):
+        raise ScenarioError(f"markets must be a sequence of names, got the string {markets!r}")
+    names = tuple(markets)
+    if not names:
+        raise ScenarioError("markets must name at least one market")
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name:
+            raise ScenarioError(f"markets[{i}] must be a non-empty string, got {name!r}")
+    if len(set(names)) != len(names):
+        raise ScenarioError(f"market names must be unique, got {list(names)}")
+    return names
+
+
+def _check_finite_nonnegative(name: str, array: np.ndarray) -> None:
+    # One pass each: min over a finite array, then locate the culprit only on failure.
+    low = array.min() if array.size else 0.0
+    if np.isfinite(low) and low >= 0.0 and np.isfinite(array.max()):
+        return
+    bad = ~np.isfinite(array) | (array < 0)
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise ScenarioError(f"{name} must be finite and >= 0; {name}{list(where)} = {array[where]!r}")
