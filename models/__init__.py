@@ -10,3 +10,10 @@ from .errors import __all__ as _errors_all
 from .scenarioset import ScenarioSet
 
 __all__ = ["ScenarioSet", *_errors_all]
+from .data import Frequency, detect_frequency, load_prices, log_returns
+from .volatility import AUTO_CANDIDATES, VolDiagnostics, VolModel, VolSpec, fit_volatility
+
+__all__ += [
+    "Frequency", "detect_frequency", "load_prices", "log_returns",
+    "AUTO_CANDIDATES", "VolDiagnostics", "VolModel", "VolSpec", "fit_volatility",
+]

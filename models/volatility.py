@@ -1,0 +1,484 @@
+"""GARCH-family volatility models, fitted with ``arch``.
+
+A :class:`VolSpec` says *what* to fit (volatility process, innovation distribution, mean); a
+:class:`VolModel` is a fitted result: parameters in the input's units, today's state
+(the last conditional variance and residual, and the next period's variance), the
+standardized residuals later bootstrapped by the scenario engine, information criteria and
+diagnostics.
+
+Notes
+-----
+For returns r_t = mu + eps_t, eps_t = sigma_t z_t, z_t i.i.d. with unit variance:
+
+* GARCH(1,1):   sigma_t^2 = omega + alpha eps_{t-1}^2 + beta sigma_{t-1}^2
+* GJR(1,1,1):   sigma_t^2 = omega + (alpha + gamma 1[eps_{t-1} < 0]) eps_{t-1}^2 + beta sigma_{t-1}^2
+* EGARCH(1,1,1): ln sigma_t^2 = omega + alpha (|z_{t-1}| - sqrt(2/pi)) + gamma z_{t-1} + beta ln sigma_{t-1}^2
+
+(arch's conventions). ``arch`` optimises best on returns of order one, so returns are multiplied
+by a power of ten ``scale`` before fitting and every output is converted back: mu / scale,
+omega / scale^2 (GARCH, GJR) or omega - 2 (1 - beta) ln(scale) (EGARCH), variances / scale^2,
+log-likelihood + n ln(scale).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from arch import arch_model
+from arch.univariate.base import ARCHModelResult
+from scipy import stats
+
+from .data import MIN_RETURNS, Frequency, detect_frequency
+from .errors import (
+    ConvergenceWarning,
+    DataError,
+    FitError,
+    InsufficientHistoryError,
+    NonStationaryWarning,
+    SpecificationError,
+)
+
+__all__ = ["VolSpec", "VolDiagnostics", "VolModel", "fit_volatility", "AUTO_CANDIDATES", "ljung_box"]
+
+VOLS = ("GARCH", "GJR", "EGARCH")
+DISTS = ("normal", "t", "skewt", "ged")
+MEANS = ("constant", "zero")
+
+_ARCH_DIST = {"normal": "normal", "t": "t", "skewt": "skewt", "ged": "ged"}
+# arch parameter names -> ours; skewt's degrees of freedom is "eta" in arch, "nu" here.
+_PARAM_NAMES = {"mu": "mu", "omega": "omega", "alpha[1]": "alpha", "gamma[1]": "gamma", "beta[1]": "beta",
+                "nu": "nu", "eta": "nu", "lambda": "lambda"}
+_LJUNG_BOX_LAGS = 10
+
+
+@dataclass(frozen=True)
+class VolSpec:
+    """What to fit: volatility process, innovation distribution and mean.
+
+    Parameters
+    ----------
+    vol : {"GARCH", "GJR", "EGARCH"}
+        All of order (1, 1); GJR and EGARCH add one asymmetry term (``gamma``).
+    dist : {"normal", "t", "skewt", "ged"}
+        Standardized innovation distribution: Gaussian, Student-t (``nu``), Hansen's skewed t
+        (``nu``, ``lambda``), generalised error (shape ``nu``; 2 is Gaussian).
+    mean : {"constant", "zero"}
+        Constant drift ``mu`` or none.
+    """
+
+    vol: str = "GJR"
+    dist: str = "t"
+    mean: str = "constant"
+
+    def __post_init__(self) -> None:
+        vol = str(self.vol).upper().replace("-GARCH", "").replace("GJRGARCH", "GJR")
+        dist = {"studentst": "t", "student-t": "t", "student": "t", "skew-t": "skewt", "skewstudent": "skewt",
+                "gaussian": "normal"}.get(str(self.dist).lower(), str(self.dist).lower())
+        mean = str(self.mean).lower()
+        if vol not in VOLS:
+            raise SpecificationError(f"VolSpec.vol must be one of {VOLS}, got {self.vol!r}")
+        if dist not in DISTS:
+            raise SpecificationError(f"VolSpec.dist must be one of {DISTS}, got {self.dist!r}")
+        if mean not in MEANS:
+            raise SpecificationError(f"VolSpec.mean must be one of {MEANS}, got {self.mean!r}")
+        object.__setattr__(self, "vol", vol)
+        object.__setattr__(self, "dist", dist)
+        object.__setattr__(self, "mean", mean)
+
+    def __str__(self) -> str:
+        return f"{self.vol}-{self.dist}" + (" (zero mean)" if self.mean == "zero" else "")
+
+
+#: Candidates of ``spec="auto"``: every volatility process x every distribution, constant mean
+#: (12 fits). The constant mean costs one parameter of BIC and guards against drift bias.
+AUTO_CANDIDATES: tuple[VolSpec, ...] = tuple(VolSpec(v, d, "constant") for v in VOLS for d in DISTS)
+
+
+@dataclass(frozen=True)
+class VolDiagnostics:
+    """Diagnostics of a fitted volatility model.
+
+    Attributes
+    ----------
+    converged : bool
+        The likelihood optimiser reported success.
+    persistence : float
+        GARCH: alpha + beta; GJR: alpha + beta + gamma/2 (exact for symmetric innovations);
+        EGARCH: beta. Below 1 for a covariance-stationary model.
+    half_life : float
+        Periods for a variance shock to halve: ln(0.5) / ln(persistence); inf when persistence >= 1.
+    unconditional_variance : float
+        Long-run variance per period, in (input units)^2: omega / (1 - persistence) for
+        GARCH/GJR; for EGARCH the exponential of the long-run mean log-variance,
+        exp((omega + alpha (E|z| - sqrt(2/pi)) + gamma E z) / (1 - beta)) with the residuals'
+        sample moments (an underestimate by Jensen's inequality). inf when non-stationary.
+    annualized_volatility : float
+        sqrt(unconditional_variance * periods_per_year), in input units per sqrt(year).
+    periods_per_year : float
+        From the data's frequency (365.25 days a year; crypto trades every day).
+    ljung_box_pvalue : float
+        Ljung-Box test of no autocorrelation in squared standardized residuals at
+        ``ljung_box_lags`` lags; small values mean volatility clustering the model missed.
+    ljung_box_lags : int
+    """
+
+    converged: bool
+    persistence: float
+    half_life: float
+    unconditional_variance: float
+    annualized_volatility: float
+    periods_per_year: float
+    ljung_box_pvalue: float
+    ljung_box_lags: int
+
+
+@dataclass(frozen=True, eq=False)
+class VolModel:
+    """A fitted volatility model of one market's returns.
+
+    Attributes
+    ----------
+    spec : VolSpec
+    params : dict of str -> float
+        In the input's units: ``mu`` (per period), ``omega``, ``alpha``, ``beta``, ``gamma``
+        (GJR, EGARCH), ``nu`` (t, skewt, ged shape), ``lambda`` (skewt).
+    last_variance : float
+        sigma_T^2, the conditional variance of the last observed period, (input units)^2.
+    next_variance : float
+        sigma_{T+1}^2, the one-step-ahead variance forecast: today's state, where simulations start.
+    last_residual : float
+        eps_T = r_T - mu, the last residual, input units.
+    std_resid : (n,) float64 array
+        Standardized residuals z_t = eps_t / sigma_t, unitless, aligned with ``index``.
+    index : pandas.Index
+        Timestamps of the fitted returns.
+    loglikelihood, aic, bic : float
+        Of the returns in the input's units.
+    nobs : int
+    diagnostics : VolDiagnostics
+    scale : float
+        Power of ten the returns were multiplied by for ``arch``.
+    frequency : Frequency or None
+        Sampling frequency of the returns, when known.
+    name : str or None
+        Market name (the Series name).
+    selection : dict of str -> float
+        For ``spec="auto"``: BIC of every candidate that converged (label -> BIC); else empty.
+    rejected : dict of str -> str
+        For ``spec="auto"``: candidates left out, with the reason (no convergence, persistence
+        >= 1 at arch's stationarity bound, non-finite fit).
+    result : arch ARCHModelResult
+        arch's own result on the *scaled* returns, for anything not exposed here.
+    """
+
+    spec: VolSpec
+    params: Mapping[str, float]
+    last_variance: float
+    next_variance: float
+    last_residual: float
+    std_resid: np.ndarray = field(repr=False)
+    index: pd.Index = field(repr=False)
+    loglikelihood: float
+    aic: float
+    bic: float
+    nobs: int
+    diagnostics: VolDiagnostics
+    scale: float
+    frequency: Frequency | None = None
+    name: str | None = None
+    selection: Mapping[str, float] = field(default_factory=dict, repr=False)
+    rejected: Mapping[str, str] = field(default_factory=dict, repr=False)
+    result: ARCHModelResult | None = field(default=None, repr=False)
+
+    @property
+    def conditional_volatility(self) -> pd.Series:
+        """sigma_t over the fitted sample, input units."""
+        return pd.Series(np.asarray(self.result.conditional_volatility) / self.scale, index=self.index, name=self.name)
+
+    def forecast_variance(self, horizon: int, *, simulations: int = 20_000, seed: int | None = 0) -> np.ndarray:
+        """Expected conditional variance of the next ``horizon`` periods, (input units)^2.
+
+        Parameters
+        ----------
+        horizon : int >= 1
+        simulations, seed
+            Used only for EGARCH at horizons > 1, where arch has no closed form and simulates.
+
+        Returns
+        -------
+        (horizon,) float64 array: E_T[sigma_{T+h}^2] for h = 1..horizon (analytic for GARCH/GJR).
+        """
+        if int(horizon) < 1:
+            raise SpecificationError(f"horizon must be >= 1, got {horizon!r}")
+        method = "simulation" if (self.spec.vol == "EGARCH" and horizon > 1) else "analytic"
+        kwargs: dict[str, Any] = {}
+        if method == "simulation":
+            kwargs = {"simulations": simulations, "random_state": np.random.RandomState(seed)}
+        fc = self.result.forecast(horizon=int(horizon), reindex=False, method=method, **kwargs)
+        return np.asarray(fc.variance.values[-1], dtype=np.float64) / self.scale**2
+
+
+def fit_volatility(
+    returns: pd.Series | np.ndarray | Sequence[float],
+    spec: str | VolSpec = "auto",
+    *,
+    candidates: Sequence[VolSpec] = AUTO_CANDIDATES,
+    min_observations: int = MIN_RETURNS,
+    name: str | None = None,
+) -> VolModel:
+    """Fit a GARCH-family model to one market's returns.
+
+    Parameters
+    ----------
+    returns : Series (preferably on a DatetimeIndex) or 1-d array of log returns, unitless
+        Leading NaN (a market that started trading later) are dropped; any other NaN or
+        non-finite value is an error.
+    spec : VolSpec or "auto"
+        "auto" fits every spec in ``candidates`` and keeps the lowest BIC among those that
+        converged to a finite, stationary fit (see ``AUTO_CANDIDATES``).
+    candidates : sequence of VolSpec
+        The candidate set of "auto".
+    min_observations : int, default 250
+        Fewer returns raise ``InsufficientHistoryError``.
+    name : str, optional
+        Market name; default the Series name.
+
+    Returns
+    -------
+    VolModel
+        In the input's units (see the module notes on scaling).
+
+    Raises
+    ------
+    DataError, InsufficientHistoryError
+        Bad or too few returns.
+    FitError
+        The likelihood optimiser produced non-finite parameters or likelihood (for "auto": every
+        candidate did).
+
+    Warns
+    -----
+    ConvergenceWarning
+        The optimiser did not report convergence (the model is returned; check it).
+    NonStationaryWarning
+        Persistence >= 1: no finite long-run variance.
+    """
+    series = _validate_returns(returns, name)
+    if len(series) < min_observations:
+        raise InsufficientHistoryError(
+            f"market {series.name!r}: {len(series)} returns, fewer than the {min_observations} a volatility fit needs"
+        )
+    frequency = None
+    if "period" in series.attrs:
+        frequency = Frequency.from_period(pd.Timedelta(series.attrs["period"]))
+    elif isinstance(series.index, pd.DatetimeIndex):
+        try:
+            frequency = detect_frequency(series.index, max_gap=np.inf)
+        except DataError:
+            frequency = None
+    scale = _choose_scale(series.to_numpy())
+
+    if isinstance(spec, str):
+        if spec != "auto":
+            raise SpecificationError(f"spec must be a VolSpec or 'auto', got {spec!r}")
+        return _fit_auto(series, candidates, scale, frequency)
+    if not isinstance(spec, VolSpec):
+        raise SpecificationError(f"spec must be a VolSpec or 'auto', got {type(spec).__name__}")
+    model, converged, message = _fit_one(series, spec, scale, frequency)
+    if not converged:
+        warnings.warn(
+            f"market {series.name!r}: {spec} fit did not converge ({message}); the parameters may not be the MLE",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    _warn_if_nonstationary(model, stacklevel=3)
+    return model
+
+
+def ljung_box(x: np.ndarray, lags: int) -> tuple[float, float]:
+    """Ljung-Box Q statistic and its chi-square(lags) p-value for no autocorrelation in ``x``.
+
+    Q = n (n + 2) sum_{k=1}^{lags} rho_k^2 / (n - k), rho_k the lag-k sample autocorrelation.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    d = x - x.mean()
+    denom = float(d @ d)
+    if denom == 0.0:
+        return 0.0, 1.0
+    rho = np.array([float(d[k:] @ d[:-k]) / denom for k in range(1, lags + 1)])
+    q = n * (n + 2) * float(np.sum(rho**2 / (n - np.arange(1, lags + 1))))
+    return q, float(stats.chi2.sf(q, lags))
+
+
+def _validate_returns(returns: Any, name: str | None) -> pd.Series:
+    if isinstance(returns, pd.DataFrame):
+        if returns.shape[1] != 1:
+            raise DataError(
+                f"fit_volatility fits one market; got a DataFrame with columns {list(returns.columns)}: pass returns['<market>']"
+            )
+        returns = returns.iloc[:, 0]
+    if not isinstance(returns, pd.Series):
+        values = np.asarray(returns, dtype=np.float64)
+        if values.ndim != 1:
+            raise DataError(f"returns must be one-dimensional, got shape {values.shape}")
+        returns = pd.Series(values)
+    attrs = dict(returns.attrs)
+    series = pd.to_numeric(returns, errors="coerce").astype(np.float64)
+    series.name = name if name is not None else (returns.name if returns.name is not None else "returns")
+    values = series.to_numpy()
+    started = np.maximum.accumulate(~np.isnan(values))
+    bad = started & ~np.isfinite(values)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"market {series.name!r}: return at {series.index[i]} is {returns.iloc[i]!r}; returns must be finite")
+    series = series[started]
+    if len(series) and np.all(series.to_numpy() == series.iloc[0]):
+        raise DataError(f"market {series.name!r}: returns are constant; there is no volatility to fit")
+    series.attrs = attrs
+    return series
+
+
+def _choose_scale(values: np.ndarray) -> float:
+    # A power of ten that puts the sample standard deviation in [1, 10): arch's optimiser is
+    # tuned for percent-like magnitudes and warns (DataScaleWarning) outside them.
+    std = float(np.std(values))
+    return float(10.0 ** math.ceil(-math.log10(std))) if std > 0 else 1.0
+
+
+def _fit_one(series: pd.Series, spec: VolSpec, scale: float, frequency: Frequency | None) -> tuple[VolModel, bool, str]:
+    am = arch_model(
+        series.to_numpy() * scale,
+        mean="Constant" if spec.mean == "constant" else "Zero",
+        vol="EGARCH" if spec.vol == "EGARCH" else "GARCH",
+        p=1,
+        o=0 if spec.vol == "GARCH" else 1,
+        q=1,
+        dist=_ARCH_DIST[spec.dist],
+        rescale=False,
+    )
+    with warnings.catch_warnings():
+        # arch's own ConvergenceWarning is re-issued as ours by the caller.
+        warnings.simplefilter("ignore")
+        try:
+            res = am.fit(disp="off", show_warning=False)
+        except (ValueError, np.linalg.LinAlgError, ZeroDivisionError) as exc:
+            raise FitError(f"market {series.name!r}: {spec} fit failed in arch: {exc}") from None
+    raw = {_PARAM_NAMES[k]: float(v) for k, v in res.params.items()}
+    if not all(math.isfinite(v) for v in raw.values()) or not math.isfinite(res.loglikelihood):
+        raise FitError(f"market {series.name!r}: {spec} fit produced non-finite parameters {raw} or likelihood")
+    params = _unscale_params(raw, spec, scale)
+    variance = np.asarray(res.conditional_volatility, dtype=np.float64) ** 2 / scale**2
+    std_resid = np.asarray(res.std_resid, dtype=np.float64)
+    n = len(series)
+    one_step = float(res.forecast(horizon=1, reindex=False).variance.values[-1, 0]) / scale**2
+    if not (math.isfinite(one_step) and one_step > 0 and np.all(np.isfinite(std_resid))):
+        raise FitError(f"market {series.name!r}: {spec} fit gives a non-finite or non-positive variance")
+    log_scale = n * math.log(scale)
+    diagnostics = _diagnostics(params, spec, std_resid, frequency, converged=res.convergence_flag == 0)
+    model = VolModel(
+        spec=spec,
+        params=params,
+        last_variance=float(variance[-1]),
+        next_variance=one_step,
+        last_residual=float(series.iloc[-1] - params.get("mu", 0.0)),
+        std_resid=std_resid,
+        index=series.index,
+        loglikelihood=float(res.loglikelihood) + log_scale,
+        aic=float(res.aic) - 2 * log_scale,
+        bic=float(res.bic) - 2 * log_scale,
+        nobs=n,
+        diagnostics=diagnostics,
+        scale=scale,
+        frequency=frequency,
+        name=str(series.name),
+        result=res,
+    )
+    return model, res.convergence_flag == 0, str(res.optimization_result.message)
+
+
+def _fit_auto(series: pd.Series, candidates: Sequence[VolSpec], scale: float, frequency: Frequency | None) -> VolModel:
+    if not candidates:
+        raise SpecificationError("candidates must name at least one VolSpec")
+    fitted: list[VolModel] = []
+    rejected: dict[str, str] = {}
+    for spec in candidates:
+        try:
+            model, converged, message = _fit_one(series, spec, scale, frequency)
+        except FitError as exc:
+            rejected[str(spec)] = str(exc)
+            continue
+        if not converged:
+            rejected[str(spec)] = f"did not converge ({message})"
+        elif model.diagnostics.persistence >= 1.0:
+            rejected[str(spec)] = f"non-stationary (persistence {model.diagnostics.persistence:.6f})"
+        else:
+            fitted.append(model)
+    if not fitted:
+        reasons = "; ".join(f"{k}: {v}" for k, v in rejected.items())
+        raise FitError(f"market {series.name!r}: no candidate gave a converged, stationary fit: {reasons}")
+    best = min(fitted, key=lambda m: m.bic)
+    selection = {str(m.spec): m.bic for m in fitted}
+    return VolModel(**{**best.__dict__, "selection": selection, "rejected": rejected})
+
+
+def _unscale_params(raw: Mapping[str, float], spec: VolSpec, scale: float) -> dict[str, float]:
+    params = dict(raw)
+    if "mu" in params:
+        params["mu"] /= scale
+    if spec.vol == "EGARCH":
+        params["omega"] -= 2.0 * (1.0 - params["beta"]) * math.log(scale)
+    else:
+        params["omega"] /= scale**2
+    return params
+
+
+def _persistence(params: Mapping[str, float], spec: VolSpec) -> float:
+    if spec.vol == "EGARCH":
+        return params["beta"]
+    return params["alpha"] + params["beta"] + 0.5 * params.get("gamma", 0.0)
+
+
+def _diagnostics(
+    params: Mapping[str, float], spec: VolSpec, std_resid: np.ndarray, frequency: Frequency | None, *, converged: bool
+) -> VolDiagnostics:
+    persistence = _persistence(params, spec)
+    stationary = persistence < 1.0
+    if spec.vol == "EGARCH":
+        # E[ln sigma^2] = (omega + alpha (E|z| - sqrt(2/pi)) + gamma E[z]) / (1 - beta); arch centres
+        # |z| with the Gaussian sqrt(2/pi) whatever the distribution, so the fitted residuals'
+        # own moments are used (for t(3) innovations the difference moves the level by 10x).
+        drift = params["alpha"] * (float(np.mean(np.abs(std_resid))) - math.sqrt(2.0 / math.pi))
+        drift += params.get("gamma", 0.0) * float(np.mean(std_resid))
+        uncond = math.exp((params["omega"] + drift) / (1.0 - params["beta"])) if stationary else math.inf
+    else:
+        uncond = params["omega"] / (1.0 - persistence) if stationary else math.inf
+    half_life = math.log(0.5) / math.log(persistence) if 0.0 < persistence < 1.0 else (0.0 if persistence <= 0 else math.inf)
+    ppy = frequency.periods_per_year if frequency is not None else math.nan
+    _, pvalue = ljung_box(std_resid**2, _LJUNG_BOX_LAGS)
+    return VolDiagnostics(
+        converged=converged,
+        persistence=persistence,
+        half_life=half_life,
+        unconditional_variance=uncond,
+        annualized_volatility=math.sqrt(uncond * ppy) if math.isfinite(uncond) else math.inf,
+        periods_per_year=ppy,
+        ljung_box_pvalue=pvalue,
+        ljung_box_lags=_LJUNG_BOX_LAGS,
+    )
+
+
+def _warn_if_nonstationary(model: VolModel, stacklevel: int) -> None:
+    if model.diagnostics.persistence >= 1.0:
+        warnings.warn(
+            f"market {model.name!r}: {model.spec} persistence {model.diagnostics.persistence:.4f} >= 1; "
+            "the model has no finite long-run variance and shocks never decay",
+            NonStationaryWarning,
+            stacklevel=stacklevel,
+        )
