@@ -55,6 +55,9 @@ _ARCH_DIST = {"normal": "normal", "t": "t", "skewt": "skewt", "ged": "ged"}
 _PARAM_NAMES = {"mu": "mu", "omega": "omega", "alpha[1]": "alpha", "gamma[1]": "gamma", "beta[1]": "beta",
                 "nu": "nu", "eta": "nu", "lambda": "lambda"}
 _LJUNG_BOX_LAGS = 10
+# arch bounds persistence at 1 and lands a hair below it (1 - 1e-13) for integrated data;
+# anything this close to 1 is treated as non-stationary (half-life > 690,000 periods).
+_STATIONARITY_TOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -416,7 +419,7 @@ def _fit_auto(series: pd.Series, candidates: Sequence[VolSpec], scale: float, fr
             continue
         if not converged:
             rejected[str(spec)] = f"did not converge ({message})"
-        elif model.diagnostics.persistence >= 1.0:
+        elif model.diagnostics.persistence >= 1.0 - _STATIONARITY_TOL:
             rejected[str(spec)] = f"non-stationary (persistence {model.diagnostics.persistence:.6f})"
         else:
             fitted.append(model)
@@ -449,7 +452,7 @@ def _diagnostics(
     params: Mapping[str, float], spec: VolSpec, std_resid: np.ndarray, frequency: Frequency | None, *, converged: bool
 ) -> VolDiagnostics:
     persistence = _persistence(params, spec)
-    stationary = persistence < 1.0
+    stationary = persistence < 1.0 - _STATIONARITY_TOL
     if spec.vol == "EGARCH":
         # E[ln sigma^2] = (omega + alpha (E|z| - sqrt(2/pi)) + gamma E[z]) / (1 - beta); arch centres
         # |z| with the Gaussian sqrt(2/pi) whatever the distribution, so the fitted residuals'
@@ -459,7 +462,10 @@ def _diagnostics(
         uncond = math.exp((params["omega"] + drift) / (1.0 - params["beta"])) if stationary else math.inf
     else:
         uncond = params["omega"] / (1.0 - persistence) if stationary else math.inf
-    half_life = math.log(0.5) / math.log(persistence) if 0.0 < persistence < 1.0 else (0.0 if persistence <= 0 else math.inf)
+    if not stationary:
+        half_life = math.inf
+    else:
+        half_life = math.log(0.5) / math.log(persistence) if persistence > 0.0 else 0.0
     ppy = frequency.periods_per_year if frequency is not None else math.nan
     _, pvalue = ljung_box(std_resid**2, _LJUNG_BOX_LAGS)
     return VolDiagnostics(
@@ -475,7 +481,7 @@ def _diagnostics(
 
 
 def _warn_if_nonstationary(model: VolModel, stacklevel: int) -> None:
-    if model.diagnostics.persistence >= 1.0:
+    if model.diagnostics.persistence >= 1.0 - _STATIONARITY_TOL:
         warnings.warn(
             f"market {model.name!r}: {model.spec} persistence {model.diagnostics.persistence:.4f} >= 1; "
             "the model has no finite long-run variance and shocks never decay",

@@ -1,0 +1,18 @@
+"""Shared test fixtures: the location of the real market data (never part of the repository)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# The repository is a clone with shared/ beside it: <parent>/main (or any clone) and <parent>/shared.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder of real market data; skips the test when it is absent (a user's fresh clone)."""
+    if not (SHARED_DATA / "binance_BTCUSDT_daily.csv").is_file():
+        pytest.skip(f"real market data not found at {SHARED_DATA} (only present beside the project's own checkout)")
+    return SHARED_DATA

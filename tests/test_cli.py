@@ -1,0 +1,60 @@
+"""Tests of the fundguard command line (fundguard.optimizer.cli)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from arch.univariate import GARCH, ConstantMean, StudentsT
+
+from fundguard.optimizer.cli import EXIT_INPUT, EXIT_OK, main
+
+
+@pytest.fixture(scope="module")
+def price_file(tmp_path_factory):
+    model = ConstantMean(None)
+    model.volatility = GARCH(1, 1, 1)
+    model.distribution = StudentsT(seed=np.random.default_rng(5))
+    returns = model.simulate([0.0, 0.05, 0.05, 0.10, 0.88, 5.0], 1500, burn=500).data.to_numpy() / 100
+    prices = 100 * np.exp(np.cumsum(returns))
+    path = tmp_path_factory.mktemp("cli") / "prices.csv"
+    pd.DataFrame({"date": pd.date_range("2020-01-01", periods=1500, freq="D").strftime("%Y-%m-%d"), "close": prices}).to_csv(path, index=False)
+    return path
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "fit" in capsys.readouterr().out
+
+
+def test_fit_json_is_strict_and_recovers_the_model(price_file, capsys):
+    assert main(["fit", "--spec", "GJR-t", "--json", f"SIM={price_file}"]) == EXIT_OK
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["market"] == "SIM" and rows[0]["spec"] == "GJR-t"
+    assert rows[0]["frequency"] == "daily" and rows[0]["n_returns"] == 1499
+    assert rows[0]["params"]["beta"] == pytest.approx(0.88, abs=0.06)
+
+
+def test_fit_table(price_file, capsys):
+    assert main(["fit", str(price_file)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:2] == ["market", "freq"]
+    assert "prices" in out  # market named after the file
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["fit", "missing.csv"], "missing.csv"),
+        (["fit", "--spec", "GJR", "x.csv"], "--spec"),
+        (["fit", "--spec", "FIGARCH-t", "x.csv"], "VolSpec.vol"),
+    ],
+)
+def test_bad_input_exit_code_and_message(argv, fragment, capsys):
+    assert main(argv) == EXIT_INPUT
+    captured = capsys.readouterr()
+    assert fragment in captured.err and captured.out == ""
