@@ -20,8 +20,10 @@ __all__ = [
     "GapError",
     "MixedFrequencyError",
     "InsufficientHistoryError",
+    "ModelError",
     "SpecificationError",
     "FitError",
+    "ConfigError",
     "ScenarioError",
     "ProblemError",
     "InfeasibleError",
@@ -69,12 +71,20 @@ class InsufficientHistoryError(DataError):
     """Too few observations for the requested fit."""
 
 
-class SpecificationError(FundguardError, ValueError):
+class ModelError(FundguardError):
+    """A model that cannot be specified or fitted as asked."""
+
+
+class SpecificationError(ModelError, ValueError):
     """An unknown or inconsistent model specification or parameter."""
 
 
-class FitError(FundguardError, RuntimeError):
+class FitError(ModelError, RuntimeError):
     """A model fit whose result would be meaningless (non-finite parameters or likelihood)."""
+
+
+class ConfigError(FundguardError, ValueError):
+    """A configuration file or mapping with a missing, unknown or invalid key (named, with its line)."""
 
 
 class ScenarioError(FundguardError, ValueError):
