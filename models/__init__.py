@@ -7,13 +7,42 @@ consumes. This package never imports ``fundguard.optimizer``.
 
 from .errors import *  # noqa: F401,F403  (the one exception hierarchy)
 from .errors import __all__ as _errors_all
-from .scenarioset import ScenarioSet
-
-__all__ = ["ScenarioSet", *_errors_all]
 from .data import Frequency, detect_frequency, load_prices, log_returns
+from .scenarios import (
+    INNOVATIONS,
+    SCENARIO_BLOCK,
+    Copula,
+    GPDTail,
+    ReturnPaths,
+    TailFit,
+    fit_copula,
+    fit_tails,
+    simulate_returns,
+    stress_paths,
+)
+from .scenarioset import ScenarioSet
+from .venue import (
+    DEFAULT_TIERS,
+    PREMIUM_KINDS,
+    LeverageTier,
+    LossModel,
+    Market,
+    VenueBook,
+    build_scenarios,
+    liquidation_gap,
+)
 from .volatility import AUTO_CANDIDATES, VolDiagnostics, VolModel, VolSpec, fit_volatility
 
-__all__ += [
+__all__ = [
+    # data
     "Frequency", "detect_frequency", "load_prices", "log_returns",
+    # volatility
     "AUTO_CANDIDATES", "VolDiagnostics", "VolModel", "VolSpec", "fit_volatility",
+    # scenarios
+    "INNOVATIONS", "SCENARIO_BLOCK", "Copula", "GPDTail", "ReturnPaths", "TailFit", "fit_copula", "fit_tails",
+    "simulate_returns", "stress_paths",
+    # venue and the seam
+    "DEFAULT_TIERS", "PREMIUM_KINDS", "LeverageTier", "LossModel", "Market", "VenueBook", "build_scenarios",
+    "liquidation_gap", "ScenarioSet",
+    *_errors_all,
 ]
