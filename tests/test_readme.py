@@ -28,3 +28,14 @@ def test_readme_python_example_recovers_the_simulated_model():
     out = subprocess.run([sys.executable, "-c", examples[0]], capture_output=True, text=True, timeout=300, check=True).stdout
     assert out.splitlines()[0].startswith("GJR-t")  # BIC finds the generating family
     assert "persistence 0.9" in out
+
+
+def test_readme_scenario_example_on_real_data(shared_data):
+    text = README.read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "simulate_returns" in b)
+    code = block.replace("btc_daily.csv", str(shared_data / "binance_BTCUSDT_daily.csv")).replace(
+        "eth_daily.csv", str(shared_data / "binance_ETHUSDT_daily.csv")
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True).stdout
+    quantiles = [float(line.rsplit(":", 1)[1].replace(",", "")) for line in out.splitlines()]
+    assert len(quantiles) == 3 and 0 < quantiles[0] < quantiles[1] < quantiles[2]
