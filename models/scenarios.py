@@ -1216,8 +1216,8 @@ def _long_run_volatility(models: Sequence[VolModel]) -> np.ndarray:
     # The median conditional volatility over the fit sample: the level of a typical day, at which
     # a typical day's volume is traded. (The unconditional variance is infinite or nearly so for
     # integrated fits, common on crypto.)
-    return np.array([float(np.median(np.asarray(m.result.conditional_volatility))) / m.scale
-                     if m.result is not None else math.sqrt(m.next_variance) for m in models])
+    return np.array([m.typical_volatility if m.typical_volatility is not None else math.sqrt(m.next_variance)
+                     for m in models])
 
 
 def _seed_sequence(seed: int | np.random.SeedSequence | None) -> np.random.SeedSequence:

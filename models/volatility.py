@@ -176,8 +176,13 @@ class VolModel:
     rejected : dict of str -> str
         For ``spec="auto"``: candidates left out, with the reason (no convergence, persistence
         >= 1 at arch's stationarity bound, non-finite fit).
-    result : arch ARCHModelResult
-        arch's own result on the *scaled* returns, for anything not exposed here.
+    typical_volatility : float or None
+        Median conditional volatility over the fitted sample, input units per period: the
+        "normal" level volume and impact are measured against (robust to persistence near 1,
+        where the unconditional variance does not exist).
+    result : arch ARCHModelResult or None
+        arch's own result on the *scaled* returns, for anything not exposed here; None for a
+        model rebuilt from numbers (:meth:`from_dict`, the built-in preset).
     """
 
     spec: VolSpec
@@ -197,7 +202,61 @@ class VolModel:
     name: str | None = None
     selection: Mapping[str, float] = field(default_factory=dict, repr=False)
     rejected: Mapping[str, str] = field(default_factory=dict, repr=False)
+    typical_volatility: float | None = None
     result: ARCHModelResult | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The model as JSON-serialisable numbers: spec, parameters, today's state, diagnostics.
+
+        The residual history and arch's result are left out; :meth:`from_dict` rebuilds a model
+        that simulates ("parametric" innovations) exactly like this one.
+        """
+        return {
+            "name": self.name,
+            "spec": {"vol": self.spec.vol, "dist": self.spec.dist, "mean": self.spec.mean},
+            "params": dict(self.params),
+            "last_variance": self.last_variance,
+            "next_variance": self.next_variance,
+            "last_residual": self.last_residual,
+            "typical_volatility": self.typical_volatility,
+            "loglikelihood": self.loglikelihood,
+            "aic": self.aic,
+            "bic": self.bic,
+            "nobs": self.nobs,
+            "scale": self.scale,
+            "period_seconds": None if self.frequency is None else self.frequency.period.total_seconds(),
+            "first": None if len(self.index) == 0 else str(self.index[0]),
+            "last": None if len(self.index) == 0 else str(self.index[-1]),
+            "diagnostics": {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                            for k, v in self.diagnostics.__dict__.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VolModel:
+        """Rebuild a model from :meth:`to_dict` output (no residual history, no arch result)."""
+        try:
+            diagnostics = {k: (math.inf if v is None else v) for k, v in data["diagnostics"].items()}
+            period = data.get("period_seconds")
+            return cls(
+                spec=VolSpec(**data["spec"]),
+                params={k: float(v) for k, v in data["params"].items()},
+                last_variance=float(data["last_variance"]),
+                next_variance=float(data["next_variance"]),
+                last_residual=float(data["last_residual"]),
+                std_resid=np.empty(0),
+                index=pd.DatetimeIndex([], tz="UTC"),
+                loglikelihood=float(data["loglikelihood"]),
+                aic=float(data["aic"]),
+                bic=float(data["bic"]),
+                nobs=int(data["nobs"]),
+                diagnostics=VolDiagnostics(**diagnostics),
+                scale=float(data["scale"]),
+                frequency=None if period is None else Frequency.from_period(pd.Timedelta(seconds=float(period))),
+                name=data.get("name"),
+                typical_volatility=data.get("typical_volatility"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpecificationError(f"not a VolModel description: {exc!r}") from None
 
     @property
     def conditional_volatility(self) -> pd.Series:
@@ -401,6 +460,7 @@ def _fit_one(series: pd.Series, spec: VolSpec, scale: float, frequency: Frequenc
         scale=scale,
         frequency=frequency,
         name=str(series.name),
+        typical_volatility=float(np.median(np.sqrt(variance))),
         result=res,
     )
     return model, res.convergence_flag == 0, str(res.optimization_result.message)

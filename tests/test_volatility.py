@@ -236,3 +236,21 @@ def test_real_eth_daily_and_hourly(shared_data):
     assert h.frequency.label == "hourly" and h.diagnostics.periods_per_year == pytest.approx(8766)
     # Hourly and daily annualised volatilities agree to within a factor of two.
     assert 0.5 < h.diagnostics.annualized_volatility / model.diagnostics.annualized_volatility < 2.0
+
+
+def test_to_dict_from_dict_simulates_identically(gjr_t_series):
+    import json
+
+    from fundguard.models import VolModel, simulate_returns
+
+    model = fit_volatility(gjr_t_series, VolSpec("GJR", "t"))
+    rebuilt = VolModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert rebuilt.params == model.params and rebuilt.spec == model.spec
+    assert rebuilt.frequency == model.frequency and rebuilt.result is None and rebuilt.std_resid.size == 0
+    assert rebuilt.typical_volatility == pytest.approx(float(np.median(model.conditional_volatility)))
+    a = simulate_returns({"X": model}, 20, 3000, innovations="parametric", seed=11)
+    b = simulate_returns({"X": rebuilt}, 20, 3000, innovations="parametric", seed=11)
+    np.testing.assert_array_equal(a.returns, b.returns)
+    np.testing.assert_array_equal(a.volatility, b.volatility)
+    with pytest.raises(SpecificationError, match="VolModel description"):
+        VolModel.from_dict({"spec": {"vol": "GJR"}})
