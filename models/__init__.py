@@ -31,13 +31,13 @@ from .venue import (
     build_scenarios,
     liquidation_gap,
 )
-from .volatility import AUTO_CANDIDATES, VolDiagnostics, VolModel, VolSpec, fit_volatility
+from .volatility import AUTO_CANDIDATES, SIMULATION_CANDIDATES, VolDiagnostics, VolModel, VolSpec, fit_volatility
 
 __all__ = [
     # data
     "Frequency", "detect_frequency", "load_prices", "log_returns",
     # volatility
-    "AUTO_CANDIDATES", "VolDiagnostics", "VolModel", "VolSpec", "fit_volatility",
+    "AUTO_CANDIDATES", "SIMULATION_CANDIDATES", "VolDiagnostics", "VolModel", "VolSpec", "fit_volatility",
     # scenarios
     "INNOVATIONS", "SCENARIO_BLOCK", "Copula", "GPDTail", "ReturnPaths", "TailFit", "fit_copula", "fit_tails",
     "simulate_returns", "stress_paths",

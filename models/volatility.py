@@ -44,7 +44,7 @@ from .errors import (
     SpecificationError,
 )
 
-__all__ = ["VolSpec", "VolDiagnostics", "VolModel", "fit_volatility", "AUTO_CANDIDATES", "ljung_box"]
+__all__ = ["VolSpec", "VolDiagnostics", "VolModel", "fit_volatility", "AUTO_CANDIDATES", "SIMULATION_CANDIDATES", "ljung_box"]
 
 VOLS = ("GARCH", "GJR", "EGARCH")
 DISTS = ("normal", "t", "skewt", "ged")
@@ -101,6 +101,15 @@ class VolSpec:
 #: Candidates of ``spec="auto"``: every volatility process x every distribution, constant mean
 #: (12 fits). The constant mean costs one parameter of BIC and guards against drift bias.
 AUTO_CANDIDATES: tuple[VolSpec, ...] = tuple(VolSpec(v, d, "constant") for v in VOLS for d in DISTS)
+
+#: Candidates for models that will be *simulated* several periods ahead: AUTO_CANDIDATES less
+#: EGARCH with t or skewed-t innovations. Under EGARCH, sigma^2_{t+2} contains exp(alpha |z_{t+1}|),
+#: whose expectation is infinite when z has power-law tails, so multi-step variance forecasts do
+#: not exist and simulated paths occasionally explode (a 30-day BTC EGARCH-t simulation produced
+#: fund losses 20x the open interest). GED tails are exponential, so EGARCH-GED is kept.
+SIMULATION_CANDIDATES: tuple[VolSpec, ...] = tuple(
+    spec for spec in AUTO_CANDIDATES if not (spec.vol == "EGARCH" and spec.dist in ("t", "skewt"))
+)
 
 
 @dataclass(frozen=True)
