@@ -28,6 +28,7 @@ __all__ = [
     "ProblemError",
     "InfeasibleError",
     "SolverError",
+    "CertificationError",
     "FundguardWarning",
     "ConvergenceWarning",
     "NonStationaryWarning",
@@ -101,6 +102,10 @@ class InfeasibleError(FundguardError):
 
 class SolverError(FundguardError, RuntimeError):
     """Every installed solver failed on a problem that should be solvable."""
+
+
+class CertificationError(FundguardError):
+    """No candidate policy could be certified at the requested ruin level and confidence."""
 
 
 class FundguardWarning(UserWarning):

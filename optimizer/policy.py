@@ -1,0 +1,147 @@
+"""Results: the :class:`Policy` a method returns and the :class:`Certificate` that qualifies it.
+
+Results are separate types from the specification (:class:`~fundguard.optimizer.PolicyProblem`),
+as in arch's model / result split. Both are frozen; arrays are stored read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Policy", "Certificate"]
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """Out-of-sample ruin count of one policy and its exact one-sided upper confidence bound.
+
+    Attributes
+    ----------
+    n : int
+        Random scenarios evaluated (stress scenarios are never counted).
+    ruins : int
+        How many of them end in ruin (``min_t F[s, t] < floor``).
+    ruin_rate : float
+        ``ruins / n``.
+    upper_bound : float
+        Clopper–Pearson one-sided upper bound on P(ruin) at ``confidence``:
+        ``beta.ppf(confidence, ruins + 1, n - ruins)``, and 1.0 when ``ruins == n``.
+    confidence : float
+        The confidence level of ``upper_bound``: if the scenarios are i.i.d. draws independent
+        of the policy, ``P(P(ruin) <= upper_bound) >= confidence``.
+    """
+
+    n: int
+    ruins: int
+    ruin_rate: float
+    upper_bound: float
+    confidence: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        """Plain JSON-serialisable view."""
+        return {
+            "n": self.n,
+            "ruins": self.ruins,
+            "ruin_rate": self.ruin_rate,
+            "upper_bound": self.upper_bound,
+            "confidence": self.confidence,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Policy:
+    """A fund target and premium rates, with what is known about them.
+
+    Attributes
+    ----------
+    fund_target : float, currency units
+        ``F0``.
+    premium_rates : (J,) float64, read-only
+        ``p``, fractions of the premium base, in the market order of ``markets``.
+    objective : float, currency units
+        Capital cost recomputed in numpy from ``(F0, p)`` (never the solver's claim).
+    method : str
+        The method that chose the policy ("cvar", "exact", "scenario", "certified").
+    status : str
+        "optimal" (the solver's optimum, confirmed by the numpy check), "feasible" (meets the
+        method's promise, optimality not proven: time limit or inaccurate solvers) or
+        "certified" (method "certified": the certificate's bound is at most alpha).
+    in_sample_ruin : float
+        Share of the random scenarios the policy was fitted on that end in ruin.
+    solve_seconds : float
+        Wall-clock time of the method, seconds.
+    solver : str
+        Which solver's answer was used: "CLARABEL", "HIGHS", "SCS" (cvxpy programs),
+        "HIGHS (milp)" ("exact"), "cutting planes (CLARABEL)" / "cutting planes (HIGHS)" (the
+        fast "cvar" engine and its master-program solver) or "closed form" (no solver needed:
+        every rate fixed).
+    markets : tuple of str
+        Market names, the order of ``premium_rates``.
+    floor : float, currency units
+        The ruin floor the policy was fitted for (needed to evaluate it elsewhere).
+    alpha : float
+        The problem's ruin-probability target.
+    n_scenarios : int
+        Random scenarios ``in_sample_ruin`` was computed on.
+    epsilon, beta : float or None
+        Method "scenario": the a-priori guarantee ``P^N( P(ruin) > epsilon ) <= beta``
+        (Campi & Garatti 2008, 2011); None for other methods.
+    discarded : int or None
+        Method "scenario": scenarios discarded (and violated by the policy).
+    certificate : Certificate or None
+        Method "certified": the certificate on the scenarios held out for it.
+    details : mapping
+        Method-specific diagnostics (solver attempts, screening sizes, levels tried, ...).
+    """
+
+    fund_target: float
+    premium_rates: np.ndarray
+    objective: float
+    method: str
+    status: str
+    in_sample_ruin: float
+    solve_seconds: float
+    solver: str
+    markets: tuple[str, ...]
+    floor: float
+    alpha: float
+    n_scenarios: int
+    epsilon: float | None = None
+    beta: float | None = None
+    discarded: int | None = None
+    certificate: Certificate | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        rates = np.array(self.premium_rates, dtype=np.float64)
+        rates.setflags(write=False)
+        object.__setattr__(self, "premium_rates", rates)
+        object.__setattr__(self, "markets", tuple(self.markets))
+
+    def rates_by_market(self) -> dict[str, float]:
+        """``{market: premium rate}``."""
+        return {name: float(rate) for name, rate in zip(self.markets, self.premium_rates, strict=True)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable view (the certificate as a nested dict, details dropped)."""
+        return {
+            "method": self.method,
+            "status": self.status,
+            "fund_target": self.fund_target,
+            "premium_rates": self.rates_by_market(),
+            "objective": self.objective,
+            "in_sample_ruin": self.in_sample_ruin,
+            "n_scenarios": self.n_scenarios,
+            "alpha": self.alpha,
+            "floor": self.floor,
+            "solver": self.solver,
+            "solve_seconds": self.solve_seconds,
+            "epsilon": self.epsilon,
+            "beta": self.beta,
+            "discarded": self.discarded,
+            "certificate": None if self.certificate is None else self.certificate.to_dict(),
+        }

@@ -1,0 +1,282 @@
+"""Public entry points: :func:`solve`, :func:`frontier`, :func:`compare_methods`.
+
+Inputs are validated here, once (scikit-learn style); the methods in :mod:`.methods` trust them.
+Methods are looked up in :data:`METHODS`, a name -> (function, options) table, so another
+method (for example a fast large-N path) is one more entry; :func:`solve` stays as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fundguard.models import ScenarioSet
+from fundguard.models.errors import FundguardError, ProblemError, ScenarioError
+
+from ._solvers import check_solvers
+from .certify import certify
+from .fund import FundModel
+from .methods import (
+    cvar_engine,
+    solve_certified,
+    solve_cvar,
+    solve_exact,
+    solve_scenario,
+)
+from .policy import Policy
+from .problem import PolicyProblem
+
+__all__ = ["METHODS", "MethodSpec", "solve", "frontier", "compare_methods"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method: the function that runs it and the keyword options it accepts."""
+
+    run: Any
+    options: tuple[str, ...]
+    summary: str
+
+
+METHODS: dict[str, MethodSpec] = {
+    "cvar": MethodSpec(solve_cvar, ("solver", "engine"), "Rockafellar–Uryasev CVaR constraint (convex, conservative)"),
+    "exact": MethodSpec(
+        solve_exact,
+        ("time_limit", "mip_rel_gap", "warm_start", "solver"),
+        "exact sample chance constraint: at most floor(alpha N) ruined scenarios (mixed-integer)",
+    ),
+    "scenario": MethodSpec(
+        solve_scenario,
+        ("beta", "discarded", "batch_fraction", "solver"),
+        "scenario approach with greedy discarding (Campi & Garatti)",
+    ),
+    "certified": MethodSpec(
+        solve_certified,
+        (
+            "confidence",
+            "base",
+            "fractions",
+            "seed",
+            "select_confidence",
+            "backoff",
+            "n_backoff",
+            "bisection_steps",
+            "time_limit",
+            "solver",
+            "engine",
+        ),
+        "train / select / certify: ruin probability certified <= alpha (Clopper–Pearson)",
+    ),
+}
+
+
+def solve(problem: PolicyProblem, scenarios: ScenarioSet, method: str = "cvar", **options: Any) -> Policy:
+    """The minimum-cost fund target and premium rates under ``problem``'s solvency constraint.
+
+    Parameters
+    ----------
+    problem : PolicyProblem
+    scenarios : ScenarioSet
+        losses (N, T) and premium_base (N, T, J), currency units; markets in the order of the
+        per-market fields of ``problem``. Stress scenarios are hard constraints when
+        ``problem.survive_stress`` (the default) and never enter a probability.
+    method : {"cvar", "exact", "scenario", "certified"}, default "cvar"
+        See :data:`METHODS` and the ``solve_<method>`` functions of :mod:`.methods` for the
+        formulations and their options.
+    **options
+        Method options (for example ``time_limit`` for "exact", ``beta`` for "scenario",
+        ``confidence`` for "certified", ``solver`` for all).
+
+    Returns
+    -------
+    Policy
+        ``fund_target``, ``premium_rates`` (J,), ``objective`` (recomputed in numpy),
+        ``in_sample_ruin``, ``status``, ``solver``, ``solve_seconds`` and the method's guarantee.
+
+    Raises
+    ------
+    ProblemError
+        Bad problem, unknown method or option, per-market field of the wrong length.
+    ScenarioError
+        Not a ScenarioSet, or no random scenario.
+    InfeasibleError
+        No policy meets the constraints (the message names the binding one and the shortfall).
+    SolverError
+        Every solver failed.
+    CertificationError
+        Method "certified" could not certify even its most conservative candidate.
+    """
+    spec = _check_call(problem, scenarios, method, options)
+    start = time.perf_counter()
+    policy = spec.run(problem, scenarios, **options)
+    return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
+
+
+def frontier(
+    problem: PolicyProblem,
+    scenarios: ScenarioSet,
+    alphas: Sequence[float],
+    method: str = "cvar",
+    **options: Any,
+) -> list[Policy]:
+    """The cost of solvency: one Policy per ruin level, in the order of ``alphas``.
+
+    Parameters
+    ----------
+    problem : PolicyProblem
+        Every field but ``alpha`` is used as given.
+    scenarios : ScenarioSet
+    alphas : sequence of floats in (0, 1)
+    method : str, default "cvar"
+    **options
+        Method options, as for :func:`solve`.
+
+    Returns
+    -------
+    list of Policy
+        ``policies[i].alpha == alphas[i]``.
+
+    Notes
+    -----
+    For "cvar" the scaled data and the solver are built once, screened for the largest alpha
+    (valid for all): the cvxpy program is re-solved per alpha by changing two cvxpy Parameters
+    (DPP), so cvxpy compiles it only once; the cutting-plane engine (large sets) re-uses its
+    screened rows. Other methods are solved per alpha.
+    """
+    if isinstance(alphas, (str, bytes)) or not isinstance(alphas, (Sequence, np.ndarray)) or len(alphas) == 0:
+        raise ProblemError(f"alphas must be a non-empty sequence of levels in (0, 1), got {alphas!r}")
+    problems = [dataclasses.replace(problem, alpha=a) for a in alphas]
+    _check_call(problem, scenarios, method, options)
+    if method != "cvar":
+        return [solve(p, scenarios, method, **options) for p in problems]
+    start = time.perf_counter()
+    largest = max(p.alpha for p in problems)
+    solvers = check_solvers(options.get("solver"))
+    model = FundModel.build(problem, scenarios, scale_alpha=largest)
+    if model.n_free == 0:
+        return [solve(p, scenarios, method, **options) for p in problems]
+    formulation = cvar_engine(model, largest, options.get("engine", "auto"), solvers)
+    policies = []
+    for p in problems:
+        policy = formulation.solve(p.alpha)
+        now = time.perf_counter()
+        policies.append(dataclasses.replace(policy, solve_seconds=now - start))
+        start = now
+    return policies
+
+
+def compare_methods(
+    problem: PolicyProblem,
+    scenarios: ScenarioSet,
+    methods: Sequence[str] = ("cvar", "exact", "scenario", "certified"),
+    certify_on: ScenarioSet | None = None,
+    confidence: float = 0.99,
+    *,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    errors: str = "raise",
+) -> pd.DataFrame:
+    """Each method on the same scenarios: cost, in-sample ruin, certificate and time side by side.
+
+    Parameters
+    ----------
+    problem : PolicyProblem
+    scenarios : ScenarioSet
+        What every method is solved on.
+    methods : sequence of method names
+    certify_on : ScenarioSet, optional
+        Fresh scenarios (never used to solve) on which every policy is certified at
+        ``confidence``. When None, only methods that carry their own certificate ("certified")
+        fill the certificate columns; the others get NaN (an in-sample count is not a
+        certificate).
+    confidence : float in (0, 1), default 0.99
+        Confidence of the certificates; also passed to "certified" unless its options say otherwise.
+    options : mapping, optional
+        ``{method: {option: value}}`` passed to :func:`solve`.
+    errors : "raise" or "record", default "raise"
+        What to do when a method raises a fundguard error: re-raise it, or record
+        ``"error: <message>"`` in its ``status`` and NaN elsewhere.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method (index ``method``), columns: ``status``, ``solver``, ``fund_target``,
+        ``rate[<market>]`` for each market, ``objective``, ``in_sample_ruin``, ``n_scenarios``,
+        ``cert_n``, ``cert_ruins``, ``cert_ruin_rate``, ``cert_upper_bound``,
+        ``cert_confidence``, ``epsilon``, ``beta``, ``solve_seconds``.
+    """
+    if errors not in ("raise", "record"):
+        raise ProblemError(f"errors must be 'raise' or 'record', got {errors!r}")
+    if isinstance(methods, str):
+        methods = (methods,)
+    options = dict(options or {})
+    for name in options:
+        if name not in methods:
+            raise ProblemError(f"options given for method {name!r}, which is not in methods {list(methods)}")
+    if certify_on is not None and not isinstance(certify_on, ScenarioSet):
+        raise ScenarioError(f"certify_on must be a ScenarioSet, got {type(certify_on).__name__}")
+    markets = list(scenarios.markets) if isinstance(scenarios, ScenarioSet) else []
+    records = []
+    for name in methods:
+        method_options = dict(options.get(name, {}))
+        if name == "certified":
+            method_options.setdefault("confidence", confidence)
+        row: dict[str, Any] = {"method": name}
+        try:
+            policy = solve(problem, scenarios, name, **method_options)
+            certificate = policy.certificate
+            if certify_on is not None:
+                certificate = certify(policy, certify_on, confidence)
+        except FundguardError as exc:
+            if errors == "raise":
+                raise
+            row["status"] = f"error: {type(exc).__name__}: {exc}"
+            records.append(row)
+            continue
+        row.update(
+            status=policy.status,
+            solver=policy.solver,
+            fund_target=policy.fund_target,
+            **{f"rate[{m}]": float(r) for m, r in zip(markets, policy.premium_rates, strict=True)},
+            objective=policy.objective,
+            in_sample_ruin=policy.in_sample_ruin,
+            n_scenarios=policy.n_scenarios,
+            cert_n=math.nan if certificate is None else certificate.n,
+            cert_ruins=math.nan if certificate is None else certificate.ruins,
+            cert_ruin_rate=math.nan if certificate is None else certificate.ruin_rate,
+            cert_upper_bound=math.nan if certificate is None else certificate.upper_bound,
+            cert_confidence=math.nan if certificate is None else certificate.confidence,
+            epsilon=math.nan if policy.epsilon is None else policy.epsilon,
+            beta=math.nan if policy.beta is None else policy.beta,
+            solve_seconds=policy.solve_seconds,
+        )
+        records.append(row)
+    columns = [
+        "method", "status", "solver", "fund_target", *[f"rate[{m}]" for m in markets], "objective",
+        "in_sample_ruin", "n_scenarios", "cert_n", "cert_ruins", "cert_ruin_rate", "cert_upper_bound",
+        "cert_confidence", "epsilon", "beta", "solve_seconds",
+    ]
+    return pd.DataFrame.from_records(records, columns=columns).set_index("method")
+
+
+def _check_call(problem: object, scenarios: object, method: object, options: Mapping[str, Any]) -> MethodSpec:
+    if not isinstance(problem, PolicyProblem):
+        raise ProblemError(f"problem must be a PolicyProblem, got {type(problem).__name__}")
+    if not isinstance(scenarios, ScenarioSet):
+        raise ScenarioError(f"scenarios must be a ScenarioSet, got {type(scenarios).__name__}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise ProblemError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    spec = METHODS[method]
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise ProblemError(f"method {method!r} has no option {unknown[0]!r}; its options are {list(spec.options)}")
+    problem.check_markets(scenarios.n_markets)
+    if scenarios.n_stress == scenarios.n_scenarios:
+        raise ScenarioError(f"all {scenarios.n_scenarios} scenarios are stress scenarios; probabilities need random ones")
+    return spec
