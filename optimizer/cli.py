@@ -1,46 +1,83 @@
 """The ``fundguard`` command line.
 
-Subcommands so far:
+Commands: ``calibrate`` (the whole job; no arguments runs the built-in preset), ``frontier``,
+``check`` (daily monitoring), ``fit`` (volatility models only) and ``preset build``.
 
-* ``fundguard fit PRICES...`` — load prices, fit a volatility model per market, print a
-  summary table or (``--json``) machine-readable results.
+Exit codes (also in the README):
 
-Exit codes: 0 success, 2 bad usage or bad input (the message names the file, market or
-field), 1 an unexpected internal error.
+====  ==========================================================================
+0     success; for ``check``: the balance meets the target
+1     unexpected internal error (a bug: please report it with the traceback)
+2     bad usage, config or input data; the message names the key, file, market or date
+3     ``check``: the balance is below the target; ``calibrate``: the certificate's bound
+      exceeds alpha (outputs are still written)
+4     no policy meets the constraints (infeasible, or nothing could be certified)
+5     the output folder is locked by another run
+====  ==========================================================================
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from fundguard.models import FundguardError, VolSpec, fit_volatility, load_prices, log_returns
+from fundguard.models.errors import CertificationError, InfeasibleError
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_INPUT = 2
+EXIT_BELOW_TARGET = 3
+EXIT_INFEASIBLE = 4
+EXIT_BUSY = 5
+
+FRONTIER_ALPHAS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
+logger = logging.getLogger("fundguard")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fundguard`` console script; returns the process exit code."""
+    from .outputs import OutputBusyError
+
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_OK
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            if getattr(args, "quiet", False):
+                warnings.simplefilter("ignore")
+            return args.handler(args)
+    except OutputBusyError as exc:
+        print(f"fundguard: error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except (InfeasibleError, CertificationError) as exc:
+        print(f"fundguard: no feasible policy: {exc}", file=sys.stderr)
+        return EXIT_INFEASIBLE
     except FundguardError as exc:
         print(f"fundguard: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return EXIT_OK
+
+
+_EPILOG_CALIBRATE = """examples:
+  fundguard calibrate                          # built-in preset (BTC, ETH, SOL; illustrative book)
+  fundguard calibrate --config fund.toml --out results/2026-11-25
+  fundguard calibrate --config fund.toml --json --quiet > result.json
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,9 +88,56 @@ def _parser() -> argparse.ArgumentParser:
             "a chance-constrained optimiser for the fund target and premium rates, and "
             "certificates of how sure the answer is."
         ),
+        epilog="exit codes: 0 ok, 1 internal error, 2 bad input/config, 3 below target, 4 infeasible, 5 output locked",
     )
     parser.add_argument("--version", action="version", version=f"fundguard {_version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="calibration TOML file (default: the built-in preset)")
+    common.add_argument("--preset", type=Path, help="preset JSON for markets without prices (default: built-in)")
+    common.add_argument("--seed", type=int, help="overrides scenarios.seed")
+    common.add_argument("--method", choices=("cvar", "exact", "scenario", "certified"), help="overrides problem.method")
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress and no warnings on stderr")
+    common.add_argument("--verbose", "-v", action="store_true", help="log each step")
+
+    cal = sub.add_parser("calibrate", parents=[common], help="fit, simulate, solve, certify and write the outputs",
+                         description="Run a complete calibration and write result.json, report.md and plots.",
+                         epilog=_EPILOG_CALIBRATE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cal.add_argument("--out", type=Path, default=Path("fundguard-out"), help="output folder (default: fundguard-out)")
+    cal.add_argument("--json", action="store_true", help="print result.json to stdout instead of the summary")
+    cal.add_argument("--no-frontier", action="store_true", help="skip the cost-of-solvency frontier")
+    cal.set_defaults(handler=_cmd_calibrate)
+
+    fro = sub.add_parser("frontier", parents=[common], help="capital cost against alpha: table and plot",
+                         epilog="example:\n  fundguard frontier --alphas 0.001,0.01,0.05 --out frontier",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    fro.add_argument("--alphas", default=",".join(map(str, FRONTIER_ALPHAS)), help="comma-separated ruin levels")
+    fro.add_argument("--out", type=Path, help="also write frontier.md and frontier.png here")
+    fro.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fro.set_defaults(handler=_cmd_frontier)
+
+    chk = sub.add_parser("check", parents=[common], help="daily monitoring: is the current balance enough?",
+                         description="Today's model state, the probability of ruin over the horizon of the current "
+                                     "balance at the current rates (markets.current_rate), and the gap to target.",
+                         epilog="exit codes: 0 balance meets the target, 3 below target, 2 bad input\n"
+                                "example:\n  fundguard check --fund 45e6 --config fund.toml",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    chk.add_argument("--fund", type=float, required=True, help="current fund balance, currency units")
+    chk.add_argument("--result", type=Path, help="take the target from this result.json instead of recalibrating")
+    chk.add_argument("--json", action="store_true", help="print JSON")
+    chk.set_defaults(handler=_cmd_check)
+
+    pre = sub.add_parser("preset", help="build the built-in preset from price files")
+    pre_sub = pre.add_subparsers(title="preset commands", metavar="ACTION")
+    build = pre_sub.add_parser("build", help="fit models, copula and tails; write a preset JSON",
+                               epilog="example:\n  fundguard preset build --prices BTC=btc.csv ETH=eth.csv SOL=sol.csv "
+                                      "--out optimizer/presets/default.json",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    build.add_argument("--prices", nargs="+", required=True, metavar="NAME=FILE", help="one price file per market")
+    build.add_argument("--out", type=Path, default=Path("fundguard-preset.json"), help="where to write the preset")
+    build.add_argument("--column", help="price column (default close/price)")
+    build.set_defaults(handler=_cmd_preset_build)
 
     fit = sub.add_parser(
         "fit",
@@ -63,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
             "an OHLC file whose 'close' is used, or a long file with a market column), compute log "
             "returns and fit a volatility model per market."
         ),
+        epilog="example:\n  fundguard fit BTC=btc.csv ETH=eth.csv --spec GJR-t --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fit.add_argument("prices", nargs="+", help="price files; NAME=PATH names the market (default: the file's stem)")
     fit.add_argument("--spec", default="auto", help="'auto' (lowest BIC of 12 candidates) or VOL-DIST such as GJR-t, EGARCH-skewt")
@@ -70,6 +156,121 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fit.set_defaults(handler=_cmd_fit)
     return parser
+
+
+class _Progress:
+    """Step lines with elapsed time on stderr, only on a terminal and without --quiet."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.start = time.perf_counter()
+        self.step = 0
+
+    def __call__(self, message: str) -> None:
+        logger.info(message)
+        if self.enabled:
+            if not message.startswith("  "):
+                self.step += 1
+            print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _progress(args: argparse.Namespace) -> _Progress:
+    return _Progress(enabled=sys.stderr.isatty() and not args.quiet)
+
+
+def _load_preset(args: argparse.Namespace):
+    from .preset import load_preset
+
+    return load_preset(args.preset) if args.preset else None
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+    from .report import summary_lines, write_outputs
+
+    result = calibrate(args.config, seed=args.seed, method=args.method, preset=_load_preset(args),
+                       frontier_alphas=() if args.no_frontier else FRONTIER_ALPHAS, progress=_progress(args))
+    out = write_outputs(result, args.out)
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(summary_lines(result)))
+        for note in result.notes:
+            print(f"note            {note}")
+        print(f"outputs         {out}/ (result.json, report.md, plots)")
+    return EXIT_OK if result.meets_target else EXIT_BELOW_TARGET
+
+
+def _cmd_frontier(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+
+    try:
+        alphas = tuple(float(a) for a in args.alphas.split(","))
+    except ValueError:
+        raise UsageError(f"--alphas must be comma-separated numbers, got {args.alphas!r}") from None
+    method = args.method or "cvar"
+    result = calibrate(args.config, seed=args.seed, method=method, preset=_load_preset(args),
+                       frontier_alphas=alphas, frontier_method=method, progress=_progress(args))
+    rows = [{"alpha": p.alpha, "fund_target": p.fund_target, "objective": p.objective,
+             "premium_rates": p.rates_by_market(), "in_sample_ruin": p.in_sample_ruin} for p in result.frontier]
+    if not rows:
+        raise UsageError("; ".join(result.notes) or "frontier could not be traced")
+    table = ["| alpha | fund target | capital cost | in-sample ruin | rates |", "|---:|---:|---:|---:|---|"]
+    table += [f"| {r['alpha']:.2%} | {r['fund_target']:,.0f} | {r['objective']:,.0f} | {r['in_sample_ruin']:.3%} | "
+              + ", ".join(f"{m} {x:.4%}" for m, x in r["premium_rates"].items()) + " |" for r in rows]
+    if args.out is not None:
+        from .outputs import staged_output
+        from .report import _plots  # noqa: PLC2701 - same package
+
+        with staged_output(args.out) as stage:
+            (stage / "frontier.md").write_text(f"# Cost of solvency ({method})\n\n" + "\n".join(table) + "\n")
+            (stage / "frontier.json").write_text(json.dumps(rows, indent=2) + "\n")
+            _plots(result, stage)
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(table))
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .calibrate import check_balance
+
+    if not math.isfinite(args.fund) or args.fund < 0:
+        raise UsageError(f"--fund must be a finite balance >= 0, got {args.fund!r}")
+    report = check_balance(args.fund, args.config, seed=args.seed, method=args.method, preset=_load_preset(args),
+                           result_file=args.result, progress=_progress(args))
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        verdict = "meets the target" if report["meets_target"] else "is BELOW the target"
+        print(f"balance         {report['balance']:,.0f} {verdict} {report['target']:,.0f} "
+              f"(gap {report['gap']:+,.0f})")
+        print(f"ruin            P(ruin over {report['horizon']} periods) of the balance at current rates: "
+              f"{report['ruin_rate']:.3%} (<= {report['upper_bound']:.3%} at {report['confidence']:.0%}), "
+              f"alpha {report['alpha']:.2%}")
+        for name, state in report["markets"].items():
+            print(f"{name:<15} vol today {state['next_volatility']:.2%}, rate {state['current_rate']:.4%}")
+    return EXIT_OK if report["meets_target"] else EXIT_BELOW_TARGET
+
+
+def _cmd_preset_build(args: argparse.Namespace) -> int:
+    from .preset import build_preset, write_preset
+
+    sources = {}
+    for item in args.prices:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--prices takes NAME=FILE, got {item!r}")
+        sources[name] = path
+    command = "fundguard preset build --prices " + " ".join(f"{n}={Path(p).name}" for n, p in sources.items())
+    preset = build_preset(sources, column=args.column, command=command)
+    path = write_preset(preset, args.out)
+    print(f"preset written to {path} ({', '.join(preset['models'])}; fit {preset['provenance']['fit_date']})")
+    return EXIT_OK
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -128,11 +329,11 @@ def _parse_spec(text: str) -> VolSpec | str:
         return text
     vol, sep, dist = text.partition("-")
     if not sep:
-        raise FundguardErrorUsage(f"--spec must be 'auto' or VOL-DIST (e.g. GJR-t), got {text!r}")
+        raise UsageError(f"--spec must be 'auto' or VOL-DIST (e.g. GJR-t), got {text!r}")
     return VolSpec(vol, dist)
 
 
-class FundguardErrorUsage(FundguardError, ValueError):
+class UsageError(FundguardError, ValueError):
     """A command-line argument that cannot be used."""
 
 

@@ -121,7 +121,7 @@ class ProblemConfig:
 
     alpha: float = 0.01
     cost_of_capital: float = 0.10
-    premium_weight: float | Mapping[str, float] = 1.0
+    premium_weight: float | Mapping[str, float] = 0.0
     premium_min: float | Mapping[str, float] = 0.0
     premium_max: float | Mapping[str, float] = 0.01
     fund_max: float | None = None

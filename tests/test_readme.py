@@ -16,7 +16,7 @@ def _heredoc_examples() -> list[str]:
 
 def test_readme_has_the_two_commands():
     text = README.read_text()
-    assert "pip install . && fundguard --help" in text
+    assert "pip install . && fundguard calibrate" in text
     assert 'pip install -e ".[test]" && pytest' in text
     ci = (README.parent / ".ci" / "run").read_text()
     assert 'pip install -e ".[test]" && pytest' in ci
@@ -39,3 +39,17 @@ def test_readme_scenario_example_on_real_data(shared_data):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True).stdout
     quantiles = [float(line.rsplit(":", 1)[1].replace(",", "")) for line in out.splitlines()]
     assert len(quantiles) == 3 and 0 < quantiles[0] < quantiles[1] < quantiles[2]
+
+
+def test_readme_config_example_is_valid(tmp_path):
+    from fundguard.optimizer.config import load_config
+
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S) if "[[markets]]" in b)
+    (tmp_path / "data").mkdir()
+    for name in ("btc_daily.csv", "eth_daily.csv"):
+        (tmp_path / "data" / name).write_text("date,close\n")
+    path = tmp_path / "fund.toml"
+    path.write_text(block)
+    cfg = load_config(path)
+    assert cfg.market_names == ("BTC", "ETH") and cfg.problem.method == "certified"
+    assert cfg.scenarios.stress_dates == ("2020-03-12", "2021-05-19", "2022-11-08")

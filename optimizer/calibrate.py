@@ -1,0 +1,575 @@
+"""One call from a config to a certified policy: fit, simulate, build losses, solve, certify.
+
+:func:`calibrate` is the library entry point for pricing systems (no printing, no global state,
+safe to call from several threads: every random draw comes from the seed given, every object is
+local to the call) and the engine behind ``fundguard calibrate``. Its :class:`CalibrationResult`
+carries the same content as ``result.json`` (:meth:`CalibrationResult.to_dict`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fundguard.models import (
+    SIMULATION_CANDIDATES,
+    Copula,
+    LeverageTier,
+    Market,
+    ScenarioSet,
+    VenueBook,
+    VolModel,
+    VolSpec,
+    build_scenarios,
+    fit_volatility,
+    load_prices,
+    log_returns,
+    simulate_returns,
+    stress_paths,
+)
+from fundguard.models.errors import ConfigError
+
+from .certify import certify
+from .config import CalibrationConfig, load_config, parse_config
+from .policy import Certificate, Policy
+from .preset import Preset, default_config, load_preset
+from .problem import PolicyProblem
+from .solve import solve
+
+__all__ = ["CalibrationResult", "calibrate", "check_balance", "RESULT_SCHEMA_VERSION", "fund_paths", "required_fund"]
+
+RESULT_SCHEMA_VERSION = 1
+logger = logging.getLogger("fundguard")
+logger.addHandler(logging.NullHandler())
+
+#: Horizon-loss quantiles reported (of the total fund loss over the horizon, per scenario).
+LOSS_QUANTILES = (0.5, 0.9, 0.99, 0.999)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, eq=False)
+class CalibrationResult:
+    """Everything a calibration produced; :meth:`to_dict` is ``result.json``.
+
+    Attributes
+    ----------
+    policy : Policy
+        The chosen fund target (currency units) and premium rates (fractions, market order).
+    certificate : Certificate
+        Out-of-sample ruin count on ``certify_scenarios`` fresh scenarios (never used to choose
+        the policy) and its Clopper–Pearson upper bound.
+    markets : tuple of str
+    models : dict of market -> dict
+        Fitted volatility model per market (spec, parameters, today's state, diagnostics) and
+        where it came from (price file with SHA-256 and date range, or the built-in preset).
+    tail : dict
+        Horizon-loss quantiles, VaR and CVaR at alpha of the required fund, per-market share of
+        tail losses, premium income, all in currency units.
+    stress : list of dict
+        Per stress scenario: label, horizon loss, lowest fund level under the policy, survived.
+    inputs : dict
+        Config digest and source, seed, method, package versions: what makes the run repeatable.
+    notes : tuple of str
+        Warnings worth reading (non-stationary fits, heavy tails, an unproven optimum, ...).
+    timings : dict of str -> float
+        Seconds per step (kept apart in ``to_dict`` so results are comparable across runs).
+    scenarios : ScenarioSet
+        The scenarios the policy was fitted on (random then stress), for plots and reports.
+    market_losses : (N, J) float64 array
+        Horizon loss per random scenario and market (contributions).
+    frontier : list of Policy
+        Cost of solvency over ``frontier_alphas`` (may be empty).
+    """
+
+    policy: Policy
+    certificate: Certificate
+    markets: tuple[str, ...]
+    models: Mapping[str, Any]
+    tail: Mapping[str, Any]
+    stress: tuple[Mapping[str, Any], ...]
+    inputs: Mapping[str, Any]
+    notes: tuple[str, ...]
+    timings: Mapping[str, float]
+    scenarios: ScenarioSet = field(repr=False)
+    market_losses: np.ndarray = field(repr=False)
+    frontier: tuple[Policy, ...] = field(default=(), repr=False)
+
+    @property
+    def meets_target(self) -> bool:
+        """The certificate's upper bound on P(ruin) is within the problem's alpha."""
+        return self.certificate.upper_bound <= self.policy.alpha
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (schema ``RESULT_SCHEMA_VERSION``); run-dependent values sit in ``run``."""
+        policy = self.policy.to_dict()
+        policy.pop("solve_seconds", None)
+        return {
+            "schema_version": RESULT_SCHEMA_VERSION,
+            "policy": policy,
+            "certificate": self.certificate.to_dict(),
+            "meets_target": self.meets_target,
+            "markets": list(self.markets),
+            "models": _finite(self.models),
+            "tail": _finite(self.tail),
+            "stress": _finite(list(self.stress)),
+            "frontier": [{"alpha": p.alpha, "fund_target": p.fund_target, "objective": p.objective,
+                          "premium_rates": p.rates_by_market(), "method": p.method} for p in self.frontier],
+            "inputs": _finite(self.inputs),
+            "notes": list(self.notes),
+            "run": {"timings": {k: round(v, 4) for k, v in self.timings.items()},
+                    "solve_seconds": round(self.policy.solve_seconds, 4)},
+        }
+
+
+def calibrate(
+    config: CalibrationConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    *,
+    seed: int | None = None,
+    method: str | None = None,
+    preset: Preset | None = None,
+    frontier_alphas: tuple[float, ...] = (),
+    frontier_method: str = "cvar",
+    progress: Progress | None = None,
+) -> CalibrationResult:
+    """Run a complete calibration.
+
+    Parameters
+    ----------
+    config : CalibrationConfig, mapping, path to a TOML file, or None
+        None runs the built-in preset (:func:`~fundguard.optimizer.preset.default_config`).
+    seed : int, optional
+        Overrides ``scenarios.seed``. The fit scenarios and the certificate's fresh scenarios come
+        from two independent children of ``SeedSequence(seed)``.
+    method : str, optional
+        Overrides ``problem.method``.
+    preset : Preset, optional
+        Models for markets without a price file (default: the built-in preset).
+    frontier_alphas : tuple of float
+        Also trace the cost of solvency at these ruin levels, with ``frontier_method``.
+    frontier_method : str, default "cvar"
+        The method of the frontier (the fastest to re-solve; a conservative cost curve).
+    progress : callable(str), optional
+        Called with a short description at the start of each step (the CLI draws progress from
+        it); the library itself never prints.
+
+    Returns
+    -------
+    CalibrationResult
+
+    Raises
+    ------
+    ConfigError, DataError, ModelError, InfeasibleError, SolverError, CertificationError
+        Each with a message naming the key, market, date or constraint.
+    """
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    say = progress or (lambda message: None)
+
+    cfg = _resolve_config(config)
+    scen, prob = cfg.scenarios, cfg.problem
+    seed = scen.seed if seed is None else int(seed)
+    method = method or prob.method
+    names = cfg.market_names
+
+    clock = time.perf_counter()
+    say(f"fitting volatility models for {len(names)} market(s)")
+    models, model_info, from_preset, copula = _models(cfg, preset, notes, say)
+    timings["fit"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    fit_seed, certify_seed = np.random.SeedSequence(seed).spawn(2)
+    innovations = scen.innovations
+    if from_preset and innovations != "parametric":
+        raise ConfigError(
+            f"scenarios.innovations = {innovations!r} needs each market's residual history, which the built-in "
+            "preset does not carry: use 'parametric' or give every market a prices file"
+        )
+    copula_arg: Any = copula if copula is not None else "t"
+    say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods")
+    paths = simulate_returns(models, scen.horizon, scen.n_scenarios, innovations=innovations, seed=fit_seed,
+                             copula=copula_arg, chunk_size=scen.chunk_size)
+    fresh = simulate_returns(models, scen.horizon, scen.certify_scenarios, innovations=innovations,
+                             seed=certify_seed, copula=copula_arg, chunk_size=scen.chunk_size)
+    timings["simulate"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    say("building venue losses")
+    book = _venue(cfg, models)
+    random_set = build_scenarios(paths, book)
+    certify_set = build_scenarios(fresh, book)
+    stress_set, stress_labels = _stress(cfg, models, book)
+    scenarios = random_set if stress_set is None else ScenarioSet.concat([random_set, stress_set])
+    market_losses = np.column_stack([
+        build_scenarios(paths, VenueBook([m])).losses.sum(axis=1) for m in book.markets
+    ])
+    timings["losses"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    problem = _problem(cfg)
+    say(f"solving (method {method!r})")
+    policy = solve(problem, scenarios, method=method)
+    timings["solve"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    say(f"certifying on {certify_set.n_scenarios:,} fresh scenarios")
+    certificate = certify(policy, certify_set, confidence=prob.confidence)
+    timings["certify"] = time.perf_counter() - clock
+
+    frontier_policies: tuple[Policy, ...] = ()
+    if frontier_alphas:
+        clock = time.perf_counter()
+        say(f"tracing the cost of solvency at {len(frontier_alphas)} ruin levels")
+        frontier_policies = _frontier(problem, scenarios, frontier_alphas, frontier_method, notes)
+        timings["frontier"] = time.perf_counter() - clock
+
+    if policy.status not in ("optimal", "certified"):
+        notes.append(f"method {method!r} returned status {policy.status!r}: the policy meets its constraint but "
+                     "optimality is not proven")
+    if certificate.upper_bound > prob.alpha:
+        notes.append(f"the out-of-sample bound {certificate.upper_bound:.4%} exceeds alpha {prob.alpha:.4%}: "
+                     f"{certificate.ruins} ruins in {certificate.n:,} fresh scenarios")
+    return CalibrationResult(
+        policy=policy,
+        certificate=certificate,
+        markets=names,
+        models=model_info,
+        tail=_tail_summary(policy, random_set, market_losses, names),
+        stress=tuple(_stress_summary(policy, stress_set, stress_labels)) if stress_set is not None else (),
+        inputs={
+            "config_digest": cfg.digest,
+            "config_source": None if cfg.source is None else str(cfg.source),
+            "preset": any(info["source"] == "preset" for info in model_info.values()),
+            "seed": seed,
+            "method": method,
+            "confidence": prob.confidence,
+            "n_scenarios": scen.n_scenarios,
+            "n_stress": 0 if stress_set is None else stress_set.n_scenarios,
+            "certify_scenarios": scen.certify_scenarios,
+            "horizon": scen.horizon,
+            "innovations": innovations,
+            "problem": problem.to_dict(),
+            "venue": book.describe(),
+            "versions": _versions(),
+        },
+        notes=tuple(notes),
+        timings=timings,
+        scenarios=scenarios,
+        market_losses=market_losses,
+        frontier=frontier_policies,
+    )
+
+
+def check_balance(
+    balance: float,
+    config: CalibrationConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    *,
+    seed: int | None = None,
+    method: str | None = None,
+    preset: Preset | None = None,
+    result_file: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Daily monitoring: does the current balance, at the current rates, meet the target?
+
+    Parameters
+    ----------
+    balance : float >= 0, currency units
+        The fund's balance today.
+    config, seed, method, preset
+        As for :func:`calibrate`. The current rates are ``markets[].current_rate``.
+    result_file : path, optional
+        Take the target from a previous ``result.json`` instead of recalibrating.
+
+    Returns
+    -------
+    dict (JSON-serialisable)
+        ``balance``, ``target`` (fund target of the calibration), ``gap`` (balance - target),
+        ``meets_target`` (balance >= target), ``ruin_rate`` and ``upper_bound`` (Clopper–Pearson at
+        ``confidence``) of the balance with the current rates on ``certify_scenarios`` fresh
+        scenarios, ``alpha``, ``horizon``, and today's state per market.
+    """
+    if not (isinstance(balance, (int, float)) and math.isfinite(balance) and balance >= 0):
+        raise ConfigError(f"balance must be a finite number >= 0, got {balance!r}")
+    say = progress or (lambda message: None)
+    cfg = _resolve_config(config)
+    seed = cfg.scenarios.seed if seed is None else int(seed)
+    if result_file is not None:
+        try:
+            document = json.loads(Path(result_file).read_text(encoding="utf-8"))
+            target = float(document["policy"]["fund_target"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"result file {str(result_file)!r} has no policy.fund_target: {exc}") from None
+    else:
+        target = calibrate(cfg, seed=seed, method=method, preset=preset, progress=say).policy.fund_target
+    say("evaluating the current balance on fresh scenarios")
+    models, _, from_preset, copula = _models(cfg, preset, [], say)
+    scen = cfg.scenarios
+    # A third child of the seed: independent of the calibration's fit and certificate draws.
+    fresh_seed = np.random.SeedSequence(seed).spawn(3)[2]
+    paths = simulate_returns(models, scen.horizon, scen.certify_scenarios,
+                             innovations="parametric" if from_preset else scen.innovations, seed=fresh_seed,
+                             copula=copula if copula is not None else "t", chunk_size=scen.chunk_size)
+    fresh = build_scenarios(paths, _venue(cfg, models))
+    rates = np.array([m.current_rate for m in cfg.markets])
+    current = Policy(fund_target=float(balance), premium_rates=rates, objective=math.nan, method="current",
+                     status="given", in_sample_ruin=math.nan, solve_seconds=0.0, solver="none",
+                     markets=cfg.market_names, floor=cfg.problem.floor, alpha=cfg.problem.alpha, n_scenarios=0)
+    certificate = certify(current, fresh, confidence=cfg.problem.confidence)
+    return {
+        "balance": float(balance),
+        "target": target,
+        "gap": float(balance) - target,
+        "meets_target": float(balance) >= target,
+        "ruin_rate": certificate.ruin_rate,
+        "upper_bound": certificate.upper_bound,
+        "confidence": certificate.confidence,
+        "n": certificate.n,
+        "alpha": cfg.problem.alpha,
+        "horizon": scen.horizon,
+        "markets": {m.name: {"next_volatility": math.sqrt(models[m.name].next_variance),
+                             "current_rate": m.current_rate,
+                             "persistence": models[m.name].diagnostics.persistence} for m in cfg.markets},
+        "seed": seed,
+    }
+
+
+def fund_paths(policy: Policy, scenarios: ScenarioSet) -> np.ndarray:
+    """F[s, t] = F0 + sum_{u<=t} (sum_j p_j B[s,u,j] - L[s,u]); (N, T) float64, currency units."""
+    income = scenarios.premium_base @ np.asarray(policy.premium_rates)
+    return policy.fund_target + np.cumsum(income - scenarios.losses, axis=1)
+
+
+def required_fund(policy: Policy, scenarios: ScenarioSet) -> np.ndarray:
+    """Per scenario, the smallest F0 that survives it at the policy's rates: max(0, max_t(floor - F[s,t] + F0)); (N,)."""
+    income = scenarios.premium_base @ np.asarray(policy.premium_rates)
+    worst = np.max(np.cumsum(scenarios.losses - income, axis=1), axis=1)
+    return np.maximum(0.0, worst + policy.floor)
+
+
+def _resolve_config(config: Any) -> CalibrationConfig:
+    if config is None:
+        return default_config()
+    if isinstance(config, CalibrationConfig):
+        return config
+    if isinstance(config, Mapping):
+        return parse_config(config)
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config)
+    raise ConfigError(f"config must be a CalibrationConfig, a mapping, a TOML path or None, got {type(config).__name__}")
+
+
+def _models(cfg: CalibrationConfig, preset: Preset | None, notes: list[str], say: Progress
+            ) -> tuple[dict[str, VolModel], dict[str, Any], bool, Copula | None]:
+    """Fitted models per market (from price files) or the preset's; info for the result; the preset copula."""
+    with_prices = [m.name for m in cfg.markets if m.prices is not None]
+    if with_prices and len(with_prices) != len(cfg.markets):
+        missing = [m.name for m in cfg.markets if m.prices is None]
+        raise ConfigError(f"markets {missing} have no 'prices' while {with_prices} do: give every market a prices "
+                          "file, or none (to use the built-in preset)")
+    models: dict[str, VolModel] = {}
+    info: dict[str, Any] = {}
+    if not with_prices:
+        preset = preset or load_preset()
+        unknown = [m.name for m in cfg.markets if m.name not in preset.models]
+        if unknown:
+            raise ConfigError(f"markets {unknown} have no 'prices' and the preset has no model for them "
+                              f"(it has {list(preset.markets)})")
+        for m in cfg.markets:
+            models[m.name] = preset.models[m.name]
+            info[m.name] = {"source": "preset", "provenance": preset.provenance.get("sources", {}).get(m.name),
+                            "fit_date": preset.provenance.get("fit_date"), **_model_summary(models[m.name])}
+        names = [m.name for m in cfg.markets]
+        copula = preset.copula
+        if copula is not None and len(names) > 1:
+            # The preset's copula restricted to (and ordered like) the configured markets.
+            index = [copula.markets.index(n) for n in names]
+            copula = Copula(copula.family, copula.correlation[np.ix_(index, index)], copula.nu, tuple(names),
+                            None if copula.kendall_tau is None else copula.kendall_tau[np.ix_(index, index)])
+        else:
+            copula = None
+        _model_notes(models, notes)
+        return models, info, True, copula
+    spec: Any = cfg.volatility.spec
+    if spec != "auto":
+        vol, _, dist = spec.partition("-")
+        spec = VolSpec(vol, dist)
+    for i, m in enumerate(cfg.markets, start=1):
+        say(f"  [{i}/{len(cfg.markets)}] {m.name}: {m.prices.name}")
+        prices = load_prices(m.prices, price_column=m.column, name=m.name)
+        returns = log_returns(prices)[m.name].dropna()
+        if cfg.volatility.lookback is not None:
+            returns = returns.iloc[-cfg.volatility.lookback:]
+        model = fit_volatility(returns, spec, candidates=SIMULATION_CANDIDATES, name=m.name)
+        models[m.name] = model
+        info[m.name] = {"source": str(m.prices), "sha256": _sha256(m.prices), "first": str(returns.index[0]),
+                        "last": str(returns.index[-1]), "n_returns": int(len(returns)),
+                        "frequency": prices.attrs["frequency"], **_model_summary(model)}
+    _model_notes(models, notes)
+    return models, info, False, None
+
+
+def _model_summary(model: VolModel) -> dict[str, Any]:
+    d = model.diagnostics
+    return {"spec": str(model.spec), "params": dict(model.params), "next_volatility": math.sqrt(model.next_variance),
+            "persistence": d.persistence, "half_life": d.half_life, "annualized_volatility": d.annualized_volatility,
+            "ljung_box_pvalue": d.ljung_box_pvalue, "converged": d.converged, "bic": model.bic}
+
+
+def _model_notes(models: Mapping[str, VolModel], notes: list[str]) -> None:
+    for name, model in models.items():
+        d = model.diagnostics
+        if not d.converged:
+            notes.append(f"{name}: the {model.spec} likelihood fit did not report convergence")
+        if d.ljung_box_pvalue < 0.01:
+            notes.append(f"{name}: squared residuals still autocorrelated (Ljung-Box p = {d.ljung_box_pvalue:.3g})")
+        nu = model.params.get("nu")
+        if model.spec.dist in ("t", "skewt") and nu is not None and nu < 3:
+            notes.append(f"{name}: innovation tail index nu = {nu:.2f} < 3 (very heavy tails)")
+
+
+def _venue(cfg: CalibrationConfig, models: Mapping[str, VolModel]) -> VenueBook:
+    markets = []
+    for m in cfg.markets:
+        kwargs: dict[str, Any] = {"premium_kind": m.premium_kind,
+                                  "long_run_volatility": models[m.name].typical_volatility}
+        if m.tiers is not None:
+            kwargs["tiers"] = tuple(LeverageTier(t.share, t.leverage, t.maintenance_margin) for t in m.tiers)
+        if m.impact is not None:
+            kwargs["impact"] = m.impact
+        if m.gap is not None:
+            kwargs["gap"] = m.gap
+        markets.append(Market(m.name, m.open_interest, m.daily_volume, **kwargs))
+    return VenueBook(markets)
+
+
+def _stress(cfg: CalibrationConfig, models: Mapping[str, VolModel], book: VenueBook
+            ) -> tuple[ScenarioSet | None, tuple[str, ...]]:
+    scen = cfg.scenarios
+    if not scen.stress_dates and not scen.shocks:
+        return None, ()
+    if scen.stress_dates and any(m.std_resid.size == 0 for m in models.values()):
+        raise ConfigError("scenarios.stress_dates replays history, which the built-in preset does not carry: "
+                          "give every market a prices file, or use scenarios.shocks")
+    dates = [(d, None) for d in scen.stress_dates]
+    windows = [d if scen.stress_window <= 1 else (d, _window_end(models, d, scen.stress_window)) for d, _ in dates]
+    paths = stress_paths(models, scen.horizon, dates=windows, scale_to_today=scen.stress_scale == "volatility",
+                         shocks=list(scen.shocks))
+    return build_scenarios(paths, book), tuple(paths.labels or ())
+
+
+def _window_end(models: Mapping[str, VolModel], start: str, window: int) -> Any:
+    index = next(iter(models.values())).index
+    position = index.searchsorted(np.datetime64(start) if index.tz is None else _utc(start))
+    return index[min(position + window - 1, len(index) - 1)]
+
+
+def _utc(text: str) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(text, tz="UTC") if pd.Timestamp(text).tzinfo is None else pd.Timestamp(text)
+
+
+def _problem(cfg: CalibrationConfig) -> PolicyProblem:
+    prob = cfg.problem
+    names = cfg.market_names
+
+    def per_market(value: Any) -> Any:
+        return tuple(float(value[n]) for n in names) if isinstance(value, Mapping) else value
+
+    current = tuple(m.current_rate for m in cfg.markets)
+    return PolicyProblem(
+        alpha=prob.alpha,
+        cost_of_capital=prob.cost_of_capital,
+        premium_weight=per_market(prob.premium_weight),
+        premium_min=per_market(prob.premium_min),
+        premium_max=per_market(prob.premium_max),
+        fund_max=prob.fund_max,
+        floor=prob.floor,
+        rate_change_penalty=prob.rate_change_penalty,
+        previous_rates=current if prob.rate_change_penalty > 0 else None,
+    )
+
+
+def _frontier(problem: PolicyProblem, scenarios: ScenarioSet, alphas: tuple[float, ...], method: str,
+              notes: list[str]) -> tuple[Policy, ...]:
+    from .solve import frontier
+
+    try:
+        return tuple(frontier(problem, scenarios, list(alphas), method=method))
+    except Exception as exc:  # the frontier is a report extra: never lose the calibration over it
+        notes.append(f"cost-of-solvency frontier not traced ({type(exc).__name__}: {exc})")
+        return ()
+
+
+def _tail_summary(policy: Policy, random_set: ScenarioSet, market_losses: np.ndarray, names: tuple[str, ...]
+                  ) -> dict[str, Any]:
+    horizon_loss = random_set.losses.sum(axis=1)
+    need = required_fund(policy, random_set)
+    alpha = policy.alpha
+    var = float(np.quantile(need, 1.0 - alpha, method="higher"))
+    tail_mask = need >= var
+    cvar = float(need[tail_mask].mean()) if tail_mask.any() else var
+    tail_losses = market_losses[tail_mask].sum(axis=0) if tail_mask.any() else np.zeros(len(names))
+    share = tail_losses / tail_losses.sum() if tail_losses.sum() > 0 else np.zeros(len(names))
+    income = (random_set.premium_base.sum(axis=1) * np.asarray(policy.premium_rates)).mean(axis=0)
+    return {
+        "horizon_loss_quantiles": {f"{q:g}": float(np.quantile(horizon_loss, q)) for q in LOSS_QUANTILES},
+        "horizon_loss_mean": float(horizon_loss.mean()),
+        "required_fund_var": var,
+        "required_fund_cvar": cvar,
+        "tail_share_by_market": {n: float(s) for n, s in zip(names, share)},
+        "expected_premium_income": {n: float(x) for n, x in zip(names, income)},
+        "worst_scenarios": [int(i) for i in np.argsort(need)[::-1][:5]],
+    }
+
+
+def _stress_summary(policy: Policy, stress_set: ScenarioSet, labels: tuple[str, ...]) -> list[dict[str, Any]]:
+    lowest = fund_paths(policy, stress_set).min(axis=1)
+    return [{"label": labels[i] if i < len(labels) else f"stress {i}",
+             "horizon_loss": float(stress_set.losses[i].sum()),
+             "lowest_fund": float(lowest[i]),
+             "survived": bool(lowest[i] >= policy.floor)} for i in range(stress_set.n_scenarios)]
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (np.floating, np.integer)):
+        return _finite(value.item())
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    return value
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for package in ("fundguard", "numpy", "scipy", "pandas", "arch", "cvxpy"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "unknown"
+    return out
