@@ -380,7 +380,7 @@ def _check_price_values(prices: pd.DataFrame) -> None:
         bad = started & ~(np.isfinite(values) & (values > 0))
         if bad.any():
             i = int(np.argmax(bad))
-            what = "missing" if np.isnan(values[i]) else f"{values[i]!r}"
+            what = "missing" if np.isnan(values[i]) else repr(float(values[i]))
             raise InvalidPriceError(
                 f"market {market!r}: price at {prices.index[i]} is {what}; prices must be finite and > 0 "
                 f"({int(bad.sum())} bad value(s))"

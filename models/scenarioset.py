@@ -245,4 +245,4 @@ def _check_finite_nonnegative(name: str, array: np.ndarray) -> None:
         return
     bad = ~np.isfinite(array) | (array < 0)
     where = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise ScenarioError(f"{name} must be finite and >= 0; {name}{list(where)} = {array[where]!r}")
+    raise ScenarioError(f"{name} must be finite and >= 0; {name}{list(where)} = {float(array[where])!r}")

@@ -408,7 +408,7 @@ def _validate_returns(returns: Any, name: str | None) -> pd.Series:
     bad = started & ~np.isfinite(values)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"market {series.name!r}: return at {series.index[i]} is {returns.iloc[i]!r}; returns must be finite")
+        raise DataError(f"market {series.name!r}: return at {series.index[i]} is {float(values[i])!r}; returns must be finite")
     series = series[started]
     if len(series) and np.all(series.to_numpy() == series.iloc[0]):
         raise DataError(f"market {series.name!r}: returns are constant; there is no volatility to fit")

@@ -16,3 +16,17 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "binance_BTCUSDT_daily.csv").is_file():
         pytest.skip(f"real market data not found at {SHARED_DATA} (only present beside the project's own checkout)")
     return SHARED_DATA
+
+
+_BAD_INPUT_CASES: set[str] = set()
+
+
+@pytest.fixture(scope="session")
+def bad_input_cases() -> set[str]:
+    """Names of the distinct bad-input cases exercised (reported at the end of the run)."""
+    return _BAD_INPUT_CASES
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 - pytest hook signature
+    if _BAD_INPUT_CASES:
+        terminalreporter.write_line(f"fundguard: {len(_BAD_INPUT_CASES)} distinct bad-input cases rejected with clear errors")

@@ -1,0 +1,170 @@
+"""Issue 8's catalogue of bad inputs: every one is rejected with a documented error naming the problem.
+
+Each case is one entry of ``CASES``: a call, the error class it must raise (always a
+``FundguardError``) and a fragment the message must contain. ``conftest.py`` reports how many
+distinct cases ran.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fundguard.models import (
+    ConfigError,
+    DataError,
+    DuplicateTimestampsError,
+    FundguardError,
+    InsufficientHistoryError,
+    InvalidPriceError,
+    LeverageTier,
+    Market,
+    ScenarioError,
+    ScenarioSet,
+    SpecificationError,
+    UnsortedTimestampsError,
+    VenueBook,
+    fit_volatility,
+    load_prices,
+    simulate_returns,
+)
+from fundguard.models.errors import InfeasibleError, ProblemError
+from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, solve
+from fundguard.optimizer.config import parse_config
+
+RNG = np.random.default_rng(0)
+N, T, J = 400, 5, 2
+LOSSES = RNG.exponential(1e6, (N, T)) * (RNG.random((N, T)) < 0.05)
+BASE = RNG.exponential(1e7, (N, T, J))
+GOOD = ScenarioSet(LOSSES, BASE, ["A", "B"])
+
+
+def _prices(n: int = 300, **columns) -> pd.DataFrame:
+    frame = pd.DataFrame({"date": pd.date_range("2022-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+                          "BTC": 100 * np.exp(np.cumsum(RNG.normal(0, 0.03, n)))})
+    for name, (row, value) in columns.items():
+        frame[name] = frame[name].astype(object) if isinstance(value, str) else frame[name]
+        frame.loc[row, name] = value
+    return frame
+
+
+def _with(**changes):
+    frame = _prices()
+    for column, (row, value) in changes.items():
+        frame.loc[row, column] = value
+    return frame
+
+
+def _losses(value, where=(3, 2)):
+    losses = LOSSES.copy()
+    losses[where] = value
+    return losses
+
+
+def _policy():
+    return solve(PolicyProblem(alpha=0.05, cost_of_capital=0.1, premium_max=0.0), GOOD, method="exact")
+
+
+def _book(**market):
+    return VenueBook([Market("BTC", **{"open_interest": 1e9, "daily_volume": 3e9, **market})])
+
+
+def _config(**problem):
+    return parse_config({"problem": problem, "markets": [{"name": "X", "open_interest": 1, "daily_volume": 1}]})
+
+
+CASES = {
+    # prices
+    "price NaN": (lambda: load_prices(_with(BTC=(50, np.nan))), InvalidPriceError, "missing"),
+    "price inf": (lambda: load_prices(_with(BTC=(50, np.inf))), InvalidPriceError, "inf"),
+    "price zero": (lambda: load_prices(_with(BTC=(50, 0.0))), InvalidPriceError, "'BTC'"),
+    "price negative": (lambda: load_prices(_with(BTC=(50, -3.0))), InvalidPriceError, "-3.0"),
+    "price text": (lambda: load_prices(_prices(BTC=(50, "n/a"))), InvalidPriceError, "n/a"),
+    "duplicate timestamps": (lambda: load_prices(pd.concat([_prices().iloc[:5], _prices().iloc[4:]])),
+                             DuplicateTimestampsError, "duplicate"),
+    "unsorted timestamps": (lambda: load_prices(_prices().iloc[::-1]), UnsortedTimestampsError, "not increasing"),
+    "too short to fit": (lambda: load_prices(_prices(100)), InsufficientHistoryError, "99 returns"),
+    "constant prices": (lambda: fit_volatility(pd.Series(np.zeros(400), name="USDC")), DataError, "constant"),
+    "no common dates": (lambda: load_prices({"A": _prices(), "B": _prices().assign(
+        date=pd.date_range("2030-01-01", periods=300, freq="D").strftime("%Y-%m-%d"))}), DataError, "no timestamps"),
+    "returns not finite": (lambda: fit_volatility(pd.Series([0.01, -0.02] * 200 + [np.inf], name="X")), DataError, "'X'"),
+    # scenario sets
+    "losses NaN": (lambda: ScenarioSet(_losses(np.nan), BASE, ["A", "B"]), ScenarioError, "losses[3, 2]"),
+    "losses inf": (lambda: ScenarioSet(_losses(np.inf), BASE, ["A", "B"]), ScenarioError, "losses[3, 2]"),
+    "losses negative": (lambda: ScenarioSet(_losses(-1.0), BASE, ["A", "B"]), ScenarioError, ">= 0"),
+    "premium base negative": (lambda: ScenarioSet(LOSSES, -BASE, ["A", "B"]), ScenarioError, "premium_base"),
+    "shapes mismatched": (lambda: ScenarioSet(LOSSES, BASE[:, :3], ["A", "B"]), ScenarioError, "(N, T, J)"),
+    "zero scenarios": (lambda: ScenarioSet(np.zeros((0, T)), np.zeros((0, T, J)), ["A", "B"]), ScenarioError,
+                       "at least one scenario"),
+    "markets mismatched": (lambda: ScenarioSet(LOSSES, BASE, ["A"]), ScenarioError, "1 markets"),
+    "duplicate market names": (lambda: ScenarioSet(LOSSES, BASE, ["A", "A"]), ScenarioError, "unique"),
+    # problem
+    "alpha zero": (lambda: PolicyProblem(alpha=0.0, cost_of_capital=0.1), ProblemError, "alpha"),
+    "alpha one": (lambda: PolicyProblem(alpha=1.0, cost_of_capital=0.1), ProblemError, "alpha"),
+    "negative cost of capital": (lambda: PolicyProblem(alpha=0.01, cost_of_capital=-0.1), ProblemError,
+                                 "cost_of_capital"),
+    "negative premium weight": (lambda: PolicyProblem(alpha=0.01, cost_of_capital=0.1, premium_weight=-1.0),
+                                ProblemError, "premium_weight"),
+    "premium_min above premium_max": (lambda: PolicyProblem(alpha=0.01, cost_of_capital=0.1, premium_min=0.02,
+                                                            premium_max=0.01), ProblemError, "premium_min"),
+    "per-market bounds of wrong length": (lambda: solve(PolicyProblem(alpha=0.01, cost_of_capital=0.1,
+                                                                      premium_max=[0.01, 0.01, 0.01]), GOOD),
+                                          ProblemError, "premium_max"),
+    "fund_max below what alpha needs": (lambda: solve(PolicyProblem(alpha=0.01, cost_of_capital=0.1, premium_max=0.0,
+                                                                    fund_max=1.0), GOOD, method="exact"),
+                                        InfeasibleError, "fund_max"),
+    "confidence zero": (lambda: certify(_policy(), GOOD, confidence=0.0), FundguardError, "confidence"),
+    "confidence one": (lambda: certify(_policy(), GOOD, confidence=1.0), FundguardError, "confidence"),
+    "unknown method": (lambda: solve(PolicyProblem(alpha=0.01, cost_of_capital=0.1), GOOD, method="magic"),
+                       FundguardError, "magic"),
+    "too few scenarios for the scenario approach": (
+        lambda: solve(PolicyProblem(alpha=0.001, cost_of_capital=0.1), GOOD, method="scenario", beta=1e-9),
+        ProblemError, "scenarios"),
+    "scenario sample size epsilon out of range": (lambda: scenario_sample_size(1.5, 1e-6, 2), FundguardError, "epsilon"),
+    # venue book
+    "leverage below one": (lambda: LeverageTier(1.0, 0.5, 0.01), SpecificationError, "leverage"),
+    "maintenance margin at initial margin": (lambda: LeverageTier(1.0, 10.0, 0.1), SpecificationError,
+                                             "maintenance_margin"),
+    "tier shares not summing to one": (lambda: _book(tiers=(LeverageTier(0.5, 10, 0.01), LeverageTier(0.3, 5, 0.01))),
+                                       SpecificationError, "sum"),
+    "negative open interest": (lambda: _book(open_interest=-1e9), SpecificationError, "open_interest"),
+    "negative daily volume": (lambda: _book(daily_volume=-1.0), SpecificationError, "daily_volume"),
+    "unknown premium kind": (lambda: _book(premium_kind="funding"), SpecificationError, "premium_kind"),
+    # scenario generation
+    "horizon zero": (lambda: simulate_returns({"X": _model()}, 0, 100), FundguardError, "horizon"),
+    "unknown innovations": (lambda: simulate_returns({"X": _model()}, 5, 100, innovations="magic"), FundguardError,
+                            "innovations"),
+    # config
+    "config alpha out of range": (lambda: _config(alpha=2.0), ConfigError, "problem.alpha"),
+    "config unknown key": (lambda: _config(alfa=0.1), ConfigError, "problem.alfa"),
+    "config wrong type": (lambda: _config(confidence="high"), ConfigError, "problem.confidence"),
+}
+
+_MODEL = []
+
+
+def _model():
+    if not _MODEL:
+        series = pd.Series(RNG.standard_t(5, 600) * 0.02, name="X",
+                           index=pd.date_range("2020-01-01", periods=600, freq="D", tz="UTC"))
+        from fundguard.models import VolSpec
+
+        _MODEL.append(fit_volatility(series, VolSpec("GARCH", "t")))
+    return _MODEL[0]
+
+
+def test_catalogue_is_large_enough():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_rejected_clearly(name, bad_input_cases):
+    call, error, fragment = CASES[name]
+    with pytest.raises(error) as info:
+        call()
+    assert isinstance(info.value, FundguardError), type(info.value)
+    message = str(info.value)
+    assert fragment in message, message
+    assert "\n" not in message.strip() and "Traceback" not in message
+    bad_input_cases.add(name)
