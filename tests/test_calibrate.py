@@ -258,3 +258,44 @@ def test_certificate_is_for_the_returned_policy(fitted):
     # certify() on the fit scenarios reproduces the in-sample figure of a policy evaluated there.
     cert = certify(fitted.policy, fitted.scenarios.random_part())
     assert cert.n == SMALL["n_scenarios"]
+
+
+def test_same_document_whatever_the_chunk_size(price_files, fitted):
+    config = _config(price_files)
+    config["scenarios"]["chunk_size"] = 1024
+    chunked = calibrate(config, frontier_alphas=(0.01, 0.05)).to_dict()
+    first = fitted.to_dict()
+    chunked.pop("run"), first.pop("run")
+    chunked["inputs"].pop("config_digest"), first["inputs"].pop("config_digest")  # the config text differs
+    assert json.dumps(first, sort_keys=True) == json.dumps(chunked, sort_keys=True)
+
+
+def test_cli_killed_at_random_times_leaves_old_or_new_outputs(price_files, tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "fund.toml"
+    path.write_text(_to_toml(_config(price_files)))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "fundguard.optimizer.cli", "calibrate", "--config", str(path), "--out", str(out),
+               "--quiet", "--no-frontier"]
+    subprocess.run(command, check=False, capture_output=True, timeout=300)
+    reference = {p.name: p.read_bytes() for p in out.iterdir()}
+    digest = json.loads(reference["result.json"])["inputs"]["config_digest"]
+    rng = random.Random(3)
+    for round_ in range(4):
+        proc = subprocess.Popen([*command, "--seed", str(100 + round_)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 4.0))
+        proc.send_signal(signal.SIGTERM if round_ % 2 == 0 else signal.SIGKILL)
+        proc.wait(timeout=60)
+        names = sorted(p.name for p in out.iterdir())
+        assert names == sorted(reference), f"round {round_}: {names}"
+        document = json.loads((out / "result.json").read_text())  # complete, parseable
+        assert document["inputs"]["config_digest"] == digest
+        assert validate_result(document) == []
+        # never a mixture: the report belongs to the same run as result.json
+        assert f"seed {document['inputs']['seed']}" in (out / "report.md").read_text()
