@@ -234,6 +234,9 @@ def calibrate(
         frontier_policies = _frontier(problem, scenarios, frontier_alphas, frontier_method, notes)
         timings["frontier"] = time.perf_counter() - clock
 
+    if not random_set.losses.any():
+        notes.append("every random scenario has zero fund losses: the fund target is 0 and the rates sit at "
+                     "their minimum (check the venue book: margins may exceed every simulated shortfall)")
     if policy.status not in ("optimal", "certified"):
         notes.append(f"method {method!r} returned status {policy.status!r}: the policy meets its constraint but "
                      "optimality is not proven")
