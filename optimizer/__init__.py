@@ -7,6 +7,7 @@
 side by side. The library never prints and keeps no global state.
 """
 
+from .calibrate import CalibrationResult, calibrate, check_balance
 from .certify import (
     Certificate,
     certify,
@@ -21,6 +22,9 @@ from .problem import PolicyProblem
 from .solve import METHODS, compare_methods, frontier, solve
 
 __all__ = [
+    "calibrate",
+    "check_balance",
+    "CalibrationResult",
     "PolicyProblem",
     "solve",
     "Policy",
