@@ -8,7 +8,6 @@ carries the same content as ``result.json`` (:meth:`CalibrationResult.to_dict`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -16,7 +15,6 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from fundguard.models.errors import ConfigError
 
 from .certify import certify
 from .config import CalibrationConfig, load_config, parse_config
+from .outputs import json_safe, package_versions, sha256_file
 from .policy import Certificate, Policy
 from .preset import Preset, default_config, load_preset
 from .problem import PolicyProblem
@@ -121,12 +120,12 @@ class CalibrationResult:
             "certificate": self.certificate.to_dict(),
             "meets_target": self.meets_target,
             "markets": list(self.markets),
-            "models": _finite(self.models),
-            "tail": _finite(self.tail),
-            "stress": _finite(list(self.stress)),
+            "models": json_safe(self.models),
+            "tail": json_safe(self.tail),
+            "stress": json_safe(list(self.stress)),
             "frontier": [{"alpha": p.alpha, "fund_target": p.fund_target, "objective": p.objective,
                           "premium_rates": p.rates_by_market(), "method": p.method} for p in self.frontier],
-            "inputs": _finite(self.inputs),
+            "inputs": json_safe(self.inputs),
             "notes": list(self.notes),
             "run": {"timings": {k: round(v, 4) for k, v in self.timings.items()},
                     "solve_seconds": round(self.policy.solve_seconds, 4)},
@@ -264,7 +263,7 @@ def calibrate(
             "innovations": innovations,
             "problem": problem.to_dict(),
             "venue": book.describe(),
-            "versions": _versions(),
+            "versions": package_versions(),
         },
         notes=tuple(notes),
         timings=timings,
@@ -416,7 +415,7 @@ def _models(cfg: CalibrationConfig, preset: Preset | None, notes: list[str], say
             returns = returns.iloc[-cfg.volatility.lookback:]
         model = fit_volatility(returns, spec, candidates=SIMULATION_CANDIDATES, name=m.name)
         models[m.name] = model
-        info[m.name] = {"source": str(m.prices), "sha256": _sha256(m.prices), "first": str(returns.index[0]),
+        info[m.name] = {"source": str(m.prices), "sha256": sha256_file(m.prices), "first": str(returns.index[0]),
                         "last": str(returns.index[-1]), "n_returns": int(len(returns)),
                         "frequency": prices.attrs["frequency"], **_model_summary(model)}
     _model_notes(models, notes)
@@ -544,35 +543,3 @@ def _stress_summary(policy: Policy, stress_set: ScenarioSet, labels: tuple[str, 
              "horizon_loss": float(stress_set.losses[i].sum()),
              "lowest_fund": float(lowest[i]),
              "survived": bool(lowest[i] >= policy.floor)} for i in range(stress_set.n_scenarios)]
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (np.floating, np.integer)):
-        return _finite(value.item())
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _finite(value.tolist())
-    return value
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for package in ("fundguard", "numpy", "scipy", "pandas", "arch", "cvxpy"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "unknown"
-    return out

@@ -26,11 +26,12 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from fundguard.models import FundguardError, VolSpec, fit_volatility, load_prices, log_returns
 from fundguard.models.errors import CertificationError, InfeasibleError
+
+from .outputs import json_safe, package_versions
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -90,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog="exit codes: 0 ok, 1 internal error, 2 bad input/config, 3 below target, 4 infeasible, 5 output locked",
     )
-    parser.add_argument("--version", action="version", version=f"fundguard {_version()}")
+    parser.add_argument("--version", action="version", version=f"fundguard {package_versions(('fundguard',))['fundguard']}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)
@@ -307,7 +308,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             )
     if args.json:
         # Strict JSON: non-finite numbers (an infinite half-life) become null.
-        json.dump(_strict_json(rows), sys.stdout, indent=2, allow_nan=False)
+        json.dump(json_safe(rows), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
         return EXIT_OK
     w = max(6, *(len(r["market"]) for r in rows))
@@ -335,23 +336,6 @@ def _parse_spec(text: str) -> VolSpec | str:
 
 class UsageError(FundguardError, ValueError):
     """A command-line argument that cannot be used."""
-
-
-def _strict_json(value: object) -> object:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict_json(v) for v in value]
-    return value
-
-
-def _version() -> str:
-    try:
-        return version("fundguard")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 if __name__ == "__main__":

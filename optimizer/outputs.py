@@ -18,15 +18,31 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import hashlib
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from fundguard.models.errors import FundguardError
 
-__all__ = ["OutputBusyError", "OutputLock", "atomic_write_bytes", "atomic_write_text", "publish_directory", "staged_output"]
+__all__ = [
+    "OutputBusyError",
+    "OutputLock",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "json_safe",
+    "package_versions",
+    "publish_directory",
+    "sha256_file",
+    "staged_output",
+]
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -137,6 +153,42 @@ def staged_output(target: str | os.PathLike[str]) -> Iterator[Path]:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, hex (recorded with every input file so a run can be traced)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions(packages: tuple[str, ...] = ("fundguard", "numpy", "scipy", "pandas", "arch", "cvxpy")
+                     ) -> dict[str, str]:
+    """Installed versions of ``packages`` ("unknown" when not installed as a distribution)."""
+    out = {}
+    for package in packages:
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "unknown"
+    return out
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON data: numpy scalars and arrays to Python, non-finite floats to None."""
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    return value
 
 
 def _recover(target: Path) -> None:

@@ -21,7 +21,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from fundguard.models import (
 from fundguard.models.errors import ConfigError
 
 from .config import CalibrationConfig, MarketConfig, ProblemConfig, ScenarioConfig, VolatilityConfig
-from .outputs import atomic_write_text
+from .outputs import atomic_write_text, package_versions, sha256_file
 
 __all__ = ["Preset", "build_preset", "load_preset", "default_config", "ILLUSTRATIVE_BOOK", "PRESET_SCHEMA_VERSION"]
 
@@ -128,7 +127,7 @@ def build_preset(
         models[market] = model
         sources[market] = {
             "file": Path(source).name if not isinstance(source, pd.DataFrame) else "<DataFrame>",
-            "sha256": _sha256(source) if not isinstance(source, pd.DataFrame) else None,
+            "sha256": sha256_file(source) if not isinstance(source, pd.DataFrame) else None,
             "first_return": str(returns.index[0].date()),
             "last_return": str(returns.index[-1].date()),
             "n_returns": int(returns.notna().sum()),
@@ -147,7 +146,7 @@ def build_preset(
             "copula_dates": {"first": str(residuals.index[0].date()), "last": str(residuals.index[-1].date()),
                              "n": int(len(residuals))},
             "fit_date": dt.datetime.now(dt.timezone.utc).date().isoformat(),
-            "fundguard_version": _version(),
+            "fundguard_version": package_versions(("fundguard",))["fundguard"],
             "command": command,
         },
         "models": {n: m.to_dict() for n, m in models.items()},
@@ -212,18 +211,3 @@ def default_config(preset: Preset | None = None) -> CalibrationConfig:
         source=None,
         digest=hashlib.sha256(json.dumps({"preset": preset.raw}, sort_keys=True).encode()).hexdigest(),
     )
-
-
-def _sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _version() -> str:
-    try:
-        return version("fundguard")
-    except PackageNotFoundError:
-        return "unknown"
