@@ -5,7 +5,7 @@ that re-verifies the solver's answer in numpy and says whether it is good enough
 solver whose answer passes wins; when none passes, the best checked answer is returned with the
 attempts logged, and the caller decides what status to report.
 
-HiGHS is reached two ways, both silent:
+HiGHS is reached three ways, all silent:
 
 * linear programs go through cvxpy's ``SCIPY`` interface (HiGHS inside scipy, which never
   prints);
@@ -14,7 +14,9 @@ HiGHS is reached two ways, both silent:
   verbosity (measured, highspy 1.16). That call is wrapped in :func:`_stdout_silenced`, which
   points file descriptor 1 at ``/dev/null`` for its duration. The redirection is process-wide:
   output another thread writes to fd 1 during that window is lost too, which is why only this
-  one call is wrapped.
+  one call is wrapped;
+* mixed-integer programs go through scipy's ``milp`` (:func:`quiet_milp`), silenced the same
+  way because one rare path of HiGHS's MIP solver prints a line whatever ``disp`` says.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import cvxpy as cp
+from scipy import optimize
 
 from fundguard.models.errors import ProblemError
 
-__all__ = ["DEFAULT_SOLVERS", "SolveOutcome", "solve_with_fallback", "check_solvers"]
+__all__ = ["DEFAULT_SOLVERS", "SolveOutcome", "solve_with_fallback", "check_solvers", "quiet_milp"]
 
 DEFAULT_SOLVERS: tuple[str, ...] = ("CLARABEL", "HIGHS", "SCS")
 
@@ -133,6 +136,18 @@ def _solve_once(problem: cp.Problem, name: str) -> str:
         else:
             problem.solve(solver=name, verbose=False, **_SOLVE_OPTIONS[name])
     return problem.status
+
+
+def quiet_milp(*args: object, **kwargs: object) -> optimize.OptimizeResult:
+    """:func:`scipy.optimize.milp` with file descriptor 1 silenced.
+
+    scipy's HiGHS is silent with ``disp=False`` except on a rare path of its MIP solver (a new
+    integer-feasible solution whose LP re-solve fails prints
+    ``HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();`` to stdout,
+    measured with scipy 1.17 on small big-M programs); a library must not print.
+    """
+    with _stdout_silenced():
+        return optimize.milp(*args, **kwargs)
 
 
 _LIBC: ctypes.CDLL | None

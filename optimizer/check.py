@@ -111,8 +111,7 @@ def fund_at(model: FundModel, rule: FundRule, u: np.ndarray) -> tuple[float, np.
     """
     rates = model.rates(u)
     floor = model.problem.floor
-    random_part = model.scenarios
-    worst = worst_net_flow(random_part.losses, random_part.premium_base, rates)
+    worst = model.worst(rates)
     fund = max(0.0, rule.fund(floor - worst))
     stress_worst = None
     if model.stress is not None:
@@ -211,7 +210,7 @@ def make_policy(
         in_sample_ruin=point.ruins / model.n_scenarios,
         solve_seconds=0.0,
         solver=solver,
-        markets=model.scenarios.markets,
+        markets=model.markets,
         floor=model.problem.floor,
         alpha=alpha,
         n_scenarios=model.n_scenarios,

@@ -44,7 +44,7 @@ from fundguard.models.errors import (
     SolverError,
 )
 
-from ._solvers import check_solvers, solve_with_fallback
+from ._solvers import check_solvers, quiet_milp, solve_with_fallback
 from .certify import (
     clopper_pearson_upper,
     scenario_discard_budget,
@@ -64,7 +64,7 @@ from .check import (
     solver_cap,
     var_index,
 )
-from .fast import CvarCuttingPlane
+from .fast import CvarCuttingPlane, ExactBranchAndBound
 from .fund import (
     FundModel,
     ScreenedRows,
@@ -85,6 +85,9 @@ __all__ = [
     "cvar_engine",
     "solve_cvar",
     "solve_exact",
+    "exact_on_model",
+    "EXACT_ENGINES",
+    "level_solver",
     "solve_scenario",
     "solve_certified",
     "certification_splits",
@@ -283,6 +286,12 @@ def solve_cvar(
 # ---------------------------------------------------------------------------------------------
 
 
+#: Engines of method "exact": "milp" is the reference (one mixed-integer program over all
+#: screened scenarios, practical up to a few thousand), "branch-and-bound" the fast path
+#: (:class:`~.fast.ExactBranchAndBound`, same optimum), "auto" the fast path.
+EXACT_ENGINES = ("auto", "milp", "branch-and-bound")
+
+
 def solve_exact(
     problem: PolicyProblem,
     scenarios: ScenarioSet,
@@ -291,6 +300,7 @@ def solve_exact(
     mip_rel_gap: float = 1e-7,
     warm_start: bool = True,
     solver: str | Sequence[str] | None = None,
+    engine: str = "auto",
 ) -> Policy:
     """Method "exact": at most ``floor(alpha N)`` ruined scenarios, minimum objective.
 
@@ -300,15 +310,20 @@ def solve_exact(
     scenarios : ScenarioSet
         Stress scenarios must be survived when ``problem.survive_stress``; they are not counted.
     time_limit : float, seconds, default 60
-        Budget of the mixed-integer solver. On expiry the best policy found is returned with
-        status "feasible" (it still has at most ``floor(alpha N)`` ruins) and a ConvergenceWarning.
+        Budget of the search. On expiry the best policy found is returned with status
+        "feasible" (it still has at most ``floor(alpha N)`` ruins), ``details["gap"]`` (the
+        relative distance to the best lower bound proven) and a ConvergenceWarning.
     mip_rel_gap : float, default 1e-7
-        Relative optimality gap at which HiGHS stops.
+        Relative optimality gap at which the search stops (both engines).
     warm_start : bool, default True
-        Solve "cvar" first and use its rates as a starting point (the result is then never
-        dearer than "cvar").
+        Engine "milp": solve "cvar" first and use its rates as a starting point (the result is
+        then never dearer than "cvar"). The branch-and-bound engine needs no starting point.
     solver : str or sequence of str, optional
         Solvers for the warm start.
+    engine : "auto", "branch-and-bound" or "milp", default "auto"
+        "branch-and-bound" (:class:`~.fast.ExactBranchAndBound`; "auto" is this one): exact
+        search over the box of rates with order-statistic bounds, time near-linear in N;
+        "milp": the reference mixed-integer program below, for a few thousand scenarios.
 
     Returns
     -------
@@ -320,8 +335,10 @@ def solve_exact(
     Notes
     -----
     For fixed rates the optimal fund target is an order statistic, so the hard part is the
-    rates. The mixed-integer program (scaled units, binaries ``z_s`` = "scenario s may be
-    ruined")::
+    rates. The branch-and-bound engine searches the rate box directly, bounding the order
+    statistic on sub-boxes by monotonicity and solving small boxes exactly (see
+    :class:`~.fast.ExactBranchAndBound`). The reference is the mixed-integer program (scaled
+    units, binaries ``z_s`` = "scenario s may be ruined")::
 
         minimise    cost_fund f + cost_rate @ u + q
         subject to  f + relief[s, t] @ u + M[s, t] z_s >= required0[s, t]   kept rows (s, t)
@@ -340,19 +357,24 @@ def solve_exact(
     round the MILP picks a discard set, the convex program for that set is solved exactly
     (:class:`RobustProgram`) and tangents at both answers are added, until the best true
     objective is within ``mip_rel_gap`` of the MILP's dual bound or the tangents are exact at the
-    MILP's answer. The answer's rates are then re-checked in numpy and the fund target is
+    MILP's answer. Either engine's rates are then re-checked in numpy and the fund target is
     recomputed as the exact order statistic.
 
     Cost: the MILP has one binary per candidate scenario (typically a few times alpha N after
     screening); HiGHS needs about 0.1 s at N = 1,000 and several seconds at N = 3,000 (T = 30,
-    J = 3, fat tails), so beyond a few thousand scenarios ``time_limit`` decides.
+    J = 3, fat tails), and reaches the 60 s limit at N = 20,000. The branch-and-bound engine
+    takes one pass over the data plus a search whose boxes hold a few dozen scenarios near the
+    optimum (N = 1,000,000 in a few seconds, ``benchmarks/results/scaling.md``).
     """
     solvers = check_solvers(solver)
     time_limit = _positive("time_limit", time_limit)
     mip_rel_gap = _positive("mip_rel_gap", mip_rel_gap)
+    if engine not in EXACT_ENGINES:
+        raise ProblemError(f"engine must be one of {list(EXACT_ENGINES)}, got {engine!r}")
     model = FundModel.build(problem, scenarios)
     return exact_on_model(
-        model, problem.alpha, time_limit=time_limit, mip_rel_gap=mip_rel_gap, warm_start=bool(warm_start), solvers=solvers
+        model, problem.alpha, time_limit=time_limit, mip_rel_gap=mip_rel_gap, warm_start=bool(warm_start),
+        solvers=solvers, engine=engine,
     )
 
 
@@ -364,8 +386,13 @@ def exact_on_model(
     mip_rel_gap: float = 1e-7,
     warm_start: bool = True,
     solvers: Sequence[str] = ("CLARABEL", "HIGHS", "SCS"),
+    engine: str = "auto",
+    search: ExactBranchAndBound | None = None,
 ) -> Policy:
-    """:func:`solve_exact` on a built FundModel at level ``alpha`` (used by "certified")."""
+    """:func:`solve_exact` on a built FundModel at level ``alpha`` (used by "certified" and frontier).
+
+    ``search``: a branch-and-bound engine already built for a range of levels containing alpha.
+    """
     start = time.perf_counter()
     n = model.n_scenarios
     k = allowed_ruins(alpha, n)
@@ -377,6 +404,9 @@ def exact_on_model(
     check_cap(model, order_lowest, stress_lowest, what)
     if model.n_free == 0:
         return closed_form(model, "exact", rule, alpha)
+    if engine != "milp":
+        search = ExactBranchAndBound(model, alpha) if search is None else search
+        return search.solve(alpha, rtol=mip_rel_gap, time_limit=time_limit, started=start)
     f_lo = max(0.0, order_lowest, stress_lowest)
     nf = model.n_free
 
@@ -445,12 +475,57 @@ def exact_on_model(
         if not converged:
             status = "feasible"
             details["reason"] = f"HiGHS stopped before proving optimality: {milp_status}"
+            details["gap"] = info.get("mip_gap", math.inf)
     checked = [(name, checked_point(model, rule, u)) for name, u in points]
     name, point = min(checked, key=lambda item: item[1].objective)
     details["point_from"] = name
     details["milp_status"] = milp_status
     policy = make_policy(model, "exact", point, alpha=alpha, status=status, solver="HIGHS (milp)", details=details)
     return policy
+
+
+def level_solver(
+    problem: PolicyProblem, scenarios: ScenarioSet, alphas: Sequence[float], method: str, options: dict[str, Any]
+) -> Callable[[float], Policy]:
+    """``solve_at(alpha)`` for method "cvar" or "exact" at every level in ``alphas``, sharing the work.
+
+    One FundModel (one pass over the data) and one screening serve every level: the "cvar"
+    engine is built for the largest level and re-screens its rows per level; the "exact"
+    branch-and-bound engine screens once for the range of levels. ``options`` are the method's
+    options, validated here as :func:`solve_cvar` / :func:`solve_exact` do.
+    """
+    largest, smallest = max(alphas), min(alphas)
+    solvers = check_solvers(options.get("solver"))
+    engine = options.get("engine", "auto")
+    model = FundModel.build(problem, scenarios, scale_alpha=largest)
+    if method == "cvar":
+        if engine not in CVAR_ENGINES:
+            raise ProblemError(f"engine must be one of {list(CVAR_ENGINES)}, got {engine!r}")
+        if model.n_free == 0:
+            def closed(alpha: float) -> Policy:
+                rule = FundRule("cvar", alpha, allowed_ruins(alpha, model.n_scenarios))
+                lowest = sample_cvar(model.required_range()[1], alpha)
+                check_cap(model, lowest, screened_stress(model)[0], f"CVaR_{alpha:g} of the required fund <= F0")
+                return closed_form(model, "cvar", rule, alpha)
+
+            return closed
+        return cvar_engine(model, largest, engine, solvers).solve
+    if engine not in EXACT_ENGINES:
+        raise ProblemError(f"engine must be one of {list(EXACT_ENGINES)}, got {engine!r}")
+    time_limit = _positive("time_limit", options.get("time_limit", 60.0))
+    mip_rel_gap = _positive("mip_rel_gap", options.get("mip_rel_gap", 1e-7))
+    warm_start = bool(options.get("warm_start", True))
+    search = None
+    if model.n_free and engine != "milp":
+        search = ExactBranchAndBound(model, largest, smallest)
+
+    def exact(alpha: float) -> Policy:
+        return exact_on_model(
+            model, alpha, time_limit=time_limit, mip_rel_gap=mip_rel_gap, warm_start=warm_start, solvers=solvers,
+            engine=engine, search=search,
+        )
+
+    return exact
 
 
 def _exact_milp(
@@ -565,7 +640,7 @@ def _exact_milp(
                 (np.concatenate(coo_vals), (np.concatenate(coo_rows), np.concatenate(coo_cols))), shape=(n_row, n_var)
             )
             constraints.append(optimize.LinearConstraint(matrix, np.concatenate(lower), np.concatenate(upper)))
-        result = optimize.milp(
+        result = quiet_milp(
             cost,
             integrality=integrality,
             bounds=optimize.Bounds(low_bounds, high_bounds),
@@ -764,7 +839,7 @@ def solve_scenario(
     if model.n_free == 0:
         # Every step of the greedy rule discards the scenario with the largest required fund.
         mask = np.zeros(n, dtype=bool)
-        required = model.problem.floor - worst_net_flow(model.scenarios.losses, model.scenarios.premium_base, model.rate_low)
+        required = model.problem.floor - model.worst(model.rate_low)
         mask[np.argsort(-required, kind="stable")[:k]] = True
         rule = FundRule("robust", alpha, discarded=mask)
         point = checked_point(model, rule, np.zeros(0))

@@ -20,11 +20,9 @@ import pandas as pd
 from fundguard.models import ScenarioSet
 from fundguard.models.errors import FundguardError, ProblemError, ScenarioError
 
-from ._solvers import check_solvers
 from .certify import certify
-from .fund import FundModel
 from .methods import (
-    cvar_engine,
+    level_solver,
     solve_certified,
     solve_cvar,
     solve_exact,
@@ -49,7 +47,7 @@ METHODS: dict[str, MethodSpec] = {
     "cvar": MethodSpec(solve_cvar, ("solver", "engine"), "Rockafellar–Uryasev CVaR constraint (convex, conservative)"),
     "exact": MethodSpec(
         solve_exact,
-        ("time_limit", "mip_rel_gap", "warm_start", "solver"),
+        ("time_limit", "mip_rel_gap", "warm_start", "solver", "engine"),
         "exact sample chance constraint: at most floor(alpha N) ruined scenarios (mixed-integer)",
     ),
     "scenario": MethodSpec(
@@ -145,27 +143,24 @@ def frontier(
 
     Notes
     -----
-    For "cvar" the scaled data and the solver are built once, screened for the largest alpha
-    (valid for all): the cvxpy program is re-solved per alpha by changing two cvxpy Parameters
-    (DPP), so cvxpy compiles it only once; the cutting-plane engine (large sets) re-uses its
-    screened rows. Other methods are solved per alpha.
+    For "cvar" and "exact" the scaled data (one pass over the scenarios) and the solver are
+    built once (:func:`~.methods.level_solver`): for "cvar" screened for the largest alpha
+    (valid for all), the cvxpy program re-solved per alpha by changing two cvxpy Parameters
+    (DPP, compiled once), the cutting-plane engine (large sets) re-screening its rows per alpha;
+    for "exact" the branch-and-bound engine screens once for the range of alphas. The first
+    policy's ``solve_seconds`` includes that shared work. Other methods are solved per alpha.
     """
     if isinstance(alphas, (str, bytes)) or not isinstance(alphas, (Sequence, np.ndarray)) or len(alphas) == 0:
         raise ProblemError(f"alphas must be a non-empty sequence of levels in (0, 1), got {alphas!r}")
     problems = [dataclasses.replace(problem, alpha=a) for a in alphas]
     _check_call(problem, scenarios, method, options)
-    if method != "cvar":
+    if method not in ("cvar", "exact"):
         return [solve(p, scenarios, method, **options) for p in problems]
     start = time.perf_counter()
-    largest = max(p.alpha for p in problems)
-    solvers = check_solvers(options.get("solver"))
-    model = FundModel.build(problem, scenarios, scale_alpha=largest)
-    if model.n_free == 0:
-        return [solve(p, scenarios, method, **options) for p in problems]
-    formulation = cvar_engine(model, largest, options.get("engine", "auto"), solvers)
+    solve_at = level_solver(problem, scenarios, [p.alpha for p in problems], method, dict(options))
     policies = []
     for p in problems:
-        policy = formulation.solve(p.alpha)
+        policy = solve_at(p.alpha)
         now = time.perf_counter()
         policies.append(dataclasses.replace(policy, solve_seconds=now - start))
         start = now
