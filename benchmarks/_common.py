@@ -34,6 +34,7 @@ __all__ = [
     "REPO_ROOT",
     "DEFAULT_DATA",
     "DEFAULT_RESULTS",
+    "DAILY_FILES",
     "DATA_HELP",
     "Provenance",
     "machine_description",
@@ -43,6 +44,7 @@ __all__ = [
     "write_text",
     "save_figure",
     "markdown_table",
+    "fail",
 ]
 
 #: The repository root (benchmarks/ is run from the repository, never installed).
@@ -157,10 +159,18 @@ def data_available(folder: Path, files: Sequence[str] = tuple(DAILY_FILES.values
     return [name for name in files if not (Path(folder) / name).is_file()]
 
 
+def _readable(path: Path) -> Path:
+    # atomic_write_* go through mkstemp, which creates files 0600; results are for everyone to read.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return path
+
+
 def write_text(path: Path, text: str) -> Path:
     """Write a result file atomically (the folder is created if needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, text)
+    return _readable(atomic_write_text(path, text))
 
 
 def save_figure(fig: plt.Figure, path: Path, prov: Provenance) -> Path:
@@ -172,7 +182,7 @@ def save_figure(fig: plt.Figure, path: Path, prov: Provenance) -> Path:
     fig.savefig(buffer, format="png", dpi=130, metadata=metadata)
     plt.close(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return _readable(atomic_write_bytes(path, buffer.getvalue()))
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> str:

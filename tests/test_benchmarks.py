@@ -20,8 +20,8 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import _common, backtest, methods  # noqa: E402
-from fundguard.optimizer import solve
-
+from fundguard.models import ScenarioSet  # noqa: E402
+from fundguard.optimizer import ruin_probability, solve  # noqa: E402
 METHOD_LABELS = ("cvar", "exact", "scenario", "certified")
 BASELINE_PREFIXES = (
     "rule: 3% of open interest",
@@ -119,8 +119,6 @@ def test_evaluate_counts_ruins_like_the_library():
     policy = solve(methods.PROBLEM, train, "cvar")
     contestant = methods.Contestant("cvar", "method", policy.fund_target, np.asarray(policy.premium_rates), "", 0.0)
     assert methods.evaluate([contestant], iter([fresh.subset(slice(0, 1_500)), fresh.subset(slice(1_500, None))])) == 4_000
-    from fundguard.optimizer import ruin_probability
-
     assert contestant.ruins == round(ruin_probability(policy, fresh) * 4_000)
 
 
@@ -137,8 +135,6 @@ def test_adjustment_coefficient_of_a_normal_law():
 def test_lundberg_warns_when_the_loading_is_not_positive():
     losses = np.full((10, 3), 2.0)
     base = np.full((10, 3, 1), 100.0)
-    from fundguard.models import ScenarioSet
-
     scenarios = ScenarioSet(losses=losses, premium_base=base, markets=["m"])
     with pytest.warns(methods.LundbergWarning, match="loading"):
         row = methods.lundberg_rule(scenarios, np.array([0.01]), heavy_tailed=False)  # premium 1.0 < loss 2.0
