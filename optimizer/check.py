@@ -45,6 +45,9 @@ _CAP_MARGIN = 1e-7
 _AGREE_RTOL = 1e-6
 # Scaled rates this close to 0 or 1 are snapped to the bound before the numpy check.
 _SNAP = 1e-9
+# Slack, in ulps of a path's flows per market and period, that a saved scenario keeps (see
+# _rounding_margin).
+_MARGIN_ULPS = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,10 +124,41 @@ def fund_at(model: FundModel, rule: FundRule, u: np.ndarray) -> tuple[float, np.
     for _ in range(64):
         stress_ok = stress_worst is None or not bool(np.any(fund + stress_worst < floor))
         if stress_ok and rule.admits(fund + worst < floor):
+            fund = _rounding_margin(model, fund, worst, rates, model.random_index)
+            if stress_worst is not None:
+                fund = _rounding_margin(model, fund, stress_worst, rates, None, stress=True)
             return fund, rates, worst
         fund += step
         step *= 2.0
     raise SolverError(f"the {rule.kind} fund target could not be confirmed by the numpy ruin check (F0 = {fund!r})")
+
+
+def _rounding_margin(
+    model: FundModel, fund: float, worst: np.ndarray, rates: np.ndarray, index: np.ndarray | None, stress: bool = False
+) -> float:
+    """``fund`` lifted so that no scenario it saves sits within rounding of the floor.
+
+    The fund target of "exact" (an order statistic) or "scenario" (a maximum) puts one scenario
+    exactly on the floor in the canonical arithmetic; a re-check that sums the premium income
+    in another order (``np.einsum``, a loop: measured up to a few ulps apart) could count it
+    ruined. Every scenario not ruined keeps a slack of ``_MARGIN_ULPS (J + 1) T`` ulps of its
+    path's flows ``sum_t (p . B[s, t] + L[s, t])`` (about 1e-13 relative). With every rate zero
+    the income is exactly zero in any order and nothing is added, so the fund target is the
+    closed form itself.
+    """
+    if not np.any(rates):
+        return fund
+    floor = model.problem.floor
+    slack = fund + worst - floor
+    near = np.flatnonzero((slack >= 0.0) & (slack <= 1e-6 * max(abs(fund), abs(floor), 1.0)))
+    if not near.size:
+        return fund
+    source = model.stress if stress else model.source
+    rows = near if index is None else index[near]
+    flows = source.premium_base[rows].sum(axis=1) @ rates + source.losses[rows].sum(axis=1)
+    horizon, n_markets = source.horizon, rates.size
+    margin = _MARGIN_ULPS * (n_markets + 1) * horizon * np.finfo(np.float64).eps * flows
+    return max(fund, float((floor - worst[near] + margin).max()))
 
 
 def checked_point(model: FundModel, rule: FundRule, u: np.ndarray) -> CheckedPoint:

@@ -1,8 +1,10 @@
-"""Fast paths in the (1 + J)-dimensional decision space: cutting planes ("cvar"), branch and bound ("exact").
+"""Fast paths in the (1 + J)-dimensional decision space: cutting planes ("cvar"), branch and
+bound ("exact"), a working set of rows ("scenario").
 
-Both work on the rows left by exact screening (:meth:`~.fund.FundModel.screen`), never on the
-whole scenario set, and both return the optimum of the same program the reference formulations
-(cvxpy for "cvar", the big-M mixed-integer program for "exact", :mod:`.methods`) solve.
+All work on the rows left by exact screening (:meth:`~.fund.FundModel.screen`), never on the
+whole scenario set, and all return the optimum of the same program the reference formulations
+(cvxpy for "cvar" and "scenario", the big-M mixed-integer program for "exact", :mod:`.methods`)
+solve; the tests compare them on randomised problems.
 
 Cutting planes for "cvar"
 -------------------------
@@ -37,6 +39,10 @@ HiGHS (``linprog``) when there is no quadratic term.
 Branch and bound for "exact"
 ----------------------------
 See :class:`ExactBranchAndBound`.
+
+Working set for "scenario"
+--------------------------
+See :class:`RobustWorkingSet`.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ from .check import FundRule, agree, check_cap, checked_point, make_policy, solve
 from .fund import FundModel, ScreenedRows, allowed_ruins, kth_largest, sample_cvar
 from .policy import Policy
 
-__all__ = ["CvarCuttingPlane", "ExactBranchAndBound", "MaxAffine", "LEAF_SIZE"]
+__all__ = ["CvarCuttingPlane", "ExactBranchAndBound", "RobustWorkingSet", "MaxAffine", "LEAF_SIZE"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,6 +295,10 @@ class CvarCuttingPlane:
 #: 8 gave the lowest total time (48: 1.5-3x slower).
 LEAF_SIZE = 8
 
+# Boxes this narrow are solved as leaves whatever their live count: many identical scenarios,
+# or an optimum on the fund_max boundary, would otherwise be split without end.
+_LEAF_WIDTH = 2.0**-14
+
 # Outer-approximation rounds per box (rate-change penalty) before the box is split instead, and
 # Kelley's test: tangents exact at an answer to this relative tolerance count as exact.
 _OA_ROUNDS = 30
@@ -337,6 +347,8 @@ class _Incumbent:
 
     def cutoff(self) -> float:
         """Boxes whose lower bound is at or above this cannot improve the answer by more than rtol."""
+        if not math.isfinite(self.best):
+            return math.inf
         scale = max(abs(self.best + self.engine.model.cost_constant), 1e-12)
         return self.best - self.rtol * scale
 
@@ -665,7 +677,7 @@ class ExactBranchAndBound:
                     heapq.heappush(heap, (child.bound, counter, child))
                     counter += 1
         if time.perf_counter() - started < time_limit:
-            self._polish(search, info, time_limit - (time.perf_counter() - started))
+            self._polish(search, root, info, time_limit - (time.perf_counter() - started))
         open_bound = min((item[0] for item in heap), default=math.inf)
         info["converged"] = converged
         scale = max(abs(search.best + model.cost_constant), 1e-12)
@@ -673,7 +685,7 @@ class ExactBranchAndBound:
         info["seconds_search"] = time.perf_counter() - started
         return search.best_u, search.best, info
 
-    def _polish(self, search: _Incumbent, info: dict[str, Any], time_left: float) -> None:
+    def _polish(self, search: _Incumbent, root: _Box, info: dict[str, Any], time_left: float) -> None:
         """Solve a small box around the answer exactly.
 
         The search stops when no box can beat the answer by more than rtol; where the objective
@@ -682,12 +694,11 @@ class ExactBranchAndBound:
         was found in (by the leaf program, with the exact convex program for its discard set),
         puts it on the optimum, as the reference program's final convex solve does.
         """
-        home = search.best_box
-        if home is None:
-            return
         for half_width in (1e-2, 2e-3, 4e-4, 1e-4):
-            lo = np.clip(search.best_u - half_width, home.lo, home.hi)
-            hi = np.clip(search.best_u + half_width, home.lo, home.hi)
+            lo = np.clip(search.best_u - half_width, 0.0, 1.0)
+            hi = np.clip(search.best_u + half_width, 0.0, 1.0)
+            # the live set of the box the answer was found in if it holds the polishing box, else the root's
+            home = search.best_box if np.all(search.best_box.lo <= lo) and np.all(hi <= search.best_box.hi) else root
             box = self._box(lo, hi, home.rows, home.budget, home.level)[0]
             if box.n_live <= 4 * self.leaf_size or self._is_leaf(box):
                 break
@@ -695,7 +706,7 @@ class ExactBranchAndBound:
             return
         if math.isfinite(box.bound):
             info["polish_live"] = box.n_live
-            self._solve_leaf(box, search, info, time_left)
+            self._solve_leaf(box, search, info, time_left, polish=True)
 
     def _fit_under_cap(self, box: _Box, u: np.ndarray) -> tuple[np.ndarray, float]:
         """The point nearest ``u`` on the segment to ``box.hi`` with ``Phi <= fund_max`` (bisection;
@@ -711,16 +722,23 @@ class ExactBranchAndBound:
         return point, self._phi(box, point)
 
     def _is_leaf(self, box: _Box) -> bool:
-        return box.n_live <= self.leaf_size or box.budget <= 0 or box.budget >= box.n_live
+        return (
+            box.n_live <= self.leaf_size
+            or box.budget <= 0
+            or box.budget >= box.n_live
+            or float(np.max(box.hi - box.lo)) <= _LEAF_WIDTH
+        )
 
-    def _solve_leaf(self, box: _Box, search: _Incumbent, info: dict[str, Any], time_left: float) -> float | None:
+    def _solve_leaf(
+        self, box: _Box, search: _Incumbent, info: dict[str, Any], time_left: float, polish: bool = False
+    ) -> float | None:
         """Solve the box exactly; None when closed, else the lower bound proven on it."""
         if box.n_live == 0 or box.budget >= box.n_live:
             # Phi = max(level, S(u)) on the box: with no stress scenario above the level, flat
             if self._stress is None or self._stress_at(box.lo) <= box.level:
                 search.offer(self._rate_cost_floor(box.lo, box.hi)[1], box.level, box)
                 return None
-        return _leaf_milp(self, box, search, info, time_left)
+        return _leaf_milp(self, box, search, info, time_left, polish)
 
     # -- the Policy -------------------------------------------------------------------------------
     def solve(
@@ -750,7 +768,9 @@ class ExactBranchAndBound:
         return make_policy(model, "exact", point, alpha=alpha, status=status, solver="branch and bound", details=info)
 
 
-def _leaf_milp(engine: ExactBranchAndBound, box: _Box, search: _Incumbent, info: dict[str, Any], time_left: float) -> float | None:
+def _leaf_milp(
+    engine: ExactBranchAndBound, box: _Box, search: _Incumbent, info: dict[str, Any], time_left: float, polish: bool = False
+) -> float | None:
     """The big-M program of "exact" on one box (scaled units, ``level = Phi(hi)``)::
 
         minimise    cost_fund f + cost_rate @ u + sum_j w_j
@@ -763,8 +783,9 @@ def _leaf_milp(engine: ExactBranchAndBound, box: _Box, search: _Incumbent, info:
     answer's rates are offered to the incumbent with their exact fund target. (A cut-off row
     "objective <= incumbent" was measured 1-4x slower: HiGHS proves infeasibility more slowly
     than it finds the optimum of these small programs.) Returns None when the box is closed
-    (solved, or its bound within rtol of the incumbent), else the bound proven when time or the
-    outer-approximation rounds ran out.
+    (solved, or its bound within rtol of the incumbent unless ``polish``, which asks for the
+    box's optimum itself), else the bound proven when time or the outer-approximation rounds
+    ran out.
     """
     model = engine.model
     nf = model.n_free
@@ -787,36 +808,29 @@ def _leaf_milp(engine: ExactBranchAndBound, box: _Box, search: _Incumbent, info:
     n_var = 1 + nf + n_live + curved.size
     col_z, col_w = 1 + nf, 1 + nf + n_live
 
-    matrix_rows: list[sp.coo_array] = []
+    # dense: these programs have a few dozen rows and columns (sparse assembly cost more than HiGHS)
+    matrix_rows: list[np.ndarray] = []
     lower: list[np.ndarray] = []
     upper: list[np.ndarray] = []
     for relief, required0, big_m, grp in blocks:
-        r = required0.size
-        dense = np.zeros((r, 1 + nf))
-        dense[:, 0] = 1.0
-        dense[:, 1:] = relief
-        block = sp.coo_array(dense)
+        block = np.zeros((required0.size, n_var))
+        block[:, 0] = 1.0
+        block[:, 1 : 1 + nf] = relief
         if big_m is not None:
-            slack = sp.coo_array((big_m, (np.arange(r), grp)), shape=(r, n_live))
-            block = sp.hstack([block, slack])
-        else:
-            block = sp.hstack([block, sp.coo_array((r, n_live))])
-        matrix_rows.append(sp.hstack([block, sp.coo_array((r, curved.size))]).tocoo())
+            block[np.arange(required0.size), col_z + grp] = big_m
+        matrix_rows.append(block)
         lower.append(required0)
-        upper.append(np.full(r, np.inf))
+        upper.append(np.full(required0.size, np.inf))
     cost = np.zeros(n_var)
     cost[0] = model.cost_fund
     cost[1 : 1 + nf] = model.cost_rate
     cost[col_w:] = 1.0
-    extra = []
     if n_live:
-        budget_row = np.zeros(n_var)
-        budget_row[col_z:col_w] = 1.0
-        extra.append((budget_row, -np.inf, float(box.budget)))
-    for row, low_value, high_value in extra:
-        matrix_rows.append(sp.coo_array(row[None, :]))
-        lower.append(np.array([low_value]))
-        upper.append(np.array([high_value]))
+        budget_row = np.zeros((1, n_var))
+        budget_row[0, col_z:col_w] = 1.0
+        matrix_rows.append(budget_row)
+        lower.append(np.array([-np.inf]))
+        upper.append(np.array([float(box.budget)]))
     low_bounds = np.r_[box.level, box.lo, np.zeros(n_live), model.curvature[curved] * box.lo[curved] ** 2]
     high_bounds = np.r_[engine._cap, box.hi, np.ones(n_live), model.curvature[curved] * box.hi[curved] ** 2]
     integrality = np.zeros(n_var, dtype=np.int64)
@@ -829,7 +843,7 @@ def _leaf_milp(engine: ExactBranchAndBound, box: _Box, search: _Incumbent, info:
             block = np.zeros((v.size, n_var))
             block[:, col_w + i] = 1.0
             block[:, 1 + j] = -2.0 * model.curvature[j] * v
-            matrix_rows.append(sp.coo_array(block))
+            matrix_rows.append(block)
             lower.append(-model.curvature[j] * v * v)
             upper.append(np.full(v.size, np.inf))
 
@@ -841,7 +855,7 @@ def _leaf_milp(engine: ExactBranchAndBound, box: _Box, search: _Incumbent, info:
         remaining = time_left - (time.perf_counter() - started)
         if remaining <= 0.0:
             return bound
-        matrix = sp.vstack(matrix_rows).tocsr()
+        matrix = np.vstack(matrix_rows)
         result = quiet_milp(
             cost,
             integrality=integrality,
@@ -875,7 +889,7 @@ def _leaf_milp(engine: ExactBranchAndBound, box: _Box, search: _Incumbent, info:
         bound = max(bound, dual)
         if result.status != 0:
             return bound
-        if bound >= search.cutoff() or (exact and not curved.size):
+        if (bound >= search.cutoff() and not polish) or (exact and not curved.size):
             return None
         if not curved.size:
             return bound
@@ -926,6 +940,144 @@ def _kept_program(engine: ExactBranchAndBound, box: _Box, rows: np.ndarray) -> n
     if str(solution.status) not in ("Solved", "AlmostSolved"):
         return None
     return np.clip(np.asarray(solution.x)[1:], box.lo, box.hi)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# "scenario": the robust program on a working set of rows
+# ---------------------------------------------------------------------------------------------
+
+
+class RobustWorkingSet:
+    """The robust program of method "scenario" solved on a working set of its rows.
+
+    Same program, optimum and multipliers as :class:`~.methods.RobustProgram` (scaled units)::
+
+        minimise    cost_fund f + cost_rate @ u + curvature @ u^2
+        subject to  f + relief[r] @ u >= required0[r]     rows r of every kept (not discarded) scenario
+                    f + relief @ u >= required0           stress rows
+                    f_lo <= f <= fund_max (tightened),  0 <= u <= 1
+
+    but Clarabel (called directly, silent) only ever sees the rows that bind: starting from the
+    rows active at the last answer, every kept scenario whose required fund exceeds ``f`` at the
+    answer adds its active row, until none does (constraint generation; the answer of the
+    smaller program then satisfies every row, so it is the full program's). The rows within
+    1e-9 of binding are then all included and the program solved once more, so that the
+    multipliers are those of the full program (the interior-point method's, on the same
+    optimal face). Each round is one pass over the screened rows in numpy plus a program with
+    a few hundred rows, instead of re-solving all rows (the greedy rule of method "scenario"
+    re-solves it about ``log(k) / batch_fraction`` times).
+    """
+
+    def __init__(self, model: FundModel, rows: ScreenedRows, stress_rows: ScreenedRows | None, f_lo: float) -> None:
+        self.model = model
+        self.rows = rows
+        self.grouped = MaxAffine.of(rows)
+        self.f_lo = f_lo
+        self._stress = stress_rows if stress_rows is not None and stress_rows.n_rows else None
+        self._cap = solver_cap(model.fund_cap) if math.isfinite(model.fund_cap) else math.inf
+        self._discarded = np.zeros(rows.candidates.size, dtype=bool)
+        # start from each scenario's row active at premium_max
+        self._working = np.zeros(rows.n_rows, dtype=bool)
+        if rows.n_rows:
+            self._working[self.grouped.evaluate(np.ones(model.n_free))[1]] = True
+        self.rates: np.ndarray | None = None
+        self.fund = math.nan
+        self.value = math.nan
+        self._duals: np.ndarray | None = None
+        self.rounds = 0
+
+    def set_discarded(self, discarded: np.ndarray) -> None:
+        """Discard the candidates flagged in ``discarded`` (K,) bool."""
+        self._discarded = np.asarray(discarded, dtype=bool).copy()
+
+    def required(self, u: np.ndarray) -> np.ndarray:
+        """(K,) scaled required fund of every candidate at ``u`` (exact where above ``f_lo``)."""
+        values = np.full(self.rows.candidates.size, -math.inf)
+        if self.rows.n_rows:
+            best = self.grouped.evaluate(u)[0]
+            values[self.rows.scenario[self.grouped.starts]] = best
+        return values
+
+    def solve(self) -> bool:
+        """Solve for the current discard set; False when Clarabel fails (then nothing is updated)."""
+        rows = self.rows
+        kept_row = ~self._discarded[rows.scenario] if rows.n_rows else np.zeros(0, dtype=bool)
+        for _ in range(100):
+            self.rounds += 1
+            solution = self._program(self._working & kept_row)
+            if solution is None:
+                return False
+            fund, u, _ = solution
+            if not rows.n_rows:
+                break
+            row_values = rows.required0 - rows.relief @ u
+            slack = 1e-9 * max(1.0, abs(fund))
+            violated = kept_row & (row_values > fund + slack) & ~self._working
+            if not np.any(violated):
+                # every row near binding in, for the full program's multipliers
+                near = kept_row & (row_values >= fund - slack) & ~self._working
+                if np.any(near):
+                    self._working |= near
+                    solution = self._program(self._working & kept_row)
+                    if solution is None:
+                        return False
+                break
+            # add each violating scenario's most violated row (all violated rows if those are in already)
+            best, active = self.grouped.evaluate(u)
+            add = active[kept_row[active] & (best > fund + slack)]
+            add = add[~self._working[add]]
+            self._working[add if add.size else np.flatnonzero(violated)] = True
+        fund, u, duals = solution
+        self.rates, self.fund = u, fund
+        self.value = self.model.scaled_objective(fund, u) - self.model.cost_constant
+        self._duals = duals
+        return True
+
+    def claimed_objective(self) -> float:
+        """The program's objective in currency units."""
+        return (self.value + self.model.cost_constant) * self.model.objective_scale
+
+    def scenario_duals(self) -> np.ndarray | None:
+        """(K,) total Lagrange multiplier of each candidate's rows at the last solution (None
+        when no candidate has a row, as :meth:`~.methods.RobustProgram.scenario_duals`)."""
+        return self._duals if self.rows.n_rows else None
+
+    def _program(self, working: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """Solve on the ``working`` rows (and the stress rows); ``(f, u, per-candidate multipliers)``."""
+        model = self.model
+        nf = model.n_free
+        rows = self.rows
+        index = np.flatnonzero(working)
+        relief = [rows.relief[index]]
+        required0 = [rows.required0[index]]
+        if self._stress is not None:
+            relief.append(self._stress.relief)
+            required0.append(self._stress.required0)
+        relief_all = np.concatenate(relief)
+        identity = np.eye(1 + nf)
+        # rows as  -(f + relief @ u) <= -required0, then the bounds
+        blocks = [-np.hstack([np.ones((relief_all.shape[0], 1)), relief_all]), -identity[:1], -identity[1:], identity[1:]]
+        rhs = [-np.concatenate(required0), [-self.f_lo], np.zeros(nf), np.ones(nf)]
+        if math.isfinite(self._cap):
+            blocks.append(identity[:1])
+            rhs.append([self._cap])
+        matrix = sp.csc_matrix(np.vstack(blocks))
+        bound = np.concatenate([np.asarray(r, dtype=np.float64) for r in rhs])
+        hessian = sp.csc_matrix(np.diag(np.r_[0.0, 2.0 * model.curvature]))
+        settings = clarabel.DefaultSettings()
+        settings.verbose = False
+        settings.tol_gap_abs = settings.tol_gap_rel = 1e-10
+        settings.tol_feas = 1e-10
+        solution = clarabel.DefaultSolver(
+            hessian, np.r_[model.cost_fund, model.cost_rate], matrix, bound, [clarabel.NonnegativeConeT(bound.size)], settings
+        ).solve()
+        if str(solution.status) != "Solved":
+            return None
+        x = np.asarray(solution.x)
+        multipliers = np.maximum(np.asarray(solution.z)[: index.size], 0.0)
+        duals = np.bincount(rows.scenario[index], weights=multipliers, minlength=rows.candidates.size).astype(np.float64)
+        return float(x[0]), np.clip(x[1:], 0.0, 1.0), duals
 
 
 def _master(

@@ -41,6 +41,7 @@ from .problem import PolicyProblem
 __all__ = [
     "allowed_ruins",
     "worst_net_flow",
+    "mean_premium_base",
     "count_ruined",
     "sample_cvar",
     "kth_largest",
@@ -65,7 +66,9 @@ def allowed_ruins(alpha: float, n_scenarios: int) -> int:
     return int(math.floor(product * (1.0 + 1e-9)))
 
 
-def worst_net_flow(losses: np.ndarray, premium_base: np.ndarray, premium_rates: np.ndarray) -> np.ndarray:
+def worst_net_flow(
+    losses: np.ndarray, premium_base: np.ndarray, premium_rates: np.ndarray, index: np.ndarray | None = None
+) -> np.ndarray:
     """Lowest cumulative net flow of each path, ``min_t sum_{u <= t} (p . B[s, u] - L[s, u])``.
 
     Parameters
@@ -73,10 +76,12 @@ def worst_net_flow(losses: np.ndarray, premium_base: np.ndarray, premium_rates: 
     losses : (N, T) float64, currency units
     premium_base : (N, T, J) float64, currency units
     premium_rates : (J,) float64, fractions of the premium base
+    index : (M,) int, optional
+        Only these scenarios (gathered chunk by chunk, never copied whole).
 
     Returns
     -------
-    (N,) float64, currency units
+    (N,) or (M,) float64, currency units
         ``min_t F[s, t] - F0``: scenario s is ruined iff ``F0 + worst[s] < floor``.
 
     Notes
@@ -88,12 +93,29 @@ def worst_net_flow(losses: np.ndarray, premium_base: np.ndarray, premium_rates: 
     """
     n, horizon = losses.shape
     rates = np.asarray(premium_rates, dtype=np.float64)
-    out = np.empty(n, dtype=np.float64)
-    for start, stop in _chunks(n, horizon * max(1, rates.size)):
-        net = premium_base[start:stop] @ rates
-        net -= losses[start:stop]
+    m = n if index is None else index.size
+    out = np.empty(m, dtype=np.float64)
+    for start, stop in _chunks(m, horizon * max(1, rates.size)):
+        rows = slice(start, stop) if index is None else index[start:stop]
+        net = premium_base[rows] @ rates
+        net -= losses[rows]
         out[start:stop] = _running_minimum(net)
     return out
+
+
+def mean_premium_base(scenarios: ScenarioSet, index: np.ndarray | None = None) -> np.ndarray:
+    """(J,) mean over scenarios of ``sum_t B[s, t, j]``: the random ones, or those of ``index``."""
+    if index is None:
+        index = np.flatnonzero(~scenarios.is_stress) if scenarios.n_stress else None
+    base = scenarios.premium_base
+    n, horizon, n_markets = base.shape
+    m = n if index is None else index.size
+    total = np.zeros(n_markets)
+    for start, stop in _chunks(m, horizon * n_markets):
+        rows = slice(start, stop) if index is None else index[start:stop]
+        flat = base[rows].reshape(-1, n_markets)
+        total += np.ones(flat.shape[0]) @ flat
+    return total / m
 
 
 def count_ruined(fund_target: float, worst: np.ndarray, floor: float) -> int:
@@ -214,7 +236,13 @@ class FundModel:
     cost_constant: float
 
     @classmethod
-    def build(cls, problem: PolicyProblem, scenarios: ScenarioSet, scale_alpha: float | None = None) -> FundModel:
+    def build(
+        cls,
+        problem: PolicyProblem,
+        scenarios: ScenarioSet,
+        scale_alpha: float | None = None,
+        sample: np.ndarray | None = None,
+    ) -> FundModel:
         """Validate the pair and make one streaming pass over the scenarios.
 
         Parameters
@@ -224,6 +252,9 @@ class FundModel:
             All scenarios; stress scenarios are split off (they are few: copied).
         scale_alpha : float, optional
             Level whose order statistic sets ``money_scale`` (default ``problem.alpha``).
+        sample : (M,) int, increasing, optional
+            Positions in ``scenarios`` of the random scenarios to fit on (default: every random
+            scenario); a subsample without copying the data (method "certified"'s training part).
 
         Raises
         ------
@@ -243,7 +274,10 @@ class FundModel:
             raise ScenarioError(
                 f"all {scenarios.n_scenarios} scenarios are stress scenarios; probabilities need random ones"
             )
-        random_index = np.flatnonzero(~scenarios.is_stress) if scenarios.n_stress else None
+        if sample is not None:
+            random_index = np.asarray(sample, dtype=np.int64)
+        else:
+            random_index = np.flatnonzero(~scenarios.is_stress) if scenarios.n_stress else None
         stress = scenarios.subset(scenarios.is_stress) if (problem.survive_stress and scenarios.n_stress) else None
 
         low = problem.per_market("premium_min", n_markets)
@@ -252,7 +286,11 @@ class FundModel:
         free = np.flatnonzero(span > 0.0)
 
         # R_s at both corners: R_s(p) = floor - min_t cumsum_t(B @ p - L), the canonical check's form.
-        worst_low, worst_high, total_base = _corner_pass(scenarios, low, high if free.size else None)
+        member = None
+        if random_index is not None:
+            member = np.zeros(scenarios.n_scenarios, dtype=bool)
+            member[random_index] = True
+        worst_low, worst_high, total_base = _corner_pass(scenarios, low, high if free.size else None, member)
         if random_index is not None:
             worst_low = worst_low[random_index]
             worst_high = worst_high[random_index] if free.size else worst_low
@@ -350,10 +388,14 @@ class FundModel:
     def worst(self, premium_rates: np.ndarray) -> np.ndarray:
         """:func:`worst_net_flow` of the random scenarios at ``premium_rates`` (J,): (N,), currency units.
 
-        One streaming pass (stress scenarios, if any, are computed and dropped: they are few).
+        One streaming pass: over all of ``source``, dropping the others, when the random
+        scenarios are most of it; else over theirs only, gathered chunk by chunk.
         """
-        worst = worst_net_flow(self.source.losses, self.source.premium_base, premium_rates)
-        return worst if self.random_index is None else worst[self.random_index]
+        source, index = self.source, self.random_index
+        if index is not None and 2 * index.size < source.n_scenarios:
+            return worst_net_flow(source.losses, source.premium_base, premium_rates, index=index)
+        worst = worst_net_flow(source.losses, source.premium_base, premium_rates)
+        return worst if index is None else worst[index]
 
     def required(self, u: np.ndarray) -> np.ndarray:
         """Scaled required fund ``R_s(u)`` of every random scenario, (N,): one streaming pass."""
@@ -533,20 +575,23 @@ def _running_minimum(net: np.ndarray) -> np.ndarray:
 
 
 def _corner_pass(
-    scenarios: ScenarioSet, low: np.ndarray, high: np.ndarray | None
+    scenarios: ScenarioSet, low: np.ndarray, high: np.ndarray | None, member: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pass: :func:`worst_net_flow` at ``low`` and at ``high`` (skipped when None) for every
-    scenario, and the (J,) total premium base of the random ones."""
+    scenario, and the (J,) total premium base of the ``member`` ones (all when None)."""
     losses, base = scenarios.losses, scenarios.premium_base
     n, horizon, n_markets = base.shape
     worst_low = np.empty(n)
     worst_high = np.empty(n) if high is not None else worst_low
     total = np.zeros(n_markets)
-    random = ~scenarios.is_stress if scenarios.n_stress else None
+    random = member
     low_is_zero = not np.any(low)
     for start, stop in _chunks(n, horizon * n_markets):
         chunk = base[start:stop]
-        total += (chunk.sum(axis=1) if random is None else chunk[random[start:stop]].sum(axis=1)).sum(axis=0)
+        # sum over scenarios and periods as a matrix-vector product: 10x faster than a strided
+        # chunk.sum(axis=(0, 1)) (measured), float64 either way
+        flat = (chunk if random is None else chunk[random[start:stop]]).reshape(-1, n_markets)
+        total += np.ones(flat.shape[0]) @ flat
         if low_is_zero:
             worst_low[start:stop] = _running_minimum(-losses[start:stop])
         else:

@@ -52,7 +52,7 @@ METHODS: dict[str, MethodSpec] = {
     ),
     "scenario": MethodSpec(
         solve_scenario,
-        ("beta", "discarded", "batch_fraction", "solver"),
+        ("beta", "discarded", "batch_fraction", "solver", "engine"),
         "scenario approach with greedy discarding (Campi & Garatti)",
     ),
     "certified": MethodSpec(

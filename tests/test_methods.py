@@ -259,6 +259,41 @@ def test_scenario_discards_by_the_greedy_rule_and_reports_the_guarantee():
     assert explicit.epsilon < policy.epsilon
 
 
+@pytest.mark.parametrize(
+    ("seed", "penalty", "stress", "batch_fraction"),
+    [(30, 0.0, False, 0.125), (31, 2e4, False, 0.125), (32, 0.0, True, 0.0), (33, 2e4, True, 0.25)],
+)
+def test_scenario_working_set_equals_the_cvxpy_reference(seed, penalty, stress, batch_fraction):
+    """The working set gives the same robust optima and multipliers, hence the same discards."""
+    scenarios = fat_tailed(1500, seed=seed)
+    if stress:
+        stress_losses = np.zeros((2, 8))
+        stress_losses[0, 3] = 400.0
+        scenarios = with_stress(scenarios, stress_losses)
+    problem = dataclasses.replace(
+        PROBLEM, rate_change_penalty=penalty, previous_rates=[0.02, 0.01, 0.0] if penalty else None
+    )
+    fast = solve(problem, scenarios, "scenario", beta=1e-3, batch_fraction=batch_fraction)
+    reference = solve(problem, scenarios, "scenario", beta=1e-3, batch_fraction=batch_fraction, engine="cvxpy")
+    assert fast.solver == "CLARABEL (working set)" and reference.solver == "CLARABEL"
+    assert fast.status == reference.status == "optimal"
+    assert fast.discarded == reference.discarded and fast.details["solves"] == reference.details["solves"]
+    assert fast.objective == pytest.approx(reference.objective, rel=1e-6)
+    np.testing.assert_allclose(fast.premium_rates, reference.premium_rates, atol=1e-5)
+    assert ruined_by_hand(fast, scenarios.random_part()).sum() == fast.discarded
+    with pytest.raises(ProblemError, match=r"engine must be one of \['auto', 'working-set', 'cvxpy'\], got 'gpu'"):
+        solve(problem, scenarios, "scenario", engine="gpu")
+
+
+def test_scenario_working_set_with_no_scenario_that_can_bind():
+    scenarios = fat_tailed(2500, seed=34)
+    zero = ScenarioSet(losses=np.zeros_like(scenarios.losses), premium_base=scenarios.premium_base, markets=scenarios.markets)
+    for engine in ("working-set", "cvxpy"):
+        policy = solve(PROBLEM, zero, "scenario", engine=engine)
+        assert policy.fund_target == 0.0 and policy.discarded == 0
+        np.testing.assert_array_equal(policy.premium_rates, np.zeros(3))
+
+
 def test_scenario_with_no_discards_is_the_robust_policy():
     scenarios = fat_tailed(300, seed=8)
     problem = dataclasses.replace(PROBLEM, premium_max=0.0)
