@@ -14,9 +14,11 @@ from .scenarios import (
     Copula,
     GPDTail,
     ReturnPaths,
+    SimulationPlan,
     TailFit,
     fit_copula,
     fit_tails,
+    plan_simulation,
     simulate_returns,
     stress_paths,
 )
@@ -40,7 +42,7 @@ __all__ = [
     "AUTO_CANDIDATES", "SIMULATION_CANDIDATES", "VolDiagnostics", "VolModel", "VolSpec", "fit_volatility",
     # scenarios
     "INNOVATIONS", "SCENARIO_BLOCK", "Copula", "GPDTail", "ReturnPaths", "TailFit", "fit_copula", "fit_tails",
-    "simulate_returns", "stress_paths",
+    "plan_simulation", "SimulationPlan", "simulate_returns", "stress_paths",
     # venue and the seam
     "DEFAULT_TIERS", "PREMIUM_KINDS", "LeverageTier", "LossModel", "Market", "VenueBook", "build_scenarios",
     "liquidation_gap", "ScenarioSet",

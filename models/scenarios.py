@@ -62,6 +62,8 @@ __all__ = [
     "TailFit",
     "fit_tails",
     "simulate_returns",
+    "SimulationPlan",
+    "plan_simulation",
     "stress_paths",
 ]
 
@@ -915,6 +917,97 @@ def simulate_returns(
     the dates common to all markets; "evt" tails are fitted on those dates. The recursions and
     the starting point are in the module notes.
     """
+    plan = plan_simulation(models, horizon, n_scenarios, innovations=innovations, seed=seed,
+                           copula=copula, tail_fraction=tail_fraction)
+    return plan.simulate(chunk_size=chunk_size)
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationPlan:
+    """Everything :func:`simulate_returns` needs to draw any range of its paths.
+
+    Built once by :func:`plan_simulation` (validation, copula and tail fits, tabulated
+    transforms); holds only numpy arrays and plain values, so it pickles small and can be
+    sent to other processes (the Dask workers of ``fundguard.models.chunked``), which then
+    draw their own blocks of scenarios: blocks ``[b0, b1)`` give rows
+    ``b0 * SCENARIO_BLOCK .. min(b1 * SCENARIO_BLOCK, N)`` of the full run, bit for bit.
+    """
+
+    names: tuple[str, ...]
+    horizon: int
+    n_scenarios: int
+    innovations: str
+    root: np.random.SeedSequence
+    sampler: Any
+    dynamics: Any
+    period: pd.Timedelta | None
+    long_run_volatility: np.ndarray
+    tails: Mapping[str, TailFit]
+    copula: Copula | None
+    metadata: Mapping[str, Any]
+
+    @property
+    def n_blocks(self) -> int:
+        """Number of random-number blocks, ``ceil(N / SCENARIO_BLOCK)``."""
+        return -(-self.n_scenarios // SCENARIO_BLOCK)
+
+    def simulate(self, first_block: int = 0, stop_block: int | None = None, *,
+                 chunk_size: int | None = None) -> ReturnPaths:
+        """Paths of blocks ``[first_block, stop_block)`` (all by default) as a ReturnPaths.
+
+        ``metadata["rows"]`` records the rows ``[start, stop)`` of the full run they are.
+        """
+        stop_block = self.n_blocks if stop_block is None else int(stop_block)
+        first_block = int(first_block)
+        if not 0 <= first_block < stop_block <= self.n_blocks:
+            raise SpecificationError(
+                f"block range [{first_block}, {stop_block}) is outside [0, {self.n_blocks}) "
+                f"of a {self.n_scenarios}-scenario plan")
+        start = first_block * SCENARIO_BLOCK
+        stop = min(stop_block * SCENARIO_BLOCK, self.n_scenarios)
+        j = len(self.names)
+        returns = np.empty((stop - start, self.horizon, j))
+        volatility = np.empty((stop - start, self.horizon, j))
+        blocks_per_chunk = _blocks_per_chunk(chunk_size, self.horizon, j)
+        for first in range(first_block, stop_block, blocks_per_chunk):
+            blocks = range(first, min(first + blocks_per_chunk, stop_block))
+            sizes = [min(SCENARIO_BLOCK, self.n_scenarios - b * SCENARIO_BLOCK) for b in blocks]
+            streams = [_block_streams(self.root, b, self.sampler.n_streams) for b in blocks]
+            z = self.sampler.innovations(streams, sizes, self.horizon)
+            row = first * SCENARIO_BLOCK - start
+            rows = slice(row, row + sum(sizes))
+            self.dynamics.run(z, returns[rows], volatility[rows])
+            del z
+        metadata = dict(self.metadata)
+        if (start, stop) != (0, self.n_scenarios):
+            metadata["rows"] = [start, stop]
+        return ReturnPaths(
+            returns=returns,
+            volatility=volatility,
+            markets=self.names,
+            period=self.period,
+            long_run_volatility=self.long_run_volatility,
+            tails=dict(self.tails),
+            copula=self.copula,
+            metadata=metadata,
+        )
+
+
+def plan_simulation(
+    models: Mapping[str, VolModel],
+    horizon: int,
+    n_scenarios: int,
+    *,
+    innovations: str = "parametric",
+    seed: int | np.random.SeedSequence | None = None,
+    copula: str | Copula = "t",
+    tail_fraction: float = 0.1,
+) -> SimulationPlan:
+    """Validate and fit what :func:`simulate_returns` needs, without drawing any path.
+
+    Arguments, errors and warnings are those of :func:`simulate_returns`. ``plan.simulate()``
+    gives exactly ``simulate_returns(...)``; ``plan.simulate(b0, b1)`` a range of its blocks.
+    """
     names, fitted = _validate_models(models)
     horizon = _positive_int("horizon", horizon)
     n_scenarios = _positive_int("n_scenarios", n_scenarios)
@@ -943,26 +1036,11 @@ def simulate_returns(
         if innovations == "evt":
             fits = [_fit_tails(residuals[:, i], tail_fraction, name) for i, name in enumerate(names)]
             for fit in fits:
-                _warn_if_heavy(fit, stacklevel=3)
+                _warn_if_heavy(fit, stacklevel=4)
             tails = dict(zip(names, fits))
             sampler = _Bootstrap(residuals, fits)
         else:
             sampler = _Bootstrap(residuals, None)
-
-    dynamics = _Dynamics(fitted)
-    returns = np.empty((n_scenarios, horizon, j))
-    volatility = np.empty((n_scenarios, horizon, j))
-    blocks_per_chunk = _blocks_per_chunk(chunk_size, horizon, j)
-    n_blocks = -(-n_scenarios // SCENARIO_BLOCK)
-    for first in range(0, n_blocks, blocks_per_chunk):
-        blocks = range(first, min(first + blocks_per_chunk, n_blocks))
-        sizes = [min(SCENARIO_BLOCK, n_scenarios - b * SCENARIO_BLOCK) for b in blocks]
-        streams = [_block_streams(root, b, sampler.n_streams) for b in blocks]
-        z = sampler.innovations(streams, sizes, horizon)
-        start = first * SCENARIO_BLOCK
-        rows = slice(start, start + sum(sizes))
-        dynamics.run(z, returns[rows], volatility[rows])
-        del z
 
     metadata = {
         "generator": "fundguard.models.simulate_returns",
@@ -979,10 +1057,14 @@ def simulate_returns(
         metadata["copula"] = fitted_copula.describe()
     if tails:
         metadata["tails"] = {name: fit.describe() for name, fit in tails.items()}
-    return ReturnPaths(
-        returns=returns,
-        volatility=volatility,
-        markets=names,
+    return SimulationPlan(
+        names=names,
+        horizon=horizon,
+        n_scenarios=n_scenarios,
+        innovations=innovations,
+        root=root,
+        sampler=sampler,
+        dynamics=_Dynamics(fitted),
         period=period,
         long_run_volatility=_long_run_volatility(fitted),
         tails=tails,

@@ -7,6 +7,7 @@ models are fitted to synthetic GARCH data generated here, so no external data is
 from __future__ import annotations
 
 import math
+import pickle
 import warnings
 
 import numpy as np
@@ -24,6 +25,7 @@ from fundguard.models import (
     fit_copula,
     fit_tails,
     fit_volatility,
+    plan_simulation,
     simulate_returns,
     stress_paths,
 )
@@ -351,6 +353,20 @@ def test_same_seed_same_paths_whatever_the_chunking(pair, innovations):
         assert np.array_equal(whole.volatility, chunked.volatility)
     assert np.array_equal(run(1500).returns, whole.returns[:1500])  # a shorter run is a prefix
     assert not np.array_equal(simulate_returns(pair, 7, 2600, innovations=innovations, seed=124).returns, whole.returns)
+
+
+@pytest.mark.parametrize("innovations", ["parametric", "fhs", "evt"])
+def test_a_pickled_plan_draws_any_block_range_of_the_full_run(pair, innovations):
+    # What the Dask workers rely on: a plan sent to another process draws its blocks exactly.
+    whole = simulate_returns(pair, 7, 2600, innovations=innovations, seed=123)
+    plan = pickle.loads(pickle.dumps(plan_simulation(pair, 7, 2600, innovations=innovations, seed=123)))
+    assert plan.n_blocks == 3
+    parts = [plan.simulate(0, 1), plan.simulate(1, 3)]
+    assert parts[1].metadata["rows"] == [1024, 2600]
+    assert np.array_equal(np.concatenate([p.returns for p in parts]), whole.returns)
+    assert np.array_equal(np.concatenate([p.volatility for p in parts]), whole.volatility)
+    with pytest.raises(SpecificationError, match=r"block range \[2, 4\)"):
+        plan.simulate(2, 4)
 
 
 def test_seed_none_is_recorded_and_seed_sequence_untouched(gjr_t):
