@@ -352,6 +352,10 @@ def test_same_seed_same_paths_whatever_the_chunking(pair, innovations):
         assert np.array_equal(whole.returns, chunked.returns)
         assert np.array_equal(whole.volatility, chunked.volatility)
     assert np.array_equal(run(1500).returns, whole.returns[:1500])  # a shorter run is a prefix
+    for threads in (1, 3):  # chunks worked on by several threads land in their own rows
+        threaded = run(2600, chunk_size=1024, threads=threads)
+        assert np.array_equal(whole.returns, threaded.returns)
+        assert np.array_equal(whole.volatility, threaded.volatility)
     assert not np.array_equal(simulate_returns(pair, 7, 2600, innovations=innovations, seed=124).returns, whole.returns)
 
 
@@ -442,6 +446,8 @@ def test_simulate_returns_validates_arguments(gjr_t, pair):
         simulate_returns([gjr_t["M0"]], 5, 10)
     with pytest.raises(SpecificationError, match="seed"):
         simulate_returns(gjr_t, 5, 10, seed=-3)
+    with pytest.raises(SpecificationError, match="threads"):
+        simulate_returns(gjr_t, 5, 10, threads=0)
     wrong = Copula("t", np.eye(2), 5.0, ("a", "b"))
     with pytest.raises(SpecificationError, match="copula markets"):
         simulate_returns(pair, 5, 10, copula=wrong)
