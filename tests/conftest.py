@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run ("ci", the default), so a run of main is
+# reproducible and a red CI is a real regression, not a new random draw; set
+# HYPOTHESIS_PROFILE=explore to search fresh examples (and keep any failure as a regression test).
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # The repository is a clone with shared/ beside it: <parent>/main (or any clone) and <parent>/shared.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
