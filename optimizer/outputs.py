@@ -52,11 +52,29 @@ class OutputBusyError(FundguardError):
     """Another run holds the lock of the output folder."""
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by setting it,
+    which would race with other threads); 0o022 where /proc is not available."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (0o666 less the umask),
+    not the private 0o600 of a temporary file.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -147,6 +165,7 @@ def staged_output(target: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed run; we hold the lock
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
         try:
+            staging.chmod(0o777 & ~_umask())  # the published folder: as mkdir would make it, not 0o700
             yield staging
             _fsync_tree(staging)
             publish_directory(staging, target)

@@ -66,6 +66,20 @@ def test_atomic_write_text(tmp_path):
     assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
+def test_outputs_get_the_permissions_of_plain_files_and_folders(tmp_path):
+    # A temporary file is 0o600 and a temporary folder 0o700: published results must instead
+    # be readable by whoever could read a plainly written file (a dashboard, a colleague).
+    plain_file, plain_dir = tmp_path / "plain.txt", tmp_path / "plain"
+    plain_file.write_text("x")
+    plain_dir.mkdir()
+    atomic_write_text(tmp_path / "r.json", "{}")
+    with staged_output(tmp_path / "out") as stage:
+        _write_run(stage, "a", n_files=1)
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "r.json") == mode(plain_file)
+    assert mode(tmp_path / "out") == mode(plain_dir)
+
+
 def _writer(out: str, tag: str) -> None:
     while True:
         with staged_output(Path(out)) as stage:
