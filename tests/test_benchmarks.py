@@ -204,3 +204,46 @@ def test_backtest_without_data_explains_and_writes_nothing(tmp_path, capsys):
     message = capsys.readouterr().err
     assert "binance_BTCUSDT_daily.csv" in message and "--data" in message
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The committed full-mode results and the README's headline table
+# ---------------------------------------------------------------------------------------------
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+README_LABELS = {  # README's short labels -> the benchmark's row labels
+    "oracle: exact on 2,000,000": "oracle",
+    "exact": "exact",
+    "certified": "certified",
+    "scenario": "scenario",
+    "cvar": "cvar",
+    "rule: 3% of open interest": "rule: 3% of open interest",
+    "rule: 1x largest historical 30-day loss": "rule: 1 x largest historical 30-day loss",
+    "rule: 2x largest historical 30-day loss": "rule: 2 x largest historical 30-day loss",
+    "rule: Cover-2 (two worst historical replays)": "rule: Cover-2",
+    "Lundberg: ln(1/alpha) / R": "Lundberg",
+    "Gaussian pipeline (GJR-normal, Gaussian copula), certified": "Gaussian pipeline",
+}
+
+
+def test_committed_methods_results_meet_the_acceptance_and_match_the_readme():
+    results = json.loads((RESULTS / "methods.json").read_text())
+    assert not results["quick"] and min(results["sizes"]["n_oracle"], results["sizes"]["n_reference"]) >= 2_000_000
+    alpha = results["alpha"]
+    for world in results["worlds"]:
+        rows = {row["label"]: row for row in world["rows"]}
+        assert all(math.isfinite(row["ratio_to_oracle"]) for row in rows.values())
+        assert rows["exact"]["capital_cost"] <= rows["cvar"]["capital_cost"]
+        assert rows["certified"]["true_ruin"] <= alpha
+    fat = {row["label"]: row for row in [results["worlds"][0]["oracle"], *results["worlds"][0]["rows"]]}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("**Which fund really meets", 1)[1].split("\n\n", 2)[1]
+    lines = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Method")]
+    assert len(lines) == len(README_LABELS)
+    for line in lines:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        prefix = README_LABELS[cells[0]]
+        row = next(r for label, r in fat.items() if label.lstrip("*").startswith(prefix))
+        assert float(cells[2]) == pytest.approx(row["ratio_to_oracle"], abs=0.006), cells[0]
+        assert float(cells[3].split("%")[0]) == pytest.approx(100 * row["true_ruin"], abs=0.006), cells[0]
+        assert ("FAILS" in cells[4]) == (row["verdict"] == "FAILS"), cells[0]
