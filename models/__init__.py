@@ -23,6 +23,7 @@ from .scenarios import (
     stress_paths,
 )
 from .scenarioset import ScenarioSet
+from .chunked import ChunkedScenarioSet, chunked_scenarios, local_client
 from .venue import (
     DEFAULT_TIERS,
     PREMIUM_KINDS,
@@ -46,5 +47,7 @@ __all__ = [
     # venue and the seam
     "DEFAULT_TIERS", "PREMIUM_KINDS", "LeverageTier", "LossModel", "Market", "VenueBook", "build_scenarios",
     "liquidation_gap", "ScenarioSet",
+    # distributed (dask is imported only when these are called)
+    "ChunkedScenarioSet", "chunked_scenarios", "local_client",
     *_errors_all,
 ]

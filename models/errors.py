@@ -29,6 +29,7 @@ __all__ = [
     "InfeasibleError",
     "SolverError",
     "CertificationError",
+    "MissingDependencyError",
     "FundguardWarning",
     "ConvergenceWarning",
     "NonStationaryWarning",
@@ -106,6 +107,10 @@ class SolverError(FundguardError, RuntimeError):
 
 class CertificationError(FundguardError):
     """No candidate policy could be certified at the requested ruin level and confidence."""
+
+
+class MissingDependencyError(FundguardError, ImportError):
+    """An optional dependency a feature needs is not installed; the message names the extra."""
 
 
 class FundguardWarning(UserWarning):

@@ -20,7 +20,7 @@ from numbers import Integral, Real
 import numpy as np
 from scipy import optimize, special, stats
 
-from fundguard.models import ScenarioSet
+from fundguard.models import ChunkedScenarioSet, ScenarioSet
 from fundguard.models.errors import ProblemError, ScenarioError
 
 from .fund import count_ruined, worst_net_flow
@@ -68,8 +68,9 @@ def ruin_probability(policy: Policy, scenarios: ScenarioSet) -> float:
     Parameters
     ----------
     policy : Policy
-    scenarios : ScenarioSet
-        Markets must be the policy's, in the same order. Stress scenarios are excluded.
+    scenarios : ScenarioSet or ChunkedScenarioSet
+        Markets must be the policy's, in the same order. Stress scenarios are excluded. A chunked
+        set is counted chunk by chunk on its workers (only the counts travel).
 
     Returns
     -------
@@ -86,9 +87,9 @@ def certify(policy: Policy, scenarios: ScenarioSet, confidence: float = 0.99) ->
     Parameters
     ----------
     policy : Policy
-    scenarios : ScenarioSet
+    scenarios : ScenarioSet or ChunkedScenarioSet
         Scenarios never used to choose the policy (otherwise the bound is not valid). Stress
-        scenarios are excluded from the count.
+        scenarios are excluded from the count. A chunked set is counted on its workers.
     confidence : float in (0, 1), default 0.99
 
     Returns
@@ -205,6 +206,10 @@ def scenario_discard_budget(n_scenarios: int, epsilon: float, beta: float, n_dec
 def _count(policy: Policy, scenarios: ScenarioSet) -> tuple[int, int]:
     if not isinstance(policy, Policy):
         raise ProblemError(f"policy must be a Policy, got {type(policy).__name__}")
+    if isinstance(scenarios, ChunkedScenarioSet):
+        from .distributed import count_ruins_chunked
+
+        return count_ruins_chunked(policy, scenarios)
     if not isinstance(scenarios, ScenarioSet):
         raise ScenarioError(f"scenarios must be a ScenarioSet, got {type(scenarios).__name__}")
     if tuple(scenarios.markets) != tuple(policy.markets):

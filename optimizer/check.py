@@ -71,19 +71,23 @@ class FundRule:
         Ruined scenarios the rule admits ("quantile" and "cvar").
     discarded : (N,) bool or None
         Scenarios the "robust" rule may leave ruined.
+    n_scenarios : int or None
+        N for "cvar" when the required funds given to :meth:`fund` are only the largest of them
+        (a tail view of a chunked set, :mod:`.distributed`); None: all of them are given.
     """
 
     kind: str
     alpha: float
     allowed: int = 0
     discarded: np.ndarray | None = None
+    n_scenarios: int | None = None
 
     def fund(self, required: np.ndarray) -> float:
         """Smallest fund target meeting the rule, from required funds ``R_s`` (N,) (-inf if none binds)."""
         if self.kind == "quantile":
             return kth_largest(required, self.allowed + 1) if self.allowed < required.size else -math.inf
         if self.kind == "cvar":
-            return sample_cvar(required, self.alpha)
+            return sample_cvar(required, self.alpha, self.n_scenarios)
         kept = required[~self.discarded]
         return float(kept.max()) if kept.size else -math.inf
 

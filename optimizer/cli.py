@@ -78,6 +78,8 @@ _EPILOG_CALIBRATE = """examples:
   fundguard calibrate                          # built-in preset (BTC, ETH, SOL; illustrative book)
   fundguard calibrate --config fund.toml --out results/2026-11-25
   fundguard calibrate --config fund.toml --json --quiet > result.json
+  fundguard calibrate --method exact --workers 2          # local Dask cluster (pip install "fundguard[dask]")
+  fundguard calibrate --config fund.toml --scheduler tcp://scheduler:8786
 """
 
 
@@ -108,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", type=Path, default=Path("fundguard-out"), help="output folder (default: fundguard-out)")
     cal.add_argument("--json", action="store_true", help="print result.json to stdout instead of the summary")
     cal.add_argument("--no-frontier", action="store_true", help="skip the cost-of-solvency frontier")
+    cal.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run on this Dask scheduler, e.g. tcp://host:8786 (overrides [compute]; needs fundguard[dask])")
+    cal.add_argument("--workers", type=int, metavar="N",
+                     help="run on a local Dask cluster of N worker processes (overrides [compute]; needs fundguard[dask])")
     cal.set_defaults(handler=_cmd_calibrate)
 
     fro = sub.add_parser("frontier", parents=[common], help="capital cost against alpha: table and plot",
@@ -185,12 +191,39 @@ def _load_preset(args: argparse.Namespace):
     return load_preset(args.preset) if args.preset else None
 
 
+def _calibrate_on_cluster(args: argparse.Namespace, options: dict):
+    """``calibrate`` on the Dask cluster named by --scheduler / --workers (made and closed here)."""
+    import dataclasses
+
+    from fundguard.models.errors import ConfigError
+
+    from .calibrate import _compute_client, _resolve_config, calibrate
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be an integer >= 1, got {args.workers}")
+    if args.scheduler is not None and "://" not in args.scheduler:
+        raise ConfigError(f"--scheduler must be a Dask scheduler address such as tcp://host:8786, got {args.scheduler!r}")
+    cfg = _resolve_config(args.config)
+    compute = dataclasses.replace(cfg.compute, scheduler=args.scheduler,
+                                  workers=None if args.scheduler is not None else args.workers)
+    cfg = dataclasses.replace(cfg, compute=compute)
+    method = args.method or cfg.problem.method
+    if method in ("scenario", "certified"):
+        raise ConfigError(f"method {method!r} is not available with --workers / --scheduler; use --method cvar or exact")
+    with _compute_client(compute) as client:
+        return calibrate(cfg, client=client, **options)
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import calibrate
     from .report import summary_lines, write_outputs
 
-    result = calibrate(args.config, seed=args.seed, method=args.method, preset=_load_preset(args),
-                       frontier_alphas=() if args.no_frontier else FRONTIER_ALPHAS, progress=_progress(args))
+    options = dict(seed=args.seed, method=args.method, preset=_load_preset(args),
+                   frontier_alphas=() if args.no_frontier else FRONTIER_ALPHAS, progress=_progress(args))
+    if args.scheduler is not None or args.workers is not None:
+        result = _calibrate_on_cluster(args, options)
+    else:
+        result = calibrate(args.config, **options)
     out = write_outputs(result, args.out)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2, allow_nan=False)

@@ -11,6 +11,7 @@ Layout (every section optional except ``[[markets]]``; see the README for an ann
                    stress_window, stress_scale, shocks, certify_scenarios
     [problem]      alpha, cost_of_capital, premium_weight, premium_min, premium_max, fund_max,
                    floor, rate_change_penalty, method, confidence
+    [compute]      scheduler, workers, chunk_size   (distributed mode; needs fundguard[dask])
     [[markets]]    name, prices, column, open_interest, daily_volume, impact, gap,
                    premium_kind, current_rate, [[markets.tiers]] share, leverage, maintenance_margin
 
@@ -33,6 +34,7 @@ from fundguard.models.errors import ConfigError
 
 __all__ = [
     "CalibrationConfig",
+    "ComputeConfig",
     "MarketConfig",
     "ProblemConfig",
     "ScenarioConfig",
@@ -132,6 +134,27 @@ class ProblemConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """Where the heavy passes run (``[compute]``; the distributed mode needs ``fundguard[dask]``).
+
+    ``scheduler``: address of an existing Dask scheduler (``"tcp://host:8786"``); ``workers``: else
+    start a local cluster of that many worker processes for the run; neither: run in memory, in
+    this process. ``chunk_size``: scenarios per chunk on the workers (rounded up to whole blocks
+    of 1024; default about 64 MiB a chunk). None of them changes the numbers, so they are not
+    part of the config digest.
+    """
+
+    scheduler: str | None = None
+    workers: int | None = None
+    chunk_size: int | None = None
+
+    @property
+    def distributed(self) -> bool:
+        """True when the run uses Dask (a scheduler address or a worker count is set)."""
+        return self.scheduler is not None or self.workers is not None
+
+
+@dataclass(frozen=True)
 class CalibrationConfig:
     """A whole calibration; ``source`` is the file it came from (None for a dict), ``digest`` the SHA-256 of its canonical JSON."""
 
@@ -140,6 +163,7 @@ class CalibrationConfig:
     scenarios: ScenarioConfig = field(default_factory=ScenarioConfig)
     problem: ProblemConfig = field(default_factory=ProblemConfig)
     source: Path | None = None
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     digest: str = ""
 
     @property
@@ -168,7 +192,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
     ctx = _Context(source, text)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a table/mapping, got {type(raw).__name__}")
-    ctx.no_unknown(raw, ("volatility", "scenarios", "problem", "markets"), "")
+    ctx.no_unknown(raw, ("volatility", "scenarios", "problem", "compute", "markets"), "")
     base = source.parent if source is not None else Path.cwd()
 
     vol = ctx.section(raw, "volatility", {
@@ -198,6 +222,11 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         "rate_change_penalty": (float, _at_least(0.0)),
         "method": (str, _one_of(("cvar", "exact", "scenario", "certified"))),
         "confidence": (float, _open_interval(0.0, 1.0)),
+    })
+    compute = ctx.section(raw, "compute", {
+        "scheduler": (str, _scheduler_address),
+        "workers": (int, _at_least(1)),
+        "chunk_size": (int, _at_least(1)),
     })
 
     if "markets" not in raw:
@@ -247,12 +276,15 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
             if unknown or missing:
                 raise ConfigError(ctx.where(f"problem.{key}", f"problem.{key} must name every market exactly: unknown {unknown}, missing {missing}"))
     scen = {k: tuple(v) if isinstance(v, list) else v for k, v in scen.items()}
-    canonical = json.dumps(_jsonable(raw), sort_keys=True, separators=(",", ":"))
+    # [compute] says where to run, not what: it never changes the numbers, so it is not digested
+    canonical = json.dumps(_jsonable({k: v for k, v in raw.items() if k != "compute"}), sort_keys=True,
+                           separators=(",", ":"))
     return CalibrationConfig(
         markets=tuple(markets),
         volatility=VolatilityConfig(**vol),
         scenarios=ScenarioConfig(**scen),
         problem=ProblemConfig(**prob),
+        compute=ComputeConfig(**compute),
         source=source,
         digest=hashlib.sha256(canonical.encode()).hexdigest(),
     )
@@ -276,6 +308,12 @@ def _tier(ctx: _Context, entry: Any, path: str) -> TierConfig:
 
 
 Check = Callable[[str, Any], str | None]
+
+
+def _scheduler_address(key: str, value: str) -> str | None:
+    if not re.fullmatch(r"[a-z]+://\S+", value):
+        return f"{key} must be a Dask scheduler address such as 'tcp://host:8786', got {value!r}"
+    return None
 
 
 class _Context:

@@ -271,9 +271,9 @@ class CvarCuttingPlane:
         start = time.perf_counter()
         model = self.model
         n = model.n_scenarios
-        check_cap(model, sample_cvar(self._lowest, alpha), self._stress_lowest, f"CVaR_{alpha:g} of the required fund <= F0")
+        check_cap(model, sample_cvar(self._lowest, alpha, n), self._stress_lowest, f"CVaR_{alpha:g} of the required fund <= F0")
         u, info = self.solve_scaled(alpha)
-        point = checked_point(model, FundRule("cvar", alpha, allowed_ruins(alpha, n)), u)
+        point = checked_point(model, FundRule("cvar", alpha, allowed_ruins(alpha, n), n_scenarios=n), u)
         info["seconds"] = time.perf_counter() - start
         status = "optimal" if info["converged"] else "feasible"
         if not info["converged"]:

@@ -126,8 +126,12 @@ def count_ruined(fund_target: float, worst: np.ndarray, floor: float) -> int:
     return int(np.count_nonzero(fund_target + worst < floor))
 
 
-def sample_cvar(values: np.ndarray, alpha: float) -> float:
+def sample_cvar(values: np.ndarray, alpha: float, n_scenarios: int | None = None) -> float:
     """Sample CVaR (upper tail) of ``values`` at level ``alpha``, Rockafellar–Uryasev form.
+
+    ``n_scenarios`` (default ``values.size``): the size N of the sample when ``values`` hold only
+    its largest entries (at least ``floor(alpha N) + 1`` of them, every other entry of the sample
+    not above them), as the tail views of a chunked scenario set do (:mod:`.distributed`).
 
     Notes
     -----
@@ -137,10 +141,13 @@ def sample_cvar(values: np.ndarray, alpha: float) -> float:
     For ``m < 1`` it is the maximum.
     """
     n = values.size
-    m = alpha * n
-    k = min(allowed_ruins(alpha, n), n - 1)
+    total = n if n_scenarios is None else n_scenarios
+    m = alpha * total
+    k = min(allowed_ruins(alpha, total), total - 1)
     part = np.partition(values, n - k - 1)
-    top = float(part[n - k :].sum()) if k else 0.0
+    # summed in sorted order: the same multiset of top values gives the same bits whatever order the
+    # partition left them in (a tail view of a chunked set and the full vector agree exactly)
+    top = float(np.sort(part[n - k :]).sum()) if k else 0.0
     return (top + max(m - k, 0.0) * float(part[n - k - 1])) / m
 
 
@@ -294,9 +301,49 @@ class FundModel:
         if random_index is not None:
             worst_low = worst_low[random_index]
             worst_high = worst_high[random_index] if free.size else worst_low
-        n_random = worst_low.size
         highest = problem.floor - worst_low
         lowest = problem.floor - worst_high if free.size else highest.copy()
+        return cls.assemble(problem, scenarios, random_index, stress, highest, lowest, total_base / worst_low.size,
+                            scale_alpha=scale_alpha)
+
+    @classmethod
+    def assemble(
+        cls,
+        problem: PolicyProblem,
+        source: ScenarioSet,
+        random_index: np.ndarray | None,
+        stress: ScenarioSet | None,
+        highest: np.ndarray,
+        lowest: np.ndarray,
+        mean_base: np.ndarray,
+        *,
+        scale_alpha: float | None = None,
+        n_random: int | None = None,
+        largest_abs: float | None = None,
+        **fields: object,
+    ) -> FundModel:
+        """A FundModel from the results of the streaming pass (the second half of :meth:`build`).
+
+        Parameters
+        ----------
+        highest, lowest : (K,) float64, currency units (unscaled; scaled in place)
+            ``floor - worst_net_flow`` at ``premium_min`` and at ``premium_max``: of every random
+            scenario (K = N), or of a tail view holding at least the ``floor(alpha N) + 1``
+            largest of both (:mod:`.distributed`).
+        mean_base : (J,) float64, currency units
+        n_random : int, optional
+            N, the random scenarios (default ``highest.size``).
+        largest_abs : float, optional
+            ``max |highest|`` over all N (default: over the given entries).
+        **fields
+            Extra fields of a subclass.
+        """
+        n_markets = source.n_markets
+        low = problem.per_market("premium_min", n_markets)
+        high = problem.per_market("premium_max", n_markets)
+        span = high - low
+        free = np.flatnonzero(span > 0.0)
+        n_random = highest.size if n_random is None else n_random
         alpha = problem.alpha if scale_alpha is None else scale_alpha
         scale = kth_largest(highest, min(allowed_ruins(alpha, n_random) + 1, n_random))
         if stress is not None:
@@ -304,18 +351,17 @@ class FundModel:
             s_unscaled0 = s_losses - s_base @ low
             scale = max(scale, float(s_unscaled0.max()))
         if not scale > 0.0:
-            scale = float(np.abs(highest).max())
+            scale = float(np.abs(highest).max()) if largest_abs is None else largest_abs
         if not scale > 0.0:
             scale = 1.0
         highest /= scale
         lowest /= scale
-        mean_base = total_base / n_random
         if stress is not None:
             stress_required0 = s_unscaled0 / scale
             stress_relief = s_base[..., free] * (span[free] / scale)
         else:
-            stress_required0 = np.zeros((0, scenarios.horizon))
-            stress_relief = np.zeros((0, scenarios.horizon, free.size))
+            stress_required0 = np.zeros((0, source.horizon))
+            stress_relief = np.zeros((0, source.horizon, free.size))
 
         weight = problem.per_market("premium_weight", n_markets)
         penalty = problem.rate_change_penalty
@@ -331,10 +377,10 @@ class FundModel:
             obj_scale = 1.0
         return cls(
             problem=problem,
-            source=scenarios,
+            source=source,
             random_index=random_index,
             stress=stress,
-            markets=tuple(scenarios.markets),
+            markets=tuple(source.markets),
             rate_low=low,
             rate_span=span,
             free=free,
@@ -349,6 +395,7 @@ class FundModel:
             cost_rate=linear[free] / obj_scale,
             curvature=quadratic[free] / obj_scale,
             cost_constant=constant / obj_scale,
+            **fields,
         )
 
     # -- sizes ------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ __all__ = [
     "exact_on_model",
     "EXACT_ENGINES",
     "level_solver",
+    "level_solver_on_model",
     "solve_scenario",
     "SCENARIO_ENGINES",
     "solve_certified",
@@ -189,8 +190,8 @@ class CvarFormulation:
             raise ValueError(f"alpha = {alpha} is above the level {self.max_alpha} the screening was done for")
         model = self.model
         n = model.n_scenarios
-        rule = FundRule("cvar", alpha, allowed_ruins(alpha, n))
-        check_cap(model, sample_cvar(self._lowest, alpha), self._stress_lowest, f"CVaR_{alpha:g} of the required fund <= F0")
+        rule = FundRule("cvar", alpha, allowed_ruins(alpha, n), n_scenarios=n)
+        check_cap(model, sample_cvar(self._lowest, alpha, n), self._stress_lowest, f"CVaR_{alpha:g} of the required fund <= F0")
         self._inv_alpha_n.value = 1.0 / (alpha * n)
         self._var_floor.value = kth_largest(self._lowest, var_index(alpha, n))
 
@@ -280,8 +281,8 @@ def solve_cvar(
     solvers = check_solvers(solver)
     model = FundModel.build(problem, scenarios)
     if model.n_free == 0:
-        rule = FundRule("cvar", problem.alpha, allowed_ruins(problem.alpha, model.n_scenarios))
-        lowest = sample_cvar(model.required_range()[1], problem.alpha)
+        rule = FundRule("cvar", problem.alpha, allowed_ruins(problem.alpha, model.n_scenarios), n_scenarios=model.n_scenarios)
+        lowest = sample_cvar(model.required_range()[1], problem.alpha, model.n_scenarios)
         check_cap(model, lowest, screened_stress(model)[0], f"CVaR_{problem.alpha:g} of the required fund <= F0")
         return closed_form(model, "cvar", rule, problem.alpha)
     return cvar_engine(model, problem.alpha, engine, solvers).solve(problem.alpha)
@@ -500,17 +501,25 @@ def level_solver(
     branch-and-bound engine screens once for the range of levels. ``options`` are the method's
     options, validated here as :func:`solve_cvar` / :func:`solve_exact` do.
     """
+    model = FundModel.build(problem, scenarios, scale_alpha=max(alphas))
+    return level_solver_on_model(model, alphas, method, options)
+
+
+def level_solver_on_model(
+    model: FundModel, alphas: Sequence[float], method: str, options: dict[str, Any]
+) -> Callable[[float], Policy]:
+    """:func:`level_solver` on a built FundModel (built with ``scale_alpha=max(alphas)``); the
+    chunked path of :mod:`.distributed` builds its tail view and solves through here."""
     largest, smallest = max(alphas), min(alphas)
     solvers = check_solvers(options.get("solver"))
     engine = options.get("engine", "auto")
-    model = FundModel.build(problem, scenarios, scale_alpha=largest)
     if method == "cvar":
         if engine not in CVAR_ENGINES:
             raise ProblemError(f"engine must be one of {list(CVAR_ENGINES)}, got {engine!r}")
         if model.n_free == 0:
             def closed(alpha: float) -> Policy:
-                rule = FundRule("cvar", alpha, allowed_ruins(alpha, model.n_scenarios))
-                lowest = sample_cvar(model.required_range()[1], alpha)
+                rule = FundRule("cvar", alpha, allowed_ruins(alpha, model.n_scenarios), n_scenarios=model.n_scenarios)
+                lowest = sample_cvar(model.required_range()[1], alpha, model.n_scenarios)
                 check_cap(model, lowest, screened_stress(model)[0], f"CVaR_{alpha:g} of the required fund <= F0")
                 return closed_form(model, "cvar", rule, alpha)
 

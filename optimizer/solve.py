@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fundguard.models import ScenarioSet
+from fundguard.models import ChunkedScenarioSet, ScenarioSet
 from fundguard.models.errors import FundguardError, ProblemError, ScenarioError
 
 from .certify import certify
@@ -81,10 +81,12 @@ def solve(problem: PolicyProblem, scenarios: ScenarioSet, method: str = "cvar", 
     Parameters
     ----------
     problem : PolicyProblem
-    scenarios : ScenarioSet
+    scenarios : ScenarioSet or ChunkedScenarioSet
         losses (N, T) and premium_base (N, T, J), currency units; markets in the order of the
         per-market fields of ``problem``. Stress scenarios are hard constraints when
-        ``problem.survive_stress`` (the default) and never enter a probability.
+        ``problem.survive_stress`` (the default) and never enter a probability. A
+        :class:`~fundguard.models.ChunkedScenarioSet` (scenarios in chunks on Dask workers) is
+        solved where it lives, methods "cvar" and "exact" (:mod:`.distributed`).
     method : {"cvar", "exact", "scenario", "certified"}, default "cvar"
         See :data:`METHODS` and the ``solve_<method>`` functions of :mod:`.methods` for the
         formulations and their options.
@@ -111,6 +113,12 @@ def solve(problem: PolicyProblem, scenarios: ScenarioSet, method: str = "cvar", 
     CertificationError
         Method "certified" could not certify even its most conservative candidate.
     """
+    start = time.perf_counter()
+    if isinstance(scenarios, ChunkedScenarioSet):
+        from .distributed import solve_chunked
+
+        policy = solve_chunked(problem, scenarios, method, **options)
+        return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
     spec = _check_call(problem, scenarios, method, options)
     start = time.perf_counter()
     policy = spec.run(problem, scenarios, **options)
@@ -130,7 +138,8 @@ def frontier(
     ----------
     problem : PolicyProblem
         Every field but ``alpha`` is used as given.
-    scenarios : ScenarioSet
+    scenarios : ScenarioSet or ChunkedScenarioSet
+        A chunked set is solved on its workers ("cvar" and "exact", :mod:`.distributed`).
     alphas : sequence of floats in (0, 1)
     method : str, default "cvar"
     **options
@@ -152,6 +161,10 @@ def frontier(
     """
     if isinstance(alphas, (str, bytes)) or not isinstance(alphas, (Sequence, np.ndarray)) or len(alphas) == 0:
         raise ProblemError(f"alphas must be a non-empty sequence of levels in (0, 1), got {alphas!r}")
+    if isinstance(scenarios, ChunkedScenarioSet):
+        from .distributed import frontier_chunked
+
+        return frontier_chunked(problem, scenarios, alphas, method, **options)
     problems = [dataclasses.replace(problem, alpha=a) for a in alphas]
     _check_call(problem, scenarios, method, options)
     if method not in ("cvar", "exact"):

@@ -1,0 +1,325 @@
+"""Scenario sets that live in chunks on Dask workers (``pip install "fundguard[dask]"``).
+
+A :class:`ChunkedScenarioSet` is the distributed form of a :class:`~fundguard.models.ScenarioSet`:
+the random scenarios are cut into chunks of whole random-number blocks
+(:data:`~fundguard.models.scenarios.SCENARIO_BLOCK` = 1024 scenarios), and each chunk is
+simulated (:meth:`SimulationPlan.simulate`) and turned into venue losses
+(:func:`~fundguard.models.venue.build_scenarios`) *on a Dask worker*, where it stays. The client
+holds the plan, the venue, the chunk layout, the futures of the chunks and the stress scenarios
+(few, deterministic: built on the client and kept whole).
+
+Choices (issue 9)
+-----------------
+* **Same numbers whatever the layout.** Chunk ``[b0, b1)`` is ``plan.simulate(b0, b1)``: its
+  blocks draw from the streams spawned for them from the plan's one ``SeedSequence`` (spawn keys
+  ``(block, stream)``), so the rows are bit for bit those of ``simulate_returns`` with the same
+  seed, whatever the chunk size or the number of workers; ``build_scenarios`` is row-wise, so the
+  chunk's losses are those rows of the in-memory ScenarioSet.
+* **Nothing is gathered.** Passes over the scenarios (:meth:`ChunkedScenarioSet.map`) run a
+  function on every chunk where it lives and bring back only what it returns (per-chunk
+  summaries); :mod:`fundguard.optimizer.distributed` builds the solver's passes on it.
+  :meth:`ChunkedScenarioSet.gather` exists for small sets and tests, and says so.
+* **Kept or regenerated.** ``persist=True`` (default) keeps every chunk in worker memory
+  (``N T (J + 1)`` float64: 0.96 GB per million scenarios at T = 30, J = 3); ``persist=False``
+  keeps nothing and regenerates each chunk from the plan in every pass (the same bits: the plan
+  is deterministic), for sets larger than the cluster's memory, at the cost of one simulation
+  per pass.
+* **Failures.** Chunks are ordinary Dask tasks with their plan and venue as arguments (the plan
+  pickles to a few hundred kB), so a chunk lost with its worker is recomputed from its lineage
+  and a task that killed its worker is retried (``distributed.scheduler.allowed-failures``).
+* **No dask at import.** This module imports nothing from dask; :func:`chunked_scenarios` needs
+  a ``distributed.Client`` the caller made (and closes), and :func:`local_client` makes a
+  ``LocalCluster`` for one call. Without the extra, they raise :class:`MissingDependencyError`
+  naming it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import MissingDependencyError, ScenarioError
+from .scenarios import SCENARIO_BLOCK, SimulationPlan
+from .scenarioset import ScenarioSet
+from .venue import LossModel, VenueBook, build_scenarios, liquidation_gap
+
+__all__ = ["ChunkedScenarioSet", "chunked_scenarios", "local_client", "require_distributed", "describe_layout", "DASK_EXTRA"]
+
+#: What to install for the distributed mode.
+DASK_EXTRA = 'pip install "fundguard[dask]"'
+
+# Default chunk: about 64 MiB of losses and premium bases (T = 30, J = 3: 69 blocks, 70,656
+# scenarios): large enough that a task's overhead (~1 ms) is noise, small enough that a worker
+# holds several and a lost one is quick to recompute.
+_CHUNK_BYTES = 64 * 2**20
+
+
+def require_distributed() -> Any:
+    """The ``distributed`` module, or :class:`MissingDependencyError` naming the extra."""
+    try:
+        import distributed
+    except ImportError:
+        raise MissingDependencyError(
+            f"the distributed mode needs dask.distributed, which is not installed: {DASK_EXTRA}"
+        ) from None
+    return distributed
+
+
+@contextmanager
+def local_client(n_workers: int, *, threads_per_worker: int = 1, memory_limit: str | float | None = "auto") -> Iterator[Any]:
+    """A ``distributed.Client`` on a fresh ``LocalCluster`` of ``n_workers`` processes, closed on exit.
+
+    Parameters
+    ----------
+    n_workers : int >= 1
+        Worker processes.
+    threads_per_worker : int, default 1
+        numpy releases the GIL in the heavy loops, but one thread per process keeps memory per
+        worker predictable.
+    memory_limit : str, float or None, default "auto"
+        Per worker, as ``LocalCluster`` takes it ("auto": the machine's memory / n_workers).
+    """
+    if isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer)) or n_workers < 1:
+        raise ScenarioError(f"n_workers must be an integer >= 1, got {n_workers!r}")
+    distributed = require_distributed()
+    cluster = distributed.LocalCluster(n_workers=int(n_workers), threads_per_worker=threads_per_worker,
+                                       processes=True, dashboard_address=":0", memory_limit=memory_limit)
+    try:
+        client = distributed.Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkedScenarioSet:
+    """Random scenarios in chunks on Dask workers, plus stress scenarios on the client.
+
+    Build it with :func:`chunked_scenarios`. It stands for the in-memory
+    ``ScenarioSet.concat([build_scenarios(plan.simulate(), venue), stress])``: random scenarios
+    first, in plan order, then the stress ones.
+
+    Attributes
+    ----------
+    client : distributed.Client
+        The cluster the chunks live on (the caller's; never closed here).
+    plan : SimulationPlan
+    venue : VenueBook
+    blocks : tuple of (int, int)
+        Block range ``[b0, b1)`` of each chunk; rows ``b0 * 1024 .. min(b1 * 1024, N)``.
+    parts : tuple of Future, or None
+        Per chunk, the future of its ScenarioSet on a worker (``persist=True``); None when chunks
+        are regenerated in every pass.
+    stress : ScenarioSet or None
+        Stress scenarios (``is_stress`` all True), kept whole on the client.
+    loss_model : LossModel
+    markets : tuple of str
+        The venue's markets, in premium-base order.
+    """
+
+    client: Any = field(repr=False)
+    plan: SimulationPlan = field(repr=False)
+    venue: VenueBook = field(repr=False)
+    blocks: tuple[tuple[int, int], ...]
+    parts: tuple[Any, ...] | None = field(repr=False)
+    stress: ScenarioSet | None = field(repr=False)
+    loss_model: LossModel = field(repr=False)
+    markets: tuple[str, ...]
+
+    # -- sizes (as on a ScenarioSet) ------------------------------------------------------------
+    @property
+    def n_random(self) -> int:
+        """N, the random scenarios (in chunks on the workers)."""
+        return self.plan.n_scenarios
+
+    @property
+    def n_stress(self) -> int:
+        """Stress scenarios (on the client)."""
+        return 0 if self.stress is None else self.stress.n_scenarios
+
+    @property
+    def n_scenarios(self) -> int:
+        """Random plus stress scenarios, as ``ScenarioSet.n_scenarios`` counts them."""
+        return self.n_random + self.n_stress
+
+    @property
+    def horizon(self) -> int:
+        """T, periods per scenario."""
+        return self.plan.horizon
+
+    @property
+    def n_markets(self) -> int:
+        """J, the venue's markets."""
+        return len(self.markets)
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def persisted(self) -> bool:
+        """True when the chunks are kept in worker memory, False when regenerated per pass."""
+        return self.parts is not None
+
+    def rows(self, chunk: int) -> tuple[int, int]:
+        """Rows ``[start, stop)`` of the random scenarios held by chunk ``chunk``."""
+        b0, b1 = self.blocks[chunk]
+        return b0 * SCENARIO_BLOCK, min(b1 * SCENARIO_BLOCK, self.n_random)
+
+    def __repr__(self) -> str:
+        return (f"ChunkedScenarioSet(n_random={self.n_random}, n_stress={self.n_stress}, horizon={self.horizon}, "
+                f"markets={list(self.markets)}, chunks={self.n_chunks}, persisted={self.persisted})")
+
+    # -- passes -----------------------------------------------------------------------------------
+    def map(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """``[function(chunk_i, start_i, *args, **kwargs) for every chunk]``, run on the workers.
+
+        ``chunk_i`` is the chunk's ScenarioSet (random scenarios only) and ``start_i`` its first
+        row in the full set. Only the return values travel; they come back in chunk order.
+        ``function`` and the arguments must pickle (module-level functions, numpy arrays).
+        """
+        starts = [self.rows(i)[0] for i in range(self.n_chunks)]
+        if self.parts is not None:
+            futures = [self.client.submit(function, part, start, *args, pure=False, **kwargs)
+                       for part, start in zip(self.parts, starts)]
+        else:
+            futures = [self.client.submit(_regenerated, function, self.plan, self.venue, self.loss_model, b0, b1,
+                                          start, *args, pure=False, **kwargs)
+                       for (b0, b1), start in zip(self.blocks, starts)]
+        try:
+            return self.client.gather(futures)
+        finally:
+            for future in futures:
+                future.release()
+
+    def gather(self) -> ScenarioSet:
+        """The whole set in client memory (random then stress): for small sets and tests only."""
+        chunks = self.map(_identity)
+        parts = list(chunks) + ([self.stress] if self.stress is not None else [])
+        return ScenarioSet.concat(parts)
+
+    def release(self) -> None:
+        """Drop the chunks from worker memory (the set cannot be used afterwards)."""
+        if self.parts is not None:
+            for part in self.parts:
+                part.release()
+
+
+def chunked_scenarios(
+    plan: SimulationPlan,
+    venue: VenueBook,
+    client: Any,
+    *,
+    chunk_size: int | None = None,
+    stress: ScenarioSet | None = None,
+    loss_model: LossModel = liquidation_gap,
+    persist: bool = True,
+) -> ChunkedScenarioSet:
+    """Simulate ``plan``'s scenarios and their venue losses in chunks on the workers of ``client``.
+
+    Parameters
+    ----------
+    plan : SimulationPlan
+        From :func:`~fundguard.models.plan_simulation` (seed, horizon, N and the fitted models).
+    venue : VenueBook
+        Its markets must all be in the plan.
+    client : distributed.Client
+        Connected to the cluster (a ``LocalCluster``, or a scheduler such as ``tcp://host:8786``
+        whose workers have the same fundguard version installed).
+    chunk_size : int, optional
+        Scenarios per chunk, rounded up to whole blocks of 1024; default about 64 MiB of losses
+        and premium bases per chunk, and at least 8 chunks when N allows. Never changes the
+        numbers.
+    stress : ScenarioSet, optional
+        Stress scenarios (from ``build_scenarios(stress_paths(...), venue)``), kept on the client.
+    loss_model : LossModel, default :func:`~fundguard.models.liquidation_gap`
+        Must pickle (a module-level function).
+    persist : bool, default True
+        Keep the chunks in worker memory (True) or regenerate them in every pass (False).
+
+    Returns
+    -------
+    ChunkedScenarioSet
+        With ``persist=True`` the generation tasks are submitted and this returns at once; the
+        first pass waits for them (``distributed.wait(chunked.parts)`` to wait explicitly).
+
+    Raises
+    ------
+    ScenarioError
+        Bad arguments: a venue market the plan does not simulate, stress scenarios with other
+        markets or horizon, a bad chunk size.
+    MissingDependencyError
+        dask.distributed is not installed.
+    """
+    distributed = require_distributed()
+    if not isinstance(plan, SimulationPlan):
+        raise ScenarioError(f"plan must be a SimulationPlan (plan_simulation), got {type(plan).__name__}")
+    if not isinstance(venue, VenueBook):
+        raise ScenarioError(f"venue must be a VenueBook, got {type(venue).__name__}")
+    if not isinstance(client, distributed.Client):
+        raise ScenarioError(f"client must be a distributed.Client, got {type(client).__name__}")
+    for market in venue.markets:
+        if market.name not in plan.names:
+            raise ScenarioError(f"venue market {market.name!r} is not simulated by the plan; it has {list(plan.names)}")
+    markets = venue.names
+    if stress is not None:
+        if not isinstance(stress, ScenarioSet):
+            raise ScenarioError(f"stress must be a ScenarioSet, got {type(stress).__name__}")
+        if stress.markets != markets or stress.horizon != plan.horizon:
+            raise ScenarioError(
+                f"stress scenarios have markets {list(stress.markets)} and horizon {stress.horizon}; "
+                f"expected {list(markets)} and {plan.horizon}")
+        stress = ScenarioSet(losses=stress.losses, premium_base=stress.premium_base, markets=markets,
+                             is_stress=np.ones(stress.n_scenarios, dtype=bool), metadata=stress.metadata)
+    blocks = _layout(plan, len(markets), chunk_size)
+    parts = None
+    if persist:
+        parts = tuple(client.submit(_generate, plan, venue, loss_model, b0, b1, pure=False) for b0, b1 in blocks)
+    return ChunkedScenarioSet(client=client, plan=plan, venue=venue, blocks=blocks, parts=parts, stress=stress,
+                              loss_model=loss_model, markets=markets)
+
+
+def _layout(plan: SimulationPlan, n_markets: int, chunk_size: int | None) -> tuple[tuple[int, int], ...]:
+    n_blocks = plan.n_blocks
+    if chunk_size is None:
+        per_block = SCENARIO_BLOCK * plan.horizon * (n_markets + 1) * 8
+        blocks_per_chunk = max(1, min(_CHUNK_BYTES // per_block, math.ceil(n_blocks / 8)))
+    elif isinstance(chunk_size, (int, np.integer)) and not isinstance(chunk_size, bool) and chunk_size >= 1:
+        blocks_per_chunk = -(-int(chunk_size) // SCENARIO_BLOCK)
+    else:
+        raise ScenarioError(f"chunk_size must be an integer >= 1 (scenarios per chunk), got {chunk_size!r}")
+    return tuple((b0, min(b0 + blocks_per_chunk, n_blocks)) for b0 in range(0, n_blocks, blocks_per_chunk))
+
+
+# -- what runs on the workers -----------------------------------------------------------------------
+
+
+def _generate(plan: SimulationPlan, venue: VenueBook, loss_model: LossModel, b0: int, b1: int) -> ScenarioSet:
+    """Rows of blocks ``[b0, b1)``: simulated, then turned into venue losses (on a worker).
+
+    One thread: the worker's own task threads already fill its cores (same numbers either way).
+    """
+    return build_scenarios(plan.simulate(b0, b1, threads=1), venue, loss_model=loss_model)
+
+
+def _regenerated(function: Callable[..., Any], plan: SimulationPlan, venue: VenueBook, loss_model: LossModel,
+                 b0: int, b1: int, start: int, *args: Any, **kwargs: Any) -> Any:
+    return function(_generate(plan, venue, loss_model, b0, b1), start, *args, **kwargs)
+
+
+def _identity(chunk: ScenarioSet, start: int) -> ScenarioSet:
+    return chunk
+
+
+def describe_layout(chunked: ChunkedScenarioSet) -> Mapping[str, Any]:
+    """JSON-ready description of the layout (for metadata and reports)."""
+    return {"chunks": chunked.n_chunks, "scenario_block": SCENARIO_BLOCK, "persisted": chunked.persisted,
+            "rows": [list(chunked.rows(i)) for i in range(chunked.n_chunks)]}
