@@ -104,20 +104,23 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", "-q", action="store_true", help="no progress and no warnings on stderr")
     common.add_argument("--verbose", "-v", action="store_true", help="log each step")
 
-    cal = sub.add_parser("calibrate", parents=[common], help="fit, simulate, solve, certify and write the outputs",
+    cluster = argparse.ArgumentParser(add_help=False)
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run on this Dask scheduler, e.g. tcp://host:8786 (overrides [compute]; needs fundguard[dask])")
+    cluster.add_argument("--workers", type=int, metavar="N",
+                         help="run on a local Dask cluster of N worker processes (overrides [compute]; needs fundguard[dask])")
+
+    cal = sub.add_parser("calibrate", parents=[common, cluster], help="fit, simulate, solve, certify and write the outputs",
                          description="Run a complete calibration and write result.json, report.md and plots.",
                          epilog=_EPILOG_CALIBRATE, formatter_class=argparse.RawDescriptionHelpFormatter)
     cal.add_argument("--out", type=Path, default=Path("fundguard-out"), help="output folder (default: fundguard-out)")
     cal.add_argument("--json", action="store_true", help="print result.json to stdout instead of the summary")
     cal.add_argument("--no-frontier", action="store_true", help="skip the cost-of-solvency frontier")
-    cal.add_argument("--scheduler", metavar="ADDRESS",
-                     help="run on this Dask scheduler, e.g. tcp://host:8786 (overrides [compute]; needs fundguard[dask])")
-    cal.add_argument("--workers", type=int, metavar="N",
-                     help="run on a local Dask cluster of N worker processes (overrides [compute]; needs fundguard[dask])")
     cal.set_defaults(handler=_cmd_calibrate)
 
-    fro = sub.add_parser("frontier", parents=[common], help="capital cost against alpha: table and plot",
-                         epilog="example:\n  fundguard frontier --alphas 0.001,0.01,0.05 --out frontier",
+    fro = sub.add_parser("frontier", parents=[common, cluster], help="capital cost against alpha: table and plot",
+                         epilog="examples:\n  fundguard frontier --alphas 0.001,0.01,0.05 --out frontier\n"
+                                "  fundguard frontier --method exact --workers 2      # local Dask cluster",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     fro.add_argument("--alphas", default=",".join(map(str, FRONTIER_ALPHAS)), help="comma-separated ruin levels")
     fro.add_argument("--out", type=Path, help="also write frontier.md and frontier.png here")
@@ -207,23 +210,28 @@ def _calibrate_on_cluster(args: argparse.Namespace, options: dict):
     compute = dataclasses.replace(cfg.compute, scheduler=args.scheduler,
                                   workers=None if args.scheduler is not None else args.workers)
     cfg = dataclasses.replace(cfg, compute=compute)
-    method = args.method or cfg.problem.method
+    method = options.get("method") or cfg.problem.method
     if method in ("scenario", "certified"):
         raise ConfigError(f"method {method!r} is not available with --workers / --scheduler; use --method cvar or exact")
     with _compute_client(compute) as client:
         return calibrate(cfg, client=client, **options)
 
 
-def _cmd_calibrate(args: argparse.Namespace) -> int:
+def _run_calibrate(args: argparse.Namespace, options: dict):
+    """``calibrate`` in this process, or on a Dask cluster when --scheduler / --workers is given."""
     from .calibrate import calibrate
+
+    if args.scheduler is not None or args.workers is not None:
+        return _calibrate_on_cluster(args, options)
+    return calibrate(args.config, **options)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .report import summary_lines, write_outputs
 
     options = dict(seed=args.seed, method=args.method, preset=_load_preset(args),
                    frontier_alphas=() if args.no_frontier else FRONTIER_ALPHAS, progress=_progress(args))
-    if args.scheduler is not None or args.workers is not None:
-        result = _calibrate_on_cluster(args, options)
-    else:
-        result = calibrate(args.config, **options)
+    result = _run_calibrate(args, options)
     out = write_outputs(result, args.out)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2, allow_nan=False)
@@ -237,15 +245,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_frontier(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate
-
     try:
         alphas = tuple(float(a) for a in args.alphas.split(","))
     except ValueError:
         raise UsageError(f"--alphas must be comma-separated numbers, got {args.alphas!r}") from None
     method = args.method or "cvar"
-    result = calibrate(args.config, seed=args.seed, method=method, preset=_load_preset(args),
-                       frontier_alphas=alphas, frontier_method=method, progress=_progress(args))
+    result = _run_calibrate(args, dict(seed=args.seed, method=method, preset=_load_preset(args),
+                                       frontier_alphas=alphas, frontier_method=method, progress=_progress(args)))
     rows = [{"alpha": p.alpha, "fund_target": p.fund_target, "objective": p.objective,
              "premium_rates": p.rates_by_market(), "in_sample_ruin": p.in_sample_ruin} for p in result.frontier]
     if not rows:

@@ -230,7 +230,7 @@ def test_a_worker_killed_after_generation_loses_nothing(client, world):
 
 
 @pytest.mark.slow
-def test_cli_workers_gives_the_same_result_json(tmp_path, client):
+def _small_config(tmp_path) -> Path:
     config = tmp_path / "fund.toml"
     config.write_text(
         "[scenarios]\nn_scenarios = 4000\ncertify_scenarios = 4000\nhorizon = 30\ninnovations = \"parametric\"\n"
@@ -238,6 +238,30 @@ def test_cli_workers_gives_the_same_result_json(tmp_path, client):
         "cost_of_capital = 0.0123\n"
         + "".join(f"[[markets]]\nname = \"{m}\"\nopen_interest = {oi}\ndaily_volume = {adv}\n"
                   for m, (oi, adv) in VENUE.items()))
+    return config
+
+
+@pytest.mark.slow
+def test_cli_frontier_on_workers_equals_the_in_process_frontier(tmp_path, client):
+    config = _small_config(tmp_path)
+    tables = []
+    for extra in ([], ["--workers", "2"]):
+        out = subprocess.run([sys.executable, "-m", "fundguard.optimizer.cli", "frontier", "--config", str(config),
+                              "--quiet", "--json", "--method", "exact", "--alphas", "0.005,0.02", *extra],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        tables.append(json.loads(out.stdout))
+    local, distributed = tables
+    assert [r["alpha"] for r in local] == [r["alpha"] for r in distributed] == [0.005, 0.02]
+    for a, b in zip(local, distributed):
+        assert b["fund_target"] == pytest.approx(a["fund_target"], rel=1e-9)
+        assert b["objective"] == pytest.approx(a["objective"], rel=1e-9)
+        assert b["in_sample_ruin"] == a["in_sample_ruin"]
+    assert local[0]["objective"] >= local[1]["objective"]  # a smaller alpha never costs less
+
+
+def test_cli_workers_gives_the_same_result_json(tmp_path, client):
+    config = _small_config(tmp_path)
     outputs = []
     for extra in ([], ["--workers", "2"]):
         out = subprocess.run([sys.executable, "-m", "fundguard.optimizer.cli", "calibrate", "--config", str(config),
