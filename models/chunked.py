@@ -307,7 +307,7 @@ def _generate(plan: SimulationPlan, venue: VenueBook, loss_model: LossModel, b0:
 
     One thread: the worker's own task threads already fill its cores (same numbers either way).
     """
-    return build_scenarios(plan.simulate(b0, b1, threads=1), venue, loss_model=loss_model)
+    return build_scenarios(plan.simulate(b0, b1, threads=1), venue, loss_model=loss_model, threads=1)
 
 
 def _regenerated(function: Callable[..., Any], plan: SimulationPlan, venue: VenueBook, loss_model: LossModel,

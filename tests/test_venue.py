@@ -248,9 +248,10 @@ def test_build_scenarios_sums_markets_in_venue_order(three_markets):
     assert scenarios.metadata["seed"] == 1 and scenarios.metadata["loss_model"] == "liquidation_gap"
     assert scenarios.metadata["venue"]["markets"][1]["tiers"][0]["leverage"] == 50.0
     json.dumps(scenarios.metadata)
-    chunked = build_scenarios(three_markets, venue, chunk_size=7)
-    assert np.array_equal(chunked.losses, scenarios.losses)
-    assert np.array_equal(chunked.premium_base, scenarios.premium_base)
+    for threads in (1, 3):  # 100 chunks of 7 rows worked on by one or three threads: same numbers
+        chunked = build_scenarios(three_markets, venue, chunk_size=7, threads=threads)
+        assert np.array_equal(chunked.losses, scenarios.losses)
+        assert np.array_equal(chunked.premium_base, scenarios.premium_base)
 
 
 def test_build_scenarios_with_a_plugged_in_loss_model(three_markets):
