@@ -236,23 +236,10 @@ def calibrate(
     ])
     timings["losses"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
     problem = _problem(cfg)
-    say(f"solving (method {method!r})")
-    policy = solve(problem, scenarios, method=method)
-    timings["solve"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    say(f"certifying on {certify_set.n_scenarios:,} fresh scenarios")
-    certificate = certify(policy, certify_set, confidence=prob.confidence)
-    timings["certify"] = time.perf_counter() - clock
-
-    frontier_policies: tuple[Policy, ...] = ()
-    if frontier_alphas:
-        clock = time.perf_counter()
-        say(f"tracing the cost of solvency at {len(frontier_alphas)} ruin levels")
-        frontier_policies = _frontier(problem, scenarios, frontier_alphas, frontier_method, notes)
-        timings["frontier"] = time.perf_counter() - clock
+    policy, certificate, frontier_policies = _solve_and_certify(
+        problem, scenarios, certify_set, method, prob.confidence, frontier_alphas, frontier_method, say, timings,
+        notes, f"solving (method {method!r})", certify_set.n_scenarios)
 
     if not random_set.losses.any():
         notes.append("every random scenario has zero fund losses: the fund target is 0 and the rates sit at "
@@ -339,23 +326,10 @@ def _calibrate_distributed(cfg: CalibrationConfig, client: Any, seed: int, metho
     fresh = chunked_scenarios(certify_plan, book, client, chunk_size=chunk_size)
     timings["simulate"] = time.perf_counter() - clock
     try:
-        clock = time.perf_counter()
         problem = _problem(cfg)
-        say(f"solving (method {method!r}) on {chunked.n_chunks} chunks")
-        policy = solve(problem, chunked, method=method)
-        timings["solve"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        say(f"certifying on {fresh.n_random:,} fresh scenarios")
-        certificate = certify(policy, fresh, confidence=prob.confidence)
-        timings["certify"] = time.perf_counter() - clock
-
-        frontier_policies: tuple[Policy, ...] = ()
-        if frontier_alphas:
-            clock = time.perf_counter()
-            say(f"tracing the cost of solvency at {len(frontier_alphas)} ruin levels")
-            frontier_policies = _frontier(problem, chunked, frontier_alphas, frontier_method, notes)
-            timings["frontier"] = time.perf_counter() - clock
+        policy, certificate, frontier_policies = _solve_and_certify(
+            problem, chunked, fresh, method, prob.confidence, frontier_alphas, frontier_method, say, timings,
+            notes, f"solving (method {method!r}) on {chunked.n_chunks} chunks", fresh.n_random)
 
         clock = time.perf_counter()
         say("gathering per-scenario summaries for the report")
@@ -659,6 +633,31 @@ def _problem(cfg: CalibrationConfig) -> PolicyProblem:
         rate_change_penalty=prob.rate_change_penalty,
         previous_rates=current if prob.rate_change_penalty > 0 else None,
     )
+
+
+def _solve_and_certify(problem: PolicyProblem, scenarios: Any, certify_set: Any, method: str, confidence: float,
+                       frontier_alphas: tuple[float, ...], frontier_method: str, say: Progress,
+                       timings: dict[str, float], notes: list[str], solving: str, n_fresh: int
+                       ) -> tuple[Policy, Certificate, tuple[Policy, ...]]:
+    """Solve, certify on the fresh set and trace the frontier (in memory or chunked: same calls),
+    recording each step's time in ``timings``."""
+    clock = time.perf_counter()
+    say(solving)
+    policy = solve(problem, scenarios, method=method)
+    timings["solve"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    say(f"certifying on {n_fresh:,} fresh scenarios")
+    certificate = certify(policy, certify_set, confidence=confidence)
+    timings["certify"] = time.perf_counter() - clock
+
+    frontier_policies: tuple[Policy, ...] = ()
+    if frontier_alphas:
+        clock = time.perf_counter()
+        say(f"tracing the cost of solvency at {len(frontier_alphas)} ruin levels")
+        frontier_policies = _frontier(problem, scenarios, frontier_alphas, frontier_method, notes)
+        timings["frontier"] = time.perf_counter() - clock
+    return policy, certificate, frontier_policies
 
 
 def _frontier(problem: PolicyProblem, scenarios: ScenarioSet, alphas: tuple[float, ...], method: str,
