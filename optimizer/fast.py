@@ -694,14 +694,20 @@ class ExactBranchAndBound:
         was found in (by the leaf program, with the exact convex program for its discard set),
         puts it on the optimum, as the reference program's final convex solve does.
         """
+        # the live set of the box the answer was found in if it holds the polishing box, else the root's
+        home = None
         for half_width in (1e-2, 2e-3, 4e-4, 1e-4):
             lo = np.clip(search.best_u - half_width, 0.0, 1.0)
             hi = np.clip(search.best_u + half_width, 0.0, 1.0)
-            # the live set of the box the answer was found in if it holds the polishing box, else the root's
-            home = search.best_box if np.all(search.best_box.lo <= lo) and np.all(hi <= search.best_box.hi) else root
+            if home is None:
+                found = search.best_box
+                home = found if np.all(found.lo <= lo) and np.all(hi <= found.hi) else root
             box = self._box(lo, hi, home.rows, home.budget, home.level)[0]
             if box.n_live <= 4 * self.leaf_size or self._is_leaf(box):
                 break
+            # the next, narrower box around the same point lies inside this one: reduce from its
+            # live set instead of the root's again (the reductions are identities on the box)
+            home = box
         else:
             return
         if math.isfinite(box.bound):
