@@ -62,7 +62,7 @@ def clopper_pearson_upper(ruins: int, n: int, confidence: float) -> float:
     return float(stats.beta.ppf(confidence, ruins + 1, n - ruins))
 
 
-def ruin_probability(policy: Policy, scenarios: ScenarioSet) -> float:
+def ruin_probability(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> float:
     """Share of the random scenarios in which ``policy`` ends in ruin.
 
     Parameters
@@ -81,7 +81,7 @@ def ruin_probability(policy: Policy, scenarios: ScenarioSet) -> float:
     return ruins / n
 
 
-def certify(policy: Policy, scenarios: ScenarioSet, confidence: float = 0.99) -> Certificate:
+def certify(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet, confidence: float = 0.99) -> Certificate:
     """Out-of-sample certificate of ``policy`` on ``scenarios``.
 
     Parameters
@@ -203,7 +203,7 @@ def scenario_discard_budget(n_scenarios: int, epsilon: float, beta: float, n_dec
     return low
 
 
-def _count(policy: Policy, scenarios: ScenarioSet) -> tuple[int, int]:
+def _count(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> tuple[int, int]:
     if not isinstance(policy, Policy):
         raise ProblemError(f"policy must be a Policy, got {type(policy).__name__}")
     if isinstance(scenarios, ChunkedScenarioSet):

@@ -75,7 +75,9 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
-def solve(problem: PolicyProblem, scenarios: ScenarioSet, method: str = "cvar", **options: Any) -> Policy:
+def solve(
+    problem: PolicyProblem, scenarios: ScenarioSet | ChunkedScenarioSet, method: str = "cvar", **options: Any
+) -> Policy:
     """The minimum-cost fund target and premium rates under ``problem``'s solvency constraint.
 
     Parameters
@@ -127,7 +129,7 @@ def solve(problem: PolicyProblem, scenarios: ScenarioSet, method: str = "cvar", 
 
 def frontier(
     problem: PolicyProblem,
-    scenarios: ScenarioSet,
+    scenarios: ScenarioSet | ChunkedScenarioSet,
     alphas: Sequence[float],
     method: str = "cvar",
     **options: Any,
