@@ -919,20 +919,37 @@ def _kept_program(engine: ExactBranchAndBound, box: _Box, rows: np.ndarray) -> n
     Returns None when Clarabel does not solve it (the caller then relies on its cuts alone).
     """
     model = engine.model
-    nf = model.n_free
     relief = [engine._relief[rows]]
     required0 = [engine._required0[rows]]
     if engine._stress is not None:
         relief.append(engine._stress.rows.relief)
         required0.append(engine._stress.rows.required0)
-    relief_all = np.concatenate(relief)
+    solution = _survival_qp(model, np.concatenate(relief), np.concatenate(required0), box.level, box.lo, box.hi,
+                            engine._cap)
+    if str(solution.status) not in ("Solved", "AlmostSolved"):
+        return None
+    return np.clip(np.asarray(solution.x)[1:], box.lo, box.hi)
+
+
+def _survival_qp(
+    model: FundModel, relief: np.ndarray, required0: np.ndarray, f_lo: float, lo: np.ndarray, hi: np.ndarray, cap: float
+) -> Any:
+    """Clarabel's solution of the convex program every kept row must survive (scaled units)::
+
+        minimise    cost_fund f + cost_rate @ u + curvature @ u^2
+        subject to  f + relief[r] @ u >= required0[r]   for every row r
+                    f_lo <= f <= cap,   lo <= u <= hi
+
+    ``solution.x`` is ``(f, u)``; ``solution.z[:R]`` the rows' multipliers.
+    """
+    nf = model.n_free
     identity = np.eye(1 + nf)
     # rows as  -(f + relief @ u) <= -required0, then the bounds
-    blocks = [-np.hstack([np.ones((relief_all.shape[0], 1)), relief_all]), -identity[:1], -identity[1:], identity[1:]]
-    rhs = [-np.concatenate(required0), [-box.level], -box.lo, box.hi]
-    if math.isfinite(engine._cap):
+    blocks = [-np.hstack([np.ones((relief.shape[0], 1)), relief]), -identity[:1], -identity[1:], identity[1:]]
+    rhs = [-required0, [-f_lo], -lo, hi]
+    if math.isfinite(cap):
         blocks.append(identity[:1])
-        rhs.append([engine._cap])
+        rhs.append([cap])
     matrix = sp.csc_matrix(np.vstack(blocks))
     bound = np.concatenate([np.asarray(r, dtype=np.float64) for r in rhs])
     hessian = sp.csc_matrix(np.diag(np.r_[0.0, 2.0 * model.curvature]))
@@ -940,12 +957,9 @@ def _kept_program(engine: ExactBranchAndBound, box: _Box, rows: np.ndarray) -> n
     settings.verbose = False
     settings.tol_gap_abs = settings.tol_gap_rel = 1e-10
     settings.tol_feas = 1e-10
-    solution = clarabel.DefaultSolver(
+    return clarabel.DefaultSolver(
         hessian, np.r_[model.cost_fund, model.cost_rate], matrix, bound, [clarabel.NonnegativeConeT(bound.size)], settings
     ).solve()
-    if str(solution.status) not in ("Solved", "AlmostSolved"):
-        return None
-    return np.clip(np.asarray(solution.x)[1:], box.lo, box.hi)
 
 
 
@@ -1060,24 +1074,8 @@ class RobustWorkingSet:
         if self._stress is not None:
             relief.append(self._stress.relief)
             required0.append(self._stress.required0)
-        relief_all = np.concatenate(relief)
-        identity = np.eye(1 + nf)
-        # rows as  -(f + relief @ u) <= -required0, then the bounds
-        blocks = [-np.hstack([np.ones((relief_all.shape[0], 1)), relief_all]), -identity[:1], -identity[1:], identity[1:]]
-        rhs = [-np.concatenate(required0), [-self.f_lo], np.zeros(nf), np.ones(nf)]
-        if math.isfinite(self._cap):
-            blocks.append(identity[:1])
-            rhs.append([self._cap])
-        matrix = sp.csc_matrix(np.vstack(blocks))
-        bound = np.concatenate([np.asarray(r, dtype=np.float64) for r in rhs])
-        hessian = sp.csc_matrix(np.diag(np.r_[0.0, 2.0 * model.curvature]))
-        settings = clarabel.DefaultSettings()
-        settings.verbose = False
-        settings.tol_gap_abs = settings.tol_gap_rel = 1e-10
-        settings.tol_feas = 1e-10
-        solution = clarabel.DefaultSolver(
-            hessian, np.r_[model.cost_fund, model.cost_rate], matrix, bound, [clarabel.NonnegativeConeT(bound.size)], settings
-        ).solve()
+        solution = _survival_qp(model, np.concatenate(relief), np.concatenate(required0), self.f_lo, np.zeros(nf),
+                                np.ones(nf), self._cap)
         if str(solution.status) != "Solved":
             return None
         x = np.asarray(solution.x)

@@ -221,8 +221,6 @@ def test_preset_build_matches_the_shipped_preset(shared_data, tmp_path, capsys):
     ids=["missing-key", "unknown-key", "wrong-type", "negative-oi", "alpha-zero", "missing-prices"],
 )
 def test_cli_config_errors_are_one_clear_line(price_files, tmp_path, capsys, edit, fragment):
-    import tomllib  # noqa: F401  (the config is TOML; written by hand below)
-
     config = _config(price_files)
     edit(config)
     path = tmp_path / "fund.toml"
