@@ -35,6 +35,7 @@ Choices (issue 9)
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -87,16 +88,25 @@ def local_client(n_workers: int, *, threads_per_worker: int = 1, memory_limit: s
     if isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer)) or n_workers < 1:
         raise ScenarioError(f"n_workers must be an integer >= 1, got {n_workers!r}")
     distributed = require_distributed()
-    cluster = distributed.LocalCluster(n_workers=int(n_workers), threads_per_worker=threads_per_worker,
-                                       processes=True, dashboard_address=":0", memory_limit=memory_limit)
+    # Dask logs the cluster's start and shutdown at INFO on stderr ("Remove worker", "Nanny
+    # closed", ...): noise for a calibration job. This cluster is ours, so its logger is kept at
+    # WARNING while it lives (the level is restored after; warnings and errors still show).
+    log = logging.getLogger("distributed")
+    level = log.level
+    log.setLevel(max(level, logging.WARNING))
     try:
-        client = distributed.Client(cluster)
+        cluster = distributed.LocalCluster(n_workers=int(n_workers), threads_per_worker=threads_per_worker,
+                                           processes=True, dashboard_address=":0", memory_limit=memory_limit)
         try:
-            yield client
+            client = distributed.Client(cluster)
+            try:
+                yield client
+            finally:
+                client.close()
         finally:
-            client.close()
+            cluster.close()
     finally:
-        cluster.close()
+        log.setLevel(level)
 
 
 @dataclass(frozen=True, eq=False)

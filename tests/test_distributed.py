@@ -273,6 +273,7 @@ def test_cli_workers_gives_the_same_result_json(tmp_path, client):
                               "--quiet", "--no-frontier", "--json", "--out", str(tmp_path / f"out{len(extra)}"),
                               *extra], capture_output=True, text=True, timeout=300)
         assert out.returncode in (0, 3), out.stderr
+        assert "INFO" not in out.stderr, out.stderr[-2000:]  # --quiet: no Dask start/shutdown chatter
         result = json.loads(out.stdout)
         result.pop("run")
         outputs.append(result)
