@@ -241,15 +241,7 @@ def calibrate(
         problem, scenarios, certify_set, method, prob.confidence, frontier_alphas, frontier_method, say, timings,
         notes, f"solving (method {method!r})", certify_set.n_scenarios)
 
-    if not random_set.losses.any():
-        notes.append("every random scenario has zero fund losses: the fund target is 0 and the rates sit at "
-                     "their minimum (check the venue book: margins may exceed every simulated shortfall)")
-    if policy.status not in ("optimal", "certified"):
-        notes.append(f"method {method!r} returned status {policy.status!r}: the policy meets its constraint but "
-                     "optimality is not proven")
-    if certificate.upper_bound > prob.alpha:
-        notes.append(f"the out-of-sample bound {certificate.upper_bound:.4%} exceeds alpha {prob.alpha:.4%}: "
-                     f"{certificate.ruins} ruins in {certificate.n:,} fresh scenarios")
+    _result_notes(notes, not random_set.losses.any(), policy, method, certificate, prob.alpha)
     return CalibrationResult(
         policy=policy,
         certificate=certificate,
@@ -347,15 +339,7 @@ def _calibrate_distributed(cfg: CalibrationConfig, client: Any, seed: int, metho
         chunked.release()
         fresh.release()
 
-    if not horizon_loss.any():
-        notes.append("every random scenario has zero fund losses: the fund target is 0 and the rates sit at "
-                     "their minimum (check the venue book: margins may exceed every simulated shortfall)")
-    if policy.status not in ("optimal", "certified"):
-        notes.append(f"method {method!r} returned status {policy.status!r}: the policy meets its constraint but "
-                     "optimality is not proven")
-    if certificate.upper_bound > prob.alpha:
-        notes.append(f"the out-of-sample bound {certificate.upper_bound:.4%} exceeds alpha {prob.alpha:.4%}: "
-                     f"{certificate.ruins} ruins in {certificate.n:,} fresh scenarios")
+    _result_notes(notes, not horizon_loss.any(), policy, method, certificate, prob.alpha)
     inputs = _inputs(cfg, model_info, seed, method, problem, book, stress_set, innovations)
     return CalibrationResult(
         policy=policy,
@@ -633,6 +617,21 @@ def _problem(cfg: CalibrationConfig) -> PolicyProblem:
         rate_change_penalty=prob.rate_change_penalty,
         previous_rates=current if prob.rate_change_penalty > 0 else None,
     )
+
+
+def _result_notes(notes: list[str], no_losses: bool, policy: Policy, method: str, certificate: Certificate,
+                  alpha: float) -> None:
+    """Append what a reader of the result must know: no losses at all, optimality not proven,
+    an out-of-sample bound above alpha."""
+    if no_losses:
+        notes.append("every random scenario has zero fund losses: the fund target is 0 and the rates sit at "
+                     "their minimum (check the venue book: margins may exceed every simulated shortfall)")
+    if policy.status not in ("optimal", "certified"):
+        notes.append(f"method {method!r} returned status {policy.status!r}: the policy meets its constraint but "
+                     "optimality is not proven")
+    if certificate.upper_bound > alpha:
+        notes.append(f"the out-of-sample bound {certificate.upper_bound:.4%} exceeds alpha {alpha:.4%}: "
+                     f"{certificate.ruins} ruins in {certificate.n:,} fresh scenarios")
 
 
 def _solve_and_certify(problem: PolicyProblem, scenarios: Any, certify_set: Any, method: str, confidence: float,
