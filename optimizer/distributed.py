@@ -2,7 +2,9 @@
 
 A :class:`~fundguard.models.chunked.ChunkedScenarioSet` keeps its scenarios in chunks on Dask
 workers. Every pass over the scenarios here is a map over the chunks (run where they live) and a
-small reduce on the client; what travels is 1 + J numbers out and per-chunk summaries back.
+small reduce on the client: rates and thresholds (1 + J numbers) go out, per-chunk summaries come
+back, and once per solve the scenarios that can bind anywhere in the rate box (the tail, a few
+times alpha N; see below) come back too. The full set is never gathered.
 :func:`~fundguard.optimizer.solve`, :func:`~fundguard.optimizer.frontier`,
 :func:`~fundguard.optimizer.certify` and :func:`~fundguard.optimizer.ruin_probability` dispatch
 here when given a ChunkedScenarioSet; nothing in this module imports dask.
