@@ -931,27 +931,28 @@ def _kept_program(engine: ExactBranchAndBound, box: _Box, rows: np.ndarray) -> n
     return np.clip(np.asarray(solution.x)[1:], box.lo, box.hi)
 
 
-def _survival_qp(
-    model: FundModel, relief: np.ndarray, required0: np.ndarray, f_lo: float, lo: np.ndarray, hi: np.ndarray, cap: float
+def _fund_rate_qp(
+    model: FundModel, rows: np.ndarray, rhs: np.ndarray, f_lo: float, lo: np.ndarray, hi: np.ndarray, cap: float
 ) -> Any:
-    """Clarabel's solution of the convex program every kept row must survive (scaled units)::
+    """Clarabel's solution of the convex program in ``x = (f, u)`` (scaled units)::
 
         minimise    cost_fund f + cost_rate @ u + curvature @ u^2
-        subject to  f + relief[r] @ u >= required0[r]   for every row r
+        subject to  rows @ x <= rhs
                     f_lo <= f <= cap,   lo <= u <= hi
 
-    ``solution.x`` is ``(f, u)``; ``solution.z[:R]`` the rows' multipliers.
+    ``solution.x`` is ``(f, u)``; ``solution.z[:len(rhs)]`` the rows' multipliers. The survival
+    program of a set of kept rows ``f + relief @ u >= required0`` passes
+    ``rows = -[1, relief]``, ``rhs = -required0``; the cutting-plane master passes its cuts.
     """
     nf = model.n_free
     identity = np.eye(1 + nf)
-    # rows as  -(f + relief @ u) <= -required0, then the bounds
-    blocks = [-np.hstack([np.ones((relief.shape[0], 1)), relief]), -identity[:1], -identity[1:], identity[1:]]
-    rhs = [-required0, [-f_lo], -lo, hi]
+    blocks = [rows, -identity[:1], -identity[1:], identity[1:]]
+    bounds = [rhs, [-f_lo], -lo, hi]
     if math.isfinite(cap):
         blocks.append(identity[:1])
-        rhs.append([cap])
+        bounds.append([cap])
     matrix = sp.csc_matrix(np.vstack(blocks))
-    bound = np.concatenate([np.asarray(r, dtype=np.float64) for r in rhs])
+    bound = np.concatenate([np.asarray(r, dtype=np.float64) for r in bounds])
     hessian = sp.csc_matrix(np.diag(np.r_[0.0, 2.0 * model.curvature]))
     settings = clarabel.DefaultSettings()
     settings.verbose = False
@@ -960,6 +961,14 @@ def _survival_qp(
     return clarabel.DefaultSolver(
         hessian, np.r_[model.cost_fund, model.cost_rate], matrix, bound, [clarabel.NonnegativeConeT(bound.size)], settings
     ).solve()
+
+
+def _survival_qp(
+    model: FundModel, relief: np.ndarray, required0: np.ndarray, f_lo: float, lo: np.ndarray, hi: np.ndarray, cap: float
+) -> Any:
+    """:func:`_fund_rate_qp` with every row ``f + relief[r] @ u >= required0[r]`` (kept rows must survive)."""
+    rows = -np.hstack([np.ones((relief.shape[0], 1)), relief])
+    return _fund_rate_qp(model, rows, -required0, f_lo, lo, hi, cap)
 
 
 
@@ -1110,23 +1119,7 @@ def _master_clarabel(
     model: FundModel, cut_matrix: np.ndarray, cut_rhs: np.ndarray, theta_low: float, theta_high: float
 ) -> tuple[np.ndarray, float, str]:
     nf = model.n_free
-    n_var = 1 + nf
-    identity = np.eye(n_var)
-    blocks = [cut_matrix, -identity[:1], -identity[1:], identity[1:]]
-    rhs = [cut_rhs, [-theta_low], np.zeros(nf), np.ones(nf)]
-    if math.isfinite(theta_high):
-        blocks.append(identity[:1])
-        rhs.append([theta_high])
-    matrix = sp.csc_matrix(np.vstack(blocks))
-    bound = np.concatenate([np.asarray(r, dtype=np.float64) for r in rhs])
-    hessian = sp.csc_matrix(np.diag(np.r_[0.0, 2.0 * model.curvature]))
-    linear = np.r_[model.cost_fund, model.cost_rate]
-    settings = clarabel.DefaultSettings()
-    settings.verbose = False
-    settings.tol_gap_abs = settings.tol_gap_rel = 1e-10
-    settings.tol_feas = 1e-10
-    solver = clarabel.DefaultSolver(hessian, linear, matrix, bound, [clarabel.NonnegativeConeT(bound.size)], settings)
-    solution = solver.solve()
+    solution = _fund_rate_qp(model, cut_matrix, cut_rhs, theta_low, np.zeros(nf), np.ones(nf), theta_high)
     if str(solution.status) not in ("Solved", "AlmostSolved"):
         raise SolverError(f"Clarabel: {solution.status}")
     x = np.asarray(solution.x)
