@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -1016,17 +1016,8 @@ class SimulationPlan:
             rows = slice(row, row + sum(sizes))
             self.dynamics.run(z, returns[rows], volatility[rows])
 
-        firsts = range(first_block, stop_block, blocks_per_chunk)
-        n_threads = min(_thread_count(threads), len(firsts))
-        if n_threads <= 1:
-            for first in firsts:
-                work(first)
-        else:
-            # Chunks are independent (own streams, own output rows) and numpy releases the GIL
-            # in the random fills, ufuncs and gathers that make up the work.
-            with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="fundguard-simulate") as pool:
-                for _ in pool.map(work, firsts):
-                    pass
+        # chunks are independent: own streams, own output rows
+        _in_threads(work, range(first_block, stop_block, blocks_per_chunk), threads, "fundguard-simulate")
         metadata = dict(self.metadata)
         if (start, stop) != (0, self.n_scenarios):
             metadata["rows"] = [start, stop]
@@ -1370,6 +1361,21 @@ def _blocks_per_chunk(chunk_size: int | None, horizon: int, n_markets: int) -> i
     if chunk_size is None:
         return max(1, _CHUNK_ELEMENTS // (SCENARIO_BLOCK * horizon * n_markets))
     return -(-_positive_int("chunk_size", chunk_size) // SCENARIO_BLOCK)
+
+
+def _in_threads(work: Callable[[int], None], items: Sequence[int], threads: int | None, name: str) -> None:
+    """``work(item)`` for every item, several at once in threads (``threads``: None for the
+    usable CPUs, 1 for the calling thread only). The items must write disjoint outputs; numpy
+    releases the GIL in the random fills, ufuncs and gathers the work is made of. The first
+    exception raised by a call is raised here."""
+    n_threads = min(_thread_count(threads), len(items))
+    if n_threads <= 1:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix=name) as pool:
+        for _ in pool.map(work, items):
+            pass
 
 
 def _thread_count(threads: int | None) -> int:

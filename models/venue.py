@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -37,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ScenarioError, SpecificationError
-from .scenarios import ReturnPaths, _thread_count
+from .scenarios import ReturnPaths, _in_threads
 from .scenarioset import ScenarioSet
 
 __all__ = [
@@ -452,9 +451,6 @@ def build_scenarios(
 
     losses = np.zeros((n, horizon))
     premium_base = np.empty((n, horizon, len(venue.markets)))
-    starts = range(0, n, rows)
-    n_threads = min(_thread_count(threads), len(starts))
-
     def work(start: int) -> None:
         block = slice(start, min(start + rows, n))
         for j, (market, column) in enumerate(zip(venue.markets, columns)):
@@ -476,14 +472,7 @@ def build_scenarios(
             losses[block] += loss
             premium_base[block, :, j] = base
 
-    if n_threads <= 1:
-        for start in starts:
-            work(start)
-    else:
-        # chunks write disjoint rows; an exception in one is raised here
-        with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="fundguard-losses") as pool:
-            for _ in pool.map(work, starts):
-                pass
+    _in_threads(work, range(0, n, rows), threads, "fundguard-losses")  # chunks write disjoint rows
 
     info = dict(paths.metadata)
     info.update(
