@@ -34,6 +34,7 @@ __all__ = [
     "screened_stress",
     "check_cap",
     "var_index",
+    "cvar_screen",
     "closed_form",
 ]
 
@@ -277,6 +278,19 @@ def check_cap(model: FundModel, random_lowest: float, stress_lowest: float, what
 def var_index(alpha: float, n_scenarios: int) -> int:
     """``ceil(alpha N)``, rounded up on ties: which order statistic is the sample VaR."""
     return min(n_scenarios, max(1, math.ceil(alpha * n_scenarios * (1.0 + 1e-9))))
+
+
+def cvar_screen(model: FundModel, max_alpha: float) -> tuple[float, np.ndarray, ScreenedRows]:
+    """What method "cvar" keeps for levels up to ``max_alpha`` (both engines screen alike).
+
+    Returns the VaR floor (the ``ceil(alpha N)``-th largest required fund at premium_max, a lower
+    bound of the sample VaR anywhere in the box), the candidate scenarios whose required fund can
+    exceed it somewhere in the box, and their rows screened at that floor.
+    """
+    highest, lowest = model.required_range()
+    level = kth_largest(lowest, var_index(max_alpha, model.n_scenarios))
+    candidates = np.flatnonzero(highest > level)
+    return level, candidates, model.screen(candidates, level)
 
 
 def closed_form(model: FundModel, method: str, rule: FundRule, alpha: float, **guarantee: Any) -> Policy:

@@ -61,7 +61,17 @@ from scipy import optimize
 from fundguard.models.errors import SolverError
 
 from ._solvers import quiet_milp
-from .check import FundRule, agree, check_cap, checked_point, make_policy, solver_cap, var_index
+from .check import (
+    FundRule,
+    agree,
+    check_cap,
+    checked_point,
+    cvar_screen,
+    make_policy,
+    screened_stress,
+    solver_cap,
+    var_index,
+)
 from .fund import FundModel, ScreenedRows, allowed_ruins, kth_largest, sample_cvar
 from .policy import Policy
 
@@ -129,24 +139,15 @@ class CvarCuttingPlane:
         self.max_alpha = max_alpha
         self.rtol = rtol
         self.max_iter = max_iter
-        n = model.n_scenarios
-        highest, lowest = model.required_range()
-        self._lowest = lowest
-        screen_level = kth_largest(lowest, var_index(max_alpha, n))
-        candidates = np.flatnonzero(highest > screen_level)
-        self._screened = model.screen(candidates, screen_level)
+        self._lowest = model.required_range()[1]
+        screen_level, candidates, self._screened = cvar_screen(model, max_alpha)
         self._screen_level = screen_level
         self._random = MaxAffine.of(self._screened)
         self._by_alpha: dict[float, MaxAffine] = {max_alpha: self._random}
-        n_stress = model.stress_required0.shape[0]
-        self._stress_lowest = 0.0
-        self._stress: MaxAffine | None = None
-        if n_stress:
-            self._stress_lowest = max(0.0, model.stress_required(np.ones(model.n_free)))
-            stress_rows = model.screen(np.arange(n_stress), self._stress_lowest, stress=True)
-            if stress_rows.n_rows:
-                self._stress = MaxAffine.of(stress_rows)
-        self.sizes = {"scenarios": n, "candidates": int(candidates.size), "rows": self._random.rows.n_rows}
+        self._stress_lowest, stress_rows = screened_stress(model)
+        self._stress = MaxAffine.of(stress_rows) if stress_rows is not None and stress_rows.n_rows else None
+        self.sizes = {"scenarios": model.n_scenarios, "candidates": int(candidates.size),
+                      "rows": self._random.rows.n_rows}
 
     def _rows_for(self, alpha: float) -> MaxAffine:
         """The screened rows at level ``alpha``: those screened for ``max_alpha``, screened again

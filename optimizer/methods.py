@@ -62,6 +62,7 @@ from .check import (
     check_cap,
     checked_point,
     closed_form,
+    cvar_screen,
     make_policy,
     scaled_fund,
     screened_stress,
@@ -148,12 +149,8 @@ class CvarFormulation:
         self.model = model
         self.solvers = tuple(solvers)
         self.max_alpha = max_alpha
-        n = model.n_scenarios
-        highest, lowest = model.required_range()
-        self._lowest = lowest
-        screen_level = kth_largest(lowest, var_index(max_alpha, n))
-        candidates = np.flatnonzero(highest > screen_level)
-        rows = model.screen(candidates, screen_level)
+        self._lowest = model.required_range()[1]
+        _, candidates, rows = cvar_screen(model, max_alpha)
         self._stress_lowest, stress_rows = screened_stress(model)
 
         fund = cp.Variable(name="fund_target")
@@ -182,7 +179,7 @@ class CvarFormulation:
             cost = cost + model.curvature @ cp.square(rates)
         self.problem = cp.Problem(cp.Minimize(cost), constraints)
         self._fund, self._rates = fund, rates
-        self.sizes = {"scenarios": n, "candidates": int(candidates.size), "rows": rows.n_rows}
+        self.sizes = {"scenarios": model.n_scenarios, "candidates": int(candidates.size), "rows": rows.n_rows}
 
     def solve(self, alpha: float) -> Policy:
         """Solve at level ``alpha`` (at most the ``max_alpha`` given at construction)."""
