@@ -13,6 +13,7 @@ Exit codes (also in the README):
       exceeds alpha (outputs are still written)
 4     no policy meets the constraints (infeasible, or nothing could be certified)
 5     the output folder is locked by another run
+130   interrupted (Ctrl-C)
 ====  ==========================================================================
 """
 
@@ -39,6 +40,7 @@ EXIT_INPUT = 2
 EXIT_BELOW_TARGET = 3
 EXIT_INFEASIBLE = 4
 EXIT_BUSY = 5
+EXIT_INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C (128 + SIGINT)
 
 FRONTIER_ALPHAS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
 logger = logging.getLogger("fundguard")
@@ -72,6 +74,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return EXIT_OK
+    except KeyboardInterrupt:
+        print("fundguard: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("fundguard: error: out of memory; lower n_scenarios / certify_scenarios / horizon "
+              "or use chunked mode ([compute] workers)", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:  # a file or folder the user named: unreadable, read-only, full disk, ...
+        print(f"fundguard: error: {_os_error_line(exc)}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path."""
+    reason = exc.strerror or exc.__class__.__name__
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(repr(str(p)) for p in paths)
+    return f"{reason}: {where}" if where else f"{reason} ({exc})".replace("\n", " ")
 
 
 _EPILOG_CALIBRATE = """examples:

@@ -89,6 +89,7 @@ CASES = {
     "no common dates": (lambda: load_prices({"A": _prices(), "B": _prices().assign(
         date=pd.date_range("2030-01-01", periods=300, freq="D").strftime("%Y-%m-%d"))}), DataError, "no timestamps"),
     "returns not finite": (lambda: fit_volatility(pd.Series([0.01, -0.02] * 200 + [np.inf], name="X")), DataError, "'X'"),
+    # -- issue 13: data --
     # scenario sets
     "losses NaN": (lambda: ScenarioSet(_losses(np.nan), BASE, ["A", "B"]), ScenarioError, "losses[3, 2]"),
     "losses inf": (lambda: ScenarioSet(_losses(np.inf), BASE, ["A", "B"]), ScenarioError, "losses[3, 2]"),
@@ -99,6 +100,7 @@ CASES = {
                        "at least one scenario"),
     "markets mismatched": (lambda: ScenarioSet(LOSSES, BASE, ["A"]), ScenarioError, "1 markets"),
     "duplicate market names": (lambda: ScenarioSet(LOSSES, BASE, ["A", "A"]), ScenarioError, "unique"),
+    # -- issue 13: numerics --
     # problem
     "alpha zero": (lambda: PolicyProblem(alpha=0.0, cost_of_capital=0.1), ProblemError, "alpha"),
     "alpha one": (lambda: PolicyProblem(alpha=1.0, cost_of_capital=0.1), ProblemError, "alpha"),
@@ -122,6 +124,7 @@ CASES = {
         lambda: solve(PolicyProblem(alpha=0.001, cost_of_capital=0.1), GOOD, method="scenario", beta=1e-9),
         ProblemError, "scenarios"),
     "scenario sample size epsilon out of range": (lambda: scenario_sample_size(1.5, 1e-6, 2), FundguardError, "epsilon"),
+    # -- issue 13: library --
     # venue book
     "leverage below one": (lambda: LeverageTier(1.0, 0.5, 0.01), SpecificationError, "leverage"),
     "maintenance margin at initial margin": (lambda: LeverageTier(1.0, 10.0, 0.1), SpecificationError,
@@ -131,10 +134,12 @@ CASES = {
     "negative open interest": (lambda: _book(open_interest=-1e9), SpecificationError, "open_interest"),
     "negative daily volume": (lambda: _book(daily_volume=-1.0), SpecificationError, "daily_volume"),
     "unknown premium kind": (lambda: _book(premium_kind="funding"), SpecificationError, "premium_kind"),
+    # -- issue 13: sizes --
     # scenario generation
     "horizon zero": (lambda: simulate_returns({"X": _model()}, 0, 100), FundguardError, "horizon"),
     "unknown innovations": (lambda: simulate_returns({"X": _model()}, 5, 100, innovations="magic"), FundguardError,
                             "innovations"),
+    # -- issue 13: config --
     # config
     "config alpha out of range": (lambda: _config(alpha=2.0), ConfigError, "problem.alpha"),
     "config unknown key": (lambda: _config(alfa=0.1), ConfigError, "problem.alfa"),
