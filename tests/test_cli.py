@@ -58,3 +58,27 @@ def test_bad_input_exit_code_and_message(argv, fragment, capsys):
     assert main(argv) == EXIT_INPUT
     captured = capsys.readouterr()
     assert fragment in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "fragment"),
+    [
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (OSError(28, "No space left on device", "/data/out/result.json"), EXIT_INPUT,
+         "No space left on device: '/data/out/result.json'"),
+        (PermissionError(13, "Permission denied", "/etc/prices.csv"), EXIT_INPUT, "Permission denied: '/etc/prices.csv'"),
+        (OSError(18, "Invalid cross-device link", "a", None, "b"), EXIT_INPUT, "Invalid cross-device link: 'a' -> 'b'"),
+        (MemoryError(), EXIT_INPUT, "out of memory"),
+    ],
+    ids=["ctrl-c", "disk-full", "permission", "two-paths", "memory"],
+)
+def test_system_failures_are_one_line_with_their_exit_code(monkeypatch, capsys, raised, code, fragment):
+    import fundguard.optimizer.cli as cli
+
+    def fail(args):
+        raise raised
+
+    monkeypatch.setattr(cli, "_cmd_fit", fail)
+    assert main(["fit", "x.csv"]) == code
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1 and "Traceback" not in err
