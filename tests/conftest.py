@@ -15,15 +15,16 @@ settings.register_profile("ci", derandomize=True, database=None)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# The repository is a clone with shared/ beside it: <parent>/main (or any clone) and <parent>/shared.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Real market data is never part of the repository: FUNDGUARD_DATA names a folder of price files;
+# the project's own checkouts have it beside them (<parent>/main and <parent>/shared/data).
+SHARED_DATA = Path(os.environ.get("FUNDGUARD_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Folder of real market data; skips the test when it is absent (a user's fresh clone)."""
     if not (SHARED_DATA / "binance_BTCUSDT_daily.csv").is_file():
-        pytest.skip(f"real market data not found at {SHARED_DATA} (only present beside the project's own checkout)")
+        pytest.skip(f"real market data not found at {SHARED_DATA} (set FUNDGUARD_DATA to a folder of Binance-format price files)")
     return SHARED_DATA
 
 

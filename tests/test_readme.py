@@ -69,3 +69,15 @@ def test_readme_distributed_example_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     fund, certificate = done.stdout.strip().split(" ", 1)
     assert float(fund) > 0 and "Certificate(" in certificate and "n=20000" in certificate
+
+
+def test_readme_points_only_inside_the_repository():
+    """A user's clone has nothing beside it: every local link resolves inside the repository."""
+    text = README.read_text()
+    root = README.parent
+    links = [target for target in re.findall(r"\]\(([^)]+)\)", text) if "://" not in target]
+    assert "docs/design.md" in links
+    for target in links:
+        assert (root / target.split("#")[0]).resolve().is_relative_to(root), target
+        assert (root / target.split("#")[0]).exists(), target
+    assert "../" not in text and "shared folder" not in text and "DESIGN.md" not in text
