@@ -472,17 +472,23 @@ def _parse_times(column: pd.Series) -> pd.DatetimeIndex:
 
 def _as_numbers(column: pd.Series) -> np.ndarray | None:
     """The column's numbers (int64 when all are integers and none missing, else float64) if it
-    holds numbers or only numbers written as text; None for anything else (text dates)."""
+    holds only numbers, as numbers or as text; None for anything else (text dates, datetimes)."""
     if not pd.api.types.is_numeric_dtype(column):
         if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
             return None
         present = column.dropna()
-        if not len(present) or not all(isinstance(v, str) and _NUMBER_TEXT.fullmatch(v) for v in present):
+        if not len(present) or not all(_is_number(v) for v in present):
             return None
         column = pd.to_numeric(column)
     if pd.api.types.is_integer_dtype(column) and not column.isna().any():
         return column.to_numpy(dtype=np.int64)
     return column.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, str):
+        return _NUMBER_TEXT.fullmatch(value) is not None
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _parse_numeric_times(values: np.ndarray, column: object) -> pd.DatetimeIndex:
@@ -538,7 +544,7 @@ def _number(value: float) -> str:
 
 
 def _check_time_range(times: pd.DatetimeIndex, column: object) -> pd.DatetimeIndex:
-    """Times within pandas' nanosecond range (1677-09-22 .. 2262-04-11), which the checks and
+    """Times within pandas' nanosecond range (1677-09-21 .. 2262-04-11), which the checks and
     every later step (frequencies, stress windows) compute in."""
     low, high = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
     outside = np.asarray((times < low) | (times > high))
@@ -628,7 +634,7 @@ def _check_jumps(prices: pd.DataFrame, *, max_log_return: float, strict: bool, w
             f"{np.log(ratio):+.2f}, beyond the bound of +-{max_log_return:g}; {int(moves.sum())} such move(s))"
         )
         if strict:
-            raise InvalidPriceError(f"{message}; fix the bad print, or raise max_log_return if the move is real")
+            raise InvalidPriceError(f"{message}; fix the bad print, or turn strict off if the move is real")
         warnings.warn(f"{message}; check for a bad print (strict=True makes this an error)",
                       PriceJumpWarning, stacklevel=3)
 

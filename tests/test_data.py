@@ -229,6 +229,18 @@ def test_numbers_written_as_text_read_as_numbers(tmp_path):
     np.testing.assert_array_equal(prices.iloc[:, 0].to_numpy(), _stamped(_DAYS)["close"].to_numpy())
 
 
+def test_parquet_integer_and_date_columns(tmp_path):
+    pytest.importorskip("pyarrow")
+    for name, stamps in {"int64 ms": _DAYS.as_unit("ms").asi8, "date32": _DAYS.date}.items():
+        path = tmp_path / "p.parquet"
+        _stamped(stamps).to_parquet(path)
+        prices = load_prices(path)
+        assert prices.index[0] == _DAYS[0] and prices.index[-1] == _DAYS[-1], name
+        assert prices.attrs["frequency"] == "daily", name
+    as_objects = load_prices(_stamped(pd.Series(list(_DAYS.as_unit("s").asi8), dtype=object)))  # Python ints
+    assert as_objects.index[0] == _DAYS[0] and as_objects.attrs["frequency"] == "daily"
+
+
 def test_unit_ranges_cover_1990_to_2200_and_do_not_overlap():
     from fundguard.models.data import _NUMERIC_UNITS
 
