@@ -9,14 +9,48 @@ Prices come as CSV, Parquet or a pandas DataFrame, in one of two layouts:
 
 The result is always one float64 column per market on a tz-aware UTC ``DatetimeIndex``, with the
 detected sampling frequency recorded in ``DataFrame.attrs``. Every defect found raises a subclass
-of :class:`~fundguard.models.errors.DataError` (itself a ``ValueError``) naming the market, the
-date and the value.
+of :class:`~fundguard.models.errors.DataError` (itself a ``ValueError``) naming the file, the
+market, the date (or row) and the value.
+
+Timestamps are text (ISO 8601 and the other formats pandas infers), datetime columns (Parquet
+timestamps and dates), or numbers whose unit is read from their magnitude. Each accepted numeric
+unit covers the dates 1990-01-01 to 2200-01-01 and no two ranges overlap (they are at least 10x
+apart), so a plausible date has exactly one reading:
+
+=====================  ==========================  ============================================
+unit                   accepted values             note
+=====================  ==========================  ============================================
+Excel serial days      32874 .. 109575             1900 date system (days since 1899-12-30);
+                                                   a fraction is the time of day, kept to 1 ms
+YYYYMMDD integers      19900101 .. 22000101        must be a calendar date
+epoch seconds          6.31152e8 .. 7.2581184e9    Unix time
+epoch milliseconds     6.31152e11 .. 7.2581184e12  Binance and most exchange exports
+epoch microseconds     6.31152e14 .. 7.2581184e15
+epoch nanoseconds      6.31152e17 .. 7.2581184e18  pandas' own integer dates
+=====================  ==========================  ============================================
+
+Fractional epoch values are kept to the microsecond (what float64 resolves at these
+magnitudes). Anything else is rejected naming the column, the row and the accepted units: a day
+count since 1970 (18628 for 2021-01-01) falls below the Excel range and is refused rather than
+guessed (read as Excel days it would be 1951), and a column whose rows read in two different
+units is refused naming the first row that differs. Numbers stored as text are read the same
+way. Dates outside pandas' nanosecond range (after 2262-04-11) are refused as well.
+
+A one-period move larger than ``MAX_LOG_RETURN`` in absolute log return warns with a
+:class:`PriceJumpWarning` naming the market and the date, or raises
+:class:`~fundguard.models.errors.InvalidPriceError` when ``strict=True``.
 """
 
 from __future__ import annotations
 
+import lzma
 import os
-from collections.abc import Mapping, Sequence
+import re
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -28,6 +62,7 @@ from .errors import (
     DataError,
     DateParseError,
     DuplicateTimestampsError,
+    FundguardWarning,
     GapError,
     InsufficientHistoryError,
     InvalidPriceError,
@@ -35,7 +70,10 @@ from .errors import (
     UnsortedTimestampsError,
 )
 
-__all__ = ["Frequency", "detect_frequency", "load_prices", "log_returns", "MIN_RETURNS", "MAX_GAP_PERIODS"]
+__all__ = [
+    "Frequency", "detect_frequency", "load_prices", "log_returns", "MIN_RETURNS", "MAX_GAP_PERIODS",
+    "MAX_LOG_RETURN", "PriceJumpWarning",
+]
 
 PriceSource = Union[str, os.PathLike, pd.DataFrame]
 
@@ -47,11 +85,44 @@ MIN_RETURNS = 250
 #: (Binance hourly data in 2020-21 has seven of them); a longer hole means missing data.
 MAX_GAP_PERIODS = 5
 
-_TIME_COLUMNS = ("timestamp", "date", "datetime", "time")
+#: Largest one-period move, in absolute log return, taken as real without a warning. e^2 is 7.4x up
+#: or 86% down in one period. The largest real move in the project's data (nine Binance coins
+#: 2017-2025, Bitstamp and Yahoo BTC) is DOGE's +392% on 2021-01-28 (log 1.59); a decimal slip is
+#: log 2.30 (10x), caught by this bound unless the true move that period was worse than -26%; a
+#: 1e6x fat-finger print is log 13.8. Real moves beyond it are collapses such as LUNA's -99% days
+#: in May 2022, which deserve the same look before they drive a volatility fit.
+MAX_LOG_RETURN = 2.0
+
+# Numeric timestamps: each unit's accepted range is the dates 1990-01-01 .. 2200-01-01 in that unit
+# (see the module docstring). Ordered by magnitude; the ranges do not overlap.
+_PLAUSIBLE = (pd.Timestamp("1990-01-01"), pd.Timestamp("2200-01-01"))
+_EXCEL_EPOCH = pd.Timestamp("1899-12-30")  # day 0 of Excel's 1900 date system (its 1900-02-29 bug included)
+_EPOCH_SECONDS = tuple(t.value // 10**9 for t in _PLAUSIBLE)
+_NUMERIC_UNITS = (  # name, low, high, nanoseconds per unit (None: not a plain multiple of an epoch)
+    ("Excel serial days", *((t - _EXCEL_EPOCH).days for t in _PLAUSIBLE), None),
+    ("YYYYMMDD integers", 19900101, 22000101, None),
+    ("epoch seconds", _EPOCH_SECONDS[0], _EPOCH_SECONDS[1], 10**9),
+    ("epoch milliseconds", _EPOCH_SECONDS[0] * 10**3, _EPOCH_SECONDS[1] * 10**3, 10**6),
+    ("epoch microseconds", _EPOCH_SECONDS[0] * 10**6, _EPOCH_SECONDS[1] * 10**6, 10**3),
+    ("epoch nanoseconds", _EPOCH_SECONDS[0] * 10**9, _EPOCH_SECONDS[1] * 10**9, 1),
+)
+_NUMBER_TEXT = re.compile(r"\s*[+-]?\d+(\.\d*)?\s*")
+# What a broken or unreadable file raises from pandas/pyarrow: OSError (permissions, bad gzip,
+# pyarrow's IO errors), EOFError (truncated gzip/bz2), ValueError (parser errors, bad UTF-8,
+# pyarrow's ArrowInvalid), and the compression libraries' own errors.
+_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError,
+                                                 zipfile.BadZipFile)
+
+# ``open_time``: Binance's own kline exports (data.binance.vision), labelled by the bar's open.
+_TIME_COLUMNS = ("timestamp", "date", "datetime", "time", "open_time")
 _MARKET_COLUMNS = ("market", "symbol", "ticker", "asset")
 _PRICE_COLUMNS = ("close", "price")
 # Crypto trades every day of the year, so a year is 365.25 days of periods.
 _YEAR = pd.Timedelta(days=365.25)
+
+
+class PriceJumpWarning(FundguardWarning):
+    """A one-period price move beyond ``MAX_LOG_RETURN``: probably a bad print (fat finger, decimal slip)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +212,8 @@ def load_prices(
     sort: bool = False,
     max_gap: float = MAX_GAP_PERIODS,
     min_returns: int = MIN_RETURNS,
+    max_log_return: float = MAX_LOG_RETURN,
+    strict: bool = False,
 ) -> pd.DataFrame:
     """Read and validate prices: one column per market on a UTC time index.
 
@@ -152,7 +225,9 @@ def load_prices(
         keeps the timestamps common to all of them.
     time_column : str, optional
         The date/timestamp column. Default: the first of ``timestamp``, ``date``, ``datetime``,
-        ``time`` present (any case), or the DataFrame's ``DatetimeIndex``.
+        ``time``, ``open_time`` present (any case), or the DataFrame's ``DatetimeIndex``. Text,
+        datetimes, or numbers in one of the units of the module docstring (epoch s/ms/us/ns,
+        Excel serial days, YYYYMMDD), detected from their magnitude.
     columns : list of str or mapping of column -> market name, optional
         Wide layout: the price columns to keep (and how to rename them).
     price_column : str, optional
@@ -169,6 +244,12 @@ def load_prices(
         Largest hole in the time index tolerated, in periods (see ``MAX_GAP_PERIODS``).
     min_returns : int, default 250
         Each market must yield at least this many returns (``MIN_RETURNS``); 0 disables the check.
+    max_log_return : float, default 2.0
+        Largest one-period move ``|ln(P_t / P_{t-1})|`` taken without comment (``MAX_LOG_RETURN``);
+        a larger one warns (``PriceJumpWarning``) naming the market and date. ``inf`` disables.
+    strict : bool, default False
+        Make a move beyond ``max_log_return`` an ``InvalidPriceError`` instead of a warning (for
+        unattended recalibration jobs, which should stop rather than fit a bad print).
 
     Returns
     -------
@@ -180,30 +261,43 @@ def load_prices(
 
     Raises
     ------
+    DataError
+        The file is missing, unreadable (permissions, a directory) or corrupt (bad Parquet,
+        truncated gzip, unparsable CSV), naming the file.
     DateParseError, UnsortedTimestampsError, DuplicateTimestampsError, InvalidPriceError,
     GapError, MixedFrequencyError, InsufficientHistoryError
-        All subclasses of ``DataError`` (``ValueError``), each naming the market, date and value.
+        All subclasses of ``DataError`` (``ValueError``), each naming the file (when read from
+        one), the market, date or row and value.
+
+    Warns
+    -----
+    PriceJumpWarning
+        A one-period move beyond ``max_log_return`` (unless ``strict``), naming market and date.
     """
     if isinstance(source, Mapping):
         if not source:
             raise DataError("source mapping names no markets")
-        frames = [
-            load_prices(
-                sub, time_column=time_column, price_column=price_column, name=str(market), sort=sort,
-                max_gap=max_gap, min_returns=0,
-            )
-            for market, sub in source.items()
-        ]
+        frames = []
+        for market, sub in source.items():
+            frame, label = _read(sub)
+            with _naming(label):
+                one = _to_wide(frame, time_column, None, price_column, None, str(market), sort)
+                frames.append(_validate_prices(one, max_gap=max_gap, min_returns=0)[0])
         prices = pd.concat(frames, axis=1, join="inner")
         if prices.empty:
             raise DataError(f"markets {list(source)} share no timestamps")
         prices = prices.dropna()
         label = ", ".join(f"{m}={s if not isinstance(s, pd.DataFrame) else '<DataFrame>'}" for m, s in source.items())
+        prices, frequency = _validate_prices(prices, max_gap=max_gap, min_returns=min_returns)
+        _check_jumps(prices, max_log_return=max_log_return, strict=strict, where="")
     else:
         frame, label = _read(source)
         default_name = name or (Path(source).name.split(".")[0] if not isinstance(source, pd.DataFrame) else "price")
-        prices = _to_wide(frame, time_column, columns, price_column, market_column, default_name, sort)
-    frequency = _validate_prices(prices, max_gap=max_gap, min_returns=min_returns)
+        with _naming(label):
+            prices = _to_wide(frame, time_column, columns, price_column, market_column, default_name, sort)
+            prices, frequency = _validate_prices(prices, max_gap=max_gap, min_returns=min_returns)
+        _check_jumps(prices, max_log_return=max_log_return, strict=strict,
+                     where="" if isinstance(source, pd.DataFrame) else f"{label}: ")
     prices.attrs = {
         "frequency": frequency.label,
         "period": frequency.period,
@@ -253,6 +347,8 @@ def _read(source: PriceSource) -> tuple[pd.DataFrame, str]:
     if not isinstance(source, (str, os.PathLike)):
         raise DataError(f"source must be a path, a DataFrame or a mapping of them, got {type(source).__name__}")
     path = Path(source)
+    if path.is_dir():
+        raise DataError(f"price file {str(path)!r} is a directory, not a file")
     if not path.is_file():
         raise DataError(f"price file {str(path)!r} does not exist")
     suffixes = [s.lower() for s in path.suffixes]
@@ -265,9 +361,29 @@ def _read(source: PriceSource) -> tuple[pd.DataFrame, str]:
             raise DataError(f"price file {str(path)!r}: unknown format (expected .csv, .tsv or .parquet)")
     except ImportError as exc:
         raise DataError(f"reading {str(path)!r} needs an optional package: {exc} (pip install 'fundguard[parquet]')") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"price file {str(path)!r} could not be parsed: {exc}") from None
+    except PermissionError as exc:
+        raise DataError(f"price file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    except DataError:
+        raise
+    except Exception as exc:
+        # pyarrow's errors are matched by module so that pyarrow is imported only for Parquet.
+        if not isinstance(exc, _READ_ERRORS) and not type(exc).__module__.startswith("pyarrow"):
+            raise
+        kind = "Parquet" if ".parquet" in suffixes or ".pq" in suffixes else "CSV"
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"price file {str(path)!r} is not a readable {kind} file: {reason}") from None
     return frame, str(path)
+
+
+@contextmanager
+def _naming(label: str) -> Iterator[None]:
+    """Prefix a DataError raised inside with the file it concerns (nothing for a DataFrame)."""
+    try:
+        yield
+    except DataError as exc:
+        if label == "<DataFrame>":
+            raise
+        raise type(exc)(f"{label}: {exc}") from None
 
 
 def _find_column(frame: pd.DataFrame, wanted: str | None, candidates: Sequence[str], what: str) -> str | None:
@@ -294,6 +410,7 @@ def _to_wide(
         frame = frame.drop(columns=[tcol])
     elif isinstance(frame.index, pd.DatetimeIndex):
         times = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
+        times = _check_time_range(times, "index")
     else:
         raise DataError(
             f"no date/timestamp column found (looked for {list(_TIME_COLUMNS)}); columns are "
@@ -333,6 +450,11 @@ def _to_wide(
 
 
 def _parse_times(column: pd.Series) -> pd.DatetimeIndex:
+    if pd.api.types.is_bool_dtype(column):
+        raise DateParseError(f"column {column.name!r} holds true/false values, not dates or timestamps")
+    numbers = _as_numbers(column)
+    if numbers is not None:
+        return _check_time_range(_parse_numeric_times(numbers, column.name), column.name)
     parsed = None
     for fmt in ("ISO8601", None):
         try:
@@ -345,7 +467,94 @@ def _parse_times(column: pd.Series) -> pd.DatetimeIndex:
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
         raise DateParseError(f"cannot parse date/timestamp {column.iloc[i]!r} in row {i} of column {column.name!r}")
-    return pd.DatetimeIndex(parsed)
+    return _check_time_range(pd.DatetimeIndex(parsed), column.name)
+
+
+def _as_numbers(column: pd.Series) -> np.ndarray | None:
+    """The column's numbers (int64 when all are integers and none missing, else float64) if it
+    holds only numbers, as numbers or as text; None for anything else (text dates, datetimes)."""
+    if not pd.api.types.is_numeric_dtype(column):
+        if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
+            return None
+        present = column.dropna()
+        if not len(present) or not all(_is_number(v) for v in present):
+            return None
+        column = pd.to_numeric(column)
+    if pd.api.types.is_integer_dtype(column) and not column.isna().any():
+        return column.to_numpy(dtype=np.int64)
+    return column.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, str):
+        return _NUMBER_TEXT.fullmatch(value) is not None
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _parse_numeric_times(values: np.ndarray, column: object) -> pd.DatetimeIndex:
+    """Numeric timestamps -> UTC times, the unit read from the magnitude (see ``_NUMERIC_UNITS``).
+
+    ``values`` is int64 (converted exactly) or float64 (exact up to 2^53; beyond, and for
+    fractions of a unit, kept to the microsecond, about what float64 resolves here).
+    """
+    accepted = "; ".join(f"{name} {low:.6g}..{high:.6g}" for name, low, high, _ in _NUMERIC_UNITS)
+    unit = np.full(len(values), -1)
+    for k, (_, low, high, _) in enumerate(_NUMERIC_UNITS):
+        unit[(values >= low) & (values < high)] = k
+    if (unit < 0).any():
+        i = int(np.argmax(unit < 0))
+        if np.isnan(values[i]):
+            raise DateParseError(f"missing timestamp in row {i} of column {column!r}")
+        raise DateParseError(
+            f"timestamp {_number(values[i])} in row {i} of column {column!r} is not a date from 1990 to 2200 in "
+            f"any accepted numeric unit ({accepted}); write dates as text (ISO 8601) otherwise"
+        )
+    if (unit != unit[0]).any():
+        i = int(np.argmax(unit != unit[0]))
+        raise DateParseError(
+            f"column {column!r} mixes timestamp units: row 0 ({_number(values[0])}) reads as "
+            f"{_NUMERIC_UNITS[unit[0]][0]}, row {i} ({_number(values[i])}) as {_NUMERIC_UNITS[unit[i]][0]}"
+        )
+    name, _, _, ns_per_unit = _NUMERIC_UNITS[unit[0]]
+    if name == "Excel serial days":
+        # A day fraction is the time of day; Excel itself resolves it to the millisecond.
+        ms = np.round(values * 86_400_000).astype(np.int64)
+        return pd.DatetimeIndex(_EXCEL_EPOCH.tz_localize("UTC") + pd.to_timedelta(ms, unit="ms"))
+    if name == "YYYYMMDD integers":
+        fractional = values != np.round(values) if values.dtype.kind == "f" else np.zeros(len(values), bool)
+        parsed = pd.to_datetime(values.astype(np.int64).astype(str), format="%Y%m%d", errors="coerce", utc=True)
+        bad = fractional | np.asarray(parsed.isna())
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DateParseError(
+                f"timestamp {_number(values[i])} in row {i} of column {column!r} reads as YYYYMMDD but is not a "
+                f"calendar date"
+            )
+        return pd.DatetimeIndex(parsed)
+    if values.dtype.kind == "i" or (np.all(values == np.round(values)) and np.abs(values).max() < 2.0**53):
+        ns = values.astype(np.int64) * ns_per_unit
+    else:
+        ns = np.round(values * (ns_per_unit / 1_000)).astype(np.int64) * 1_000
+    return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True))
+
+
+def _number(value: float) -> str:
+    """A timestamp value as written: integers in full (1609459200000, not 1.6094592e+12)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.10g}"
+
+
+def _check_time_range(times: pd.DatetimeIndex, column: object) -> pd.DatetimeIndex:
+    """Times within pandas' nanosecond range (1677-09-21 .. 2262-04-11), which the checks and
+    every later step (frequencies, stress windows) compute in."""
+    low, high = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    outside = np.asarray((times < low) | (times > high))
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise DateParseError(
+            f"date {times[i]} in row {i} of column {column!r} is outside the supported range "
+            f"{low.date()} .. {high.date()} (pandas nanosecond timestamps)"
+        )
+    return times.as_unit("ns") if times.unit != "ns" else times
 
 
 def _check_index(wide: pd.DataFrame, *, sort: bool) -> pd.DataFrame:
@@ -387,13 +596,15 @@ def _check_price_values(prices: pd.DataFrame) -> None:
             )
 
 
-def _validate_prices(prices: pd.DataFrame, *, max_gap: float, min_returns: int) -> Frequency:
+def _validate_prices(prices: pd.DataFrame, *, max_gap: float, min_returns: int) -> tuple[pd.DataFrame, Frequency]:
+    """The prices as float64 (numbers stored as text converted) and their frequency, or a DataError."""
     if prices.shape[1] == 0:
         raise DataError("no price columns found")
     if len(prices) < 2:
         raise InsufficientHistoryError(f"need at least two rows of prices, got {len(prices)}")
     _check_price_values(prices)
-    prices[:] = prices.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    # A new frame, not an in-place assignment: a text column (Parquet strings) cannot hold floats.
+    prices = prices.apply(pd.to_numeric, errors="coerce").astype(np.float64)
     frequency = detect_frequency(prices.index, max_gap=max_gap)
     for market in prices.columns:
         n_returns = int(prices[market].notna().sum()) - 1
@@ -402,7 +613,30 @@ def _validate_prices(prices: pd.DataFrame, *, max_gap: float, min_returns: int) 
                 f"market {market!r}: {n_returns} returns, fewer than the {min_returns} a volatility fit needs "
                 f"(min_returns={min_returns})"
             )
-    return frequency
+    return prices, frequency
+
+
+def _check_jumps(prices: pd.DataFrame, *, max_log_return: float, strict: bool, where: str) -> None:
+    """Warn (or raise, if ``strict``) at the first one-period move beyond ``max_log_return`` of each market."""
+    if not max_log_return > 0:
+        raise DataError(f"max_log_return must be > 0, got {max_log_return!r}")
+    for market in prices.columns:
+        values = prices[market].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            moves = np.abs(np.diff(np.log(values))) > max_log_return  # NaN before a listing compares False
+        if not moves.any():
+            continue
+        i = int(np.argmax(moves))
+        ratio = values[i + 1] / values[i]
+        message = (
+            f"{where}market {market!r}: price moved {ratio:.3g}x in one period at {prices.index[i + 1]} "
+            f"({values[i]:.6g} at {prices.index[i]} -> {values[i + 1]:.6g}; log return "
+            f"{np.log(ratio):+.2f}, beyond the bound of +-{max_log_return:g}; {int(moves.sum())} such move(s))"
+        )
+        if strict:
+            raise InvalidPriceError(f"{message}; fix the bad print, or turn strict off if the move is real")
+        warnings.warn(f"{message}; check for a bad print (strict=True makes this an error)",
+                      PriceJumpWarning, stacklevel=3)
 
 
 def _timedelta_label(period: pd.Timedelta) -> str:

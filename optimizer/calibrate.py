@@ -524,7 +524,7 @@ def _models(cfg: CalibrationConfig, preset: Preset | None, notes: list[str], say
         spec = VolSpec(vol, dist)
     for i, m in enumerate(cfg.markets, start=1):
         say(f"  [{i}/{len(cfg.markets)}] {m.name}: {m.prices.name}")
-        prices = load_prices(m.prices, price_column=m.column, name=m.name)
+        prices = load_prices(m.prices, price_column=m.column, name=m.name, strict=m.strict_prices)
         returns = log_returns(prices)[m.name].dropna()
         if cfg.volatility.lookback is not None:
             returns = returns.iloc[-cfg.volatility.lookback:]

@@ -12,7 +12,7 @@ Layout (every section optional except ``[[markets]]``; see the README for an ann
     [problem]      alpha, cost_of_capital, premium_weight, premium_min, premium_max, fund_max,
                    floor, rate_change_penalty, method, confidence
     [compute]      scheduler, workers, chunk_size   (distributed mode; needs fundguard[dask])
-    [[markets]]    name, prices, column, open_interest, daily_volume, impact, gap,
+    [[markets]]    name, prices, column, strict_prices, open_interest, daily_volume, impact, gap,
                    premium_kind, current_rate, [[markets.tiers]] share, leverage, maintenance_margin
 
 Paths in ``prices`` are relative to the config file's folder.
@@ -66,7 +66,8 @@ class MarketConfig:
     is a CSV/Parquet path (None: use the built-in preset's model of this market); ``current_rate``
     is today's premium rate (a fraction of the premium base), used for ``check`` and as the
     previous rate of the rate-change penalty. ``tiers``/``impact``/``gap`` None take the loss
-    model's documented defaults.
+    model's documented defaults. ``strict_prices`` makes a one-period price move beyond
+    ``fundguard.models.data.MAX_LOG_RETURN`` (a probable bad print) an error instead of a warning.
     """
 
     name: str
@@ -79,6 +80,7 @@ class MarketConfig:
     premium_kind: str = "liquidation"
     current_rate: float = 0.0
     tiers: tuple[TierConfig, ...] | None = None
+    strict_prices: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
             "name": (str, _nonempty),
             "prices": (str, _nonempty),
             "column": (str, _nonempty),
+            "strict_prices": (bool, None),
             "open_interest": (float, _at_least(0.0)),
             "daily_volume": (float, _greater(0.0)),
             "impact": (float, _at_least(0.0)),
@@ -403,6 +406,8 @@ _BAD = object()
 def _coerce(value: Any, kind: Any) -> Any:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     for k in kinds:
+        if k is bool and isinstance(value, bool):
+            return value
         if k is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if k is int and isinstance(value, int) and not isinstance(value, bool):
@@ -415,7 +420,7 @@ def _coerce(value: Any, kind: Any) -> Any:
 
 
 def _type_name(kind: Any) -> str:
-    return {float: "a number", int: "an integer", str: "a string", list: "an array", dict: "a table"}[kind]
+    return {bool: "true or false", float: "a number", int: "an integer", str: "a string", list: "an array", dict: "a table"}[kind]
 
 
 def _at_least(low: float) -> Check:

@@ -7,6 +7,8 @@ distinct cases ran.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from fundguard.models import (
     ConfigError,
     DataError,
+    DateParseError,
     DuplicateTimestampsError,
     FundguardError,
     InsufficientHistoryError,
@@ -90,6 +93,24 @@ CASES = {
         date=pd.date_range("2030-01-01", periods=300, freq="D").strftime("%Y-%m-%d"))}), DataError, "no timestamps"),
     "returns not finite": (lambda: fit_volatility(pd.Series([0.01, -0.02] * 200 + [np.inf], name="X")), DataError, "'X'"),
     # -- issue 13: data --
+    "timestamps in days since 1970": (lambda: load_prices(_stamped(np.arange(18628, 18928))), DateParseError,
+                                      "timestamp 18628 in row 0 of column 'timestamp'"),
+    "timestamps mixing seconds and milliseconds": (
+        lambda: load_prices(_stamped(np.r_[_EPOCH_S[:7] * 1000, _EPOCH_S[7:]])), DateParseError,
+        "row 7 (1641600000) as epoch seconds"),
+    "numeric timestamp missing": (lambda: load_prices(_stamped(np.r_[_EPOCH_S[:3], np.nan, _EPOCH_S[4:]])),
+                                  DateParseError, "missing timestamp in row 3"),
+    "YYYYMMDD timestamp not a calendar date": (lambda: load_prices(_stamped(np.r_[20220101, 20220230, np.arange(
+        20220301, 20220599)])), DateParseError, "row 1 of column 'timestamp' reads as YYYYMMDD"),
+    "timestamps true/false": (lambda: load_prices(_stamped(np.arange(300) % 2 == 0)), DateParseError, "true/false"),
+    "date past 2262": (lambda: load_prices(_stamped(pd.date_range("2300-01-01", periods=300, freq="D").strftime(
+        "%Y-%m-%d"))), DateParseError, "2300-01-01"),
+    "price file is a directory": (lambda: load_prices(Path(__file__).parent), DataError, "is a directory"),
+    "fat-finger print under strict": (lambda: load_prices(_stamped(_EPOCH_S, jump_at=150), strict=True),
+                                      InvalidPriceError, "at 2022-05-31"),
+    "config strict_prices not true/false": (lambda: parse_config({"markets": [
+        {"name": "X", "open_interest": 1, "daily_volume": 1, "strict_prices": "yes"}]}), ConfigError,
+        "markets[0].strict_prices must be true or false"),
     # scenario sets
     "losses NaN": (lambda: ScenarioSet(_losses(np.nan), BASE, ["A", "B"]), ScenarioError, "losses[3, 2]"),
     "losses inf": (lambda: ScenarioSet(_losses(np.inf), BASE, ["A", "B"]), ScenarioError, "losses[3, 2]"),
@@ -157,6 +178,17 @@ def _model():
 
         _MODEL.append(fit_volatility(series, VolSpec("GARCH", "t")))
     return _MODEL[0]
+
+
+_EPOCH_S = pd.date_range("2022-01-01", periods=300, freq="D").as_unit("s").asi8  # epoch seconds, 2022
+
+
+def _stamped(stamps, jump_at: int | None = None) -> pd.DataFrame:
+    """Smooth prices on the given timestamps; a 1e6x print at row ``jump_at``."""
+    close = 100.0 * np.exp(0.01 * np.sin(np.arange(len(stamps))))
+    if jump_at is not None:
+        close[jump_at] *= 1e6
+    return pd.DataFrame({"timestamp": stamps, "close": close})
 
 
 def test_catalogue_is_large_enough():

@@ -168,3 +168,255 @@ def test_real_daily_and_hourly_files(shared_data):
     assert hourly.attrs["frequency"] == "hourly"
     crash = log_returns(daily)["BTC"].idxmin()
     assert crash.strftime("%Y-%m-%d") == "2020-03-12"
+
+
+# -- timestamps as numbers (issue 13) ---------------------------------------------------------
+
+_DAYS = pd.date_range("2021-01-01", periods=300, freq="D", tz="UTC")
+_HOURS = pd.date_range("2024-12-31 12:00", periods=300, freq="h", tz="UTC")
+
+
+def _stamped(stamps, n: int = 300) -> pd.DataFrame:
+    return pd.DataFrame({"timestamp": stamps, "close": 100.0 * np.exp(0.01 * np.sin(np.arange(n)))})
+
+
+def _encodings(times: pd.DatetimeIndex) -> dict[str, np.ndarray]:
+    ns = times.as_unit("ns").asi8
+    return {
+        "epoch seconds": ns // 10**9,
+        "epoch milliseconds": ns // 10**6,  # Binance's kline exports
+        "epoch microseconds": ns // 10**3,  # Binance spot exports since 2025
+        "epoch nanoseconds": ns,
+        "Excel serial days": (times.tz_localize(None) - pd.Timestamp("1899-12-30")) / pd.Timedelta(days=1),
+    }
+
+
+@pytest.mark.parametrize("unit", list(_encodings(_DAYS)))
+def test_numeric_timestamps_read_in_the_unit_their_magnitude_gives(tmp_path, unit):
+    path = tmp_path / "stamped.csv"
+    _stamped(_encodings(_DAYS)[unit]).to_csv(path, index=False)
+    prices = load_prices(path)
+    pd.testing.assert_index_equal(prices.index, pd.DatetimeIndex(_DAYS.as_unit("ns"), name="time", freq=None))
+    assert prices.attrs["frequency"] == "daily"
+    assert prices.attrs["periods_per_year"] == pytest.approx(365.25)
+
+
+@pytest.mark.parametrize("unit", list(_encodings(_HOURS)))
+def test_hourly_numeric_timestamps_keep_their_hours(unit):
+    prices = load_prices(_stamped(_encodings(_HOURS)[unit]))
+    assert prices.index[0] == pd.Timestamp("2024-12-31 12:00", tz="UTC")
+    assert prices.index[-1] == _HOURS[-1]
+    assert prices.attrs["frequency"] == "hourly" and prices.attrs["periods_per_year"] == pytest.approx(8766.0)
+
+
+def test_yyyymmdd_integers_and_fractional_seconds():
+    as_ints = load_prices(_stamped(_DAYS.strftime("%Y%m%d").astype(int)))
+    assert as_ints.index[0] == _DAYS[0] and as_ints.index[-1] == _DAYS[-1]
+    halves = load_prices(_stamped(_DAYS.as_unit("s").asi8 + 0.5))
+    assert halves.index[0] == pd.Timestamp("2021-01-01 00:00:00.5", tz="UTC")
+    assert halves.attrs["frequency"] == "daily"
+
+
+def test_numbers_written_as_text_read_as_numbers(tmp_path):
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "text.parquet"
+    frame = _stamped((_DAYS.as_unit("ns").asi8 // 10**6).astype(str))
+    frame["close"] = frame["close"].map(repr)  # prices as strings, as an API's JSON gives them
+    frame.to_parquet(path)
+    prices = load_prices(path)
+    assert prices.index[0] == _DAYS[0] and prices.attrs["frequency"] == "daily"
+    assert prices.dtypes.iloc[0] == np.float64
+    np.testing.assert_array_equal(prices.iloc[:, 0].to_numpy(), _stamped(_DAYS)["close"].to_numpy())
+
+
+def test_parquet_integer_and_date_columns(tmp_path):
+    pytest.importorskip("pyarrow")
+    for name, stamps in {"int64 ms": _DAYS.as_unit("ms").asi8, "date32": _DAYS.date}.items():
+        path = tmp_path / "p.parquet"
+        _stamped(stamps).to_parquet(path)
+        prices = load_prices(path)
+        assert prices.index[0] == _DAYS[0] and prices.index[-1] == _DAYS[-1], name
+        assert prices.attrs["frequency"] == "daily", name
+    as_objects = load_prices(_stamped(pd.Series(list(_DAYS.as_unit("s").asi8), dtype=object)))  # Python ints
+    assert as_objects.index[0] == _DAYS[0] and as_objects.attrs["frequency"] == "daily"
+
+
+def test_unit_ranges_cover_1990_to_2200_and_do_not_overlap():
+    from fundguard.models.data import _NUMERIC_UNITS
+
+    for (_, _, high, _), (_, low, _, _) in zip(_NUMERIC_UNITS, _NUMERIC_UNITS[1:]):
+        assert high * 10 < low  # at least a factor of 10 between neighbouring units
+    edges = pd.DatetimeIndex(["1990-01-01", "2199-12-31"], tz="UTC")
+    for unit, values in _encodings(edges).items():
+        prices = load_prices(_stamped(values, n=2), min_returns=0, max_gap=np.inf)
+        pd.testing.assert_index_equal(prices.index, pd.DatetimeIndex(edges.as_unit("ns"), name="time", freq=None), obj=unit)
+
+
+@pytest.mark.parametrize(
+    ("stamps", "fragment"),
+    [
+        (np.arange(18628, 18928), "timestamp 18628 in row 0 of column 'timestamp'"),  # days since 1970
+        (np.arange(300) - 5, "accepted numeric unit"),
+        (_DAYS.as_unit("s").asi8 - 10**9, "epoch seconds 6.31152e+08..7.25812e+09"),  # 1989
+        (np.r_[_DAYS.as_unit("ms").asi8[:7], _DAYS.as_unit("s").asi8[7:]],
+         "row 0 (1609459200000) reads as epoch milliseconds, row 7 (1610064000) as epoch seconds"),
+        (np.r_[np.nan, _DAYS.as_unit("s").asi8[1:]], "missing timestamp in row 0"),
+        (np.r_[20210101, 20211301, _DAYS[2:].strftime("%Y%m%d").astype(int)], "row 1 of column 'timestamp' reads as YYYYMMDD"),
+        (np.arange(300) % 2 == 0, "true/false"),
+        (pd.date_range("2300-01-01", periods=300, freq="D").strftime("%Y-%m-%d"), "2300-01-01"),
+    ],
+    ids=["epoch days", "negative", "before 1990", "mixed units", "missing", "not a calendar date", "booleans",
+         "past 2262"],
+)
+def test_numeric_timestamps_out_of_range_or_mixed_are_refused(stamps, fragment):
+    with pytest.raises(DateParseError) as info:
+        load_prices(_stamped(stamps))
+    assert fragment in str(info.value)
+
+
+def test_dates_past_2262_refused_from_parquet_and_index(tmp_path):
+    pytest.importorskip("pyarrow")
+    far = pd.date_range("2300-01-01", periods=300, freq="D")  # pandas 3 holds these in microseconds
+    path = tmp_path / "far.parquet"
+    _stamped(far).to_parquet(path)
+    with pytest.raises(DateParseError, match=r"far\.parquet: date 2300-01-01.*outside the supported range"):
+        load_prices(path)
+    with pytest.raises(DateParseError, match="column 'index'"):
+        load_prices(_stamped(far).set_index("timestamp"))
+
+
+# -- unreadable and corrupt files (issue 13) --------------------------------------------------
+
+
+def _gzipped_csv() -> bytes:
+    import gzip
+
+    return gzip.compress(_stamped(_DAYS.strftime("%Y-%m-%d")).to_csv(index=False).encode())
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("bad.parquet", b"PAR1 not really parquet", "is not a readable Parquet file"),
+        ("bad.csv.gz", b"\x1f\x8b\x08 not really gzip", "is not a readable CSV file"),
+        ("plain.csv.gz", b"date,close\n2021-01-01,3\n", "Not a gzipped file"),
+        ("cut.csv.gz", _gzipped_csv()[:200], "is not a readable CSV file"),
+        ("empty.csv", b"", "is not a readable CSV file"),
+        ("latin1.csv", "date,close\n2021-01-01,3\xe9\n".encode("latin-1"), "is not a readable CSV file"),
+    ],
+)
+def test_corrupt_file_is_one_data_error_naming_it(tmp_path, name, content, fragment):
+    if name.endswith(".parquet"):
+        pytest.importorskip("pyarrow")
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError) as info:
+        load_prices(path)
+    message = str(info.value)
+    assert repr(str(path)) in message and fragment in message
+    assert "\n" not in message
+
+
+def test_unreadable_file_and_directory(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="is a directory, not a file"):
+        load_prices(tmp_path)
+    path = tmp_path / "locked.csv"
+    _stamped(_DAYS.strftime("%Y-%m-%d")).to_csv(path, index=False)
+
+    def refuse(*args, **kwargs):  # root reads through chmod 000, so the refusal is simulated
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pd, "read_csv", refuse)
+    with pytest.raises(DataError, match=r"locked\.csv' cannot be read: Permission denied"):
+        load_prices(path)
+
+
+def test_errors_from_a_file_name_the_file(tmp_path):
+    frame = _wide(n=300).drop(index=range(50, 60))
+    path = tmp_path / "holes.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(GapError, match=r"^" + str(path).replace(".", r"\.") + ": gap of 11 days"):
+        load_prices(path)
+    with pytest.raises(GapError, match=r"holes\.csv: gap"):
+        load_prices({"BTC": path})
+
+
+def test_text_price_that_is_no_number_names_file_market_and_date(tmp_path):
+    pytest.importorskip("pyarrow")
+    frame = _stamped(_DAYS.strftime("%Y-%m-%d"))
+    frame["close"] = frame["close"].map(repr).where(frame.index != 5, "1,234.5")
+    path = tmp_path / "ETH.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(InvalidPriceError, match=r"ETH\.parquet: market 'ETH': price '1,234\.5' at 2021-01-06"):
+        load_prices(path)
+
+
+# -- fat-finger prints (issue 13) -------------------------------------------------------------
+
+
+def _with_move(log_move: float, at: int = 100) -> pd.DataFrame:
+    frame = _wide(n=300)
+    frame.loc[at:, "BTC"] *= np.exp(log_move)
+    return frame
+
+
+def test_fat_finger_print_warns_naming_market_and_date():
+    from fundguard.models import FundguardWarning
+    from fundguard.models.data import PriceJumpWarning
+
+    frame = _wide(n=300)
+    frame.loc[120, "ETH"] *= 1e6
+    with pytest.warns(PriceJumpWarning) as record:
+        prices = load_prices(frame)
+    assert len(record) == 1 and issubclass(record[0].category, FundguardWarning)
+    message = str(record[0].message)
+    assert "market 'ETH'" in message and "at 2021-05-01" in message and "2 such move(s)" in message
+    assert record[0].filename == __file__  # points at the caller, not at fundguard's insides
+    assert prices["ETH"].iloc[120] == frame["ETH"].iloc[120]  # warned, not altered
+
+
+def test_fat_finger_print_is_an_error_under_strict(tmp_path):
+    frame = _wide(n=300)
+    frame.loc[120, "ETH"] *= 1e6
+    with pytest.raises(InvalidPriceError, match=r"market 'ETH'.* at 2021-05-01.*log return \+13\.\d\d"):
+        load_prices(frame, strict=True)
+    path = tmp_path / "p.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(InvalidPriceError, match=r"p\.csv: market 'ETH'"):
+        load_prices(path, strict=True)
+    with pytest.raises(InvalidPriceError, match="market 'B'"):
+        load_prices({"A": _wide(n=300, markets=("close",)), "B": frame[["date", "ETH"]].rename(columns={"ETH": "close"})},
+                    strict=True)
+
+
+@pytest.mark.parametrize(
+    ("log_move", "warns"),
+    [(np.log(4.92), False),  # DOGE +392% on 2021-01-28, the largest real daily move in shared/data
+     (np.log(0.01), True),  # LUNA-style -99% day: real, but worth the look
+     (np.log(10.0), True),  # a one-place decimal slip
+     (-np.log(10.0), True)],
+    ids=["DOGE +392%", "LUNA -99%", "x10 slip", "/10 slip"],
+)
+def test_fat_finger_bound(log_move, warns, recwarn):
+    from fundguard.models.data import MAX_LOG_RETURN, PriceJumpWarning
+
+    assert MAX_LOG_RETURN == 2.0
+    load_prices(_with_move(log_move))
+    assert any(issubclass(w.category, PriceJumpWarning) for w in recwarn) == warns
+    recwarn.clear()
+    load_prices(_with_move(log_move), max_log_return=np.inf)
+    assert not [w for w in recwarn if issubclass(w.category, PriceJumpWarning)]
+
+
+def test_real_files_load_without_a_jump_warning(shared_data):
+    import warnings
+
+    from fundguard.models.data import PriceJumpWarning
+
+    files = [p for p in sorted(shared_data.glob("*.csv")) if not any(
+        word in p.name for word in ("funding", "liquidation", "insurance"))]
+    assert len(files) >= 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PriceJumpWarning)
+        for path in files:
+            load_prices(path, min_returns=0)
