@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # restored when the block ends
             if getattr(args, "quiet", False):
                 warnings.simplefilter("ignore")
             return args.handler(args)
@@ -84,6 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a file or folder the user named: unreadable, read-only, full disk, ...
         print(f"fundguard: error: {_os_error_line(exc)}", file=sys.stderr)
         return EXIT_INPUT
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """A warning on the command line is one line naming its kind, not Python's two-line form with
+    the source line of the library."""
+    text = " ".join(str(message).split())
+    print(f"fundguard: warning: {text} ({category.__name__})", file=file or sys.stderr)
 
 
 def _os_error_line(exc: OSError) -> str:

@@ -123,6 +123,8 @@ def test_fat_finger_print_warns_on_stderr_naming_the_date(tmp_path):
     run = _run("fit", "--spec", "GARCH-normal", "--json", str(path), cwd=tmp_path)
     assert run.returncode == EXIT_OK, run.stderr
     assert "PriceJumpWarning" in run.stderr and "market 'BTC'" in run.stderr and "2021-07-20" in run.stderr
+    warning = [line for line in run.stderr.splitlines() if "PriceJumpWarning" in line]
+    assert len(run.stderr.splitlines()) == 1 and warning[0].startswith("fundguard: warning: "), run.stderr
     assert json.loads(run.stdout)[0]["market"] == "BTC"  # a warning, not a failure
 
 
