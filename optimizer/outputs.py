@@ -67,6 +67,7 @@ __all__ = [
     "check_output_file",
     "check_output_folder",
     "json_safe",
+    "output_write_error",
     "package_versions",
     "publish_directory",
     "sha256_file",
@@ -198,9 +199,13 @@ class OutputLock:
                 raise OutputPlaceError(
                     f"lock file {str(self.path)!r} is a symbolic link; fundguard does not follow it: "
                     "remove it or choose another --out") from None
-            raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
+            if exc.errno == errno.EISDIR:
+                fd = None
+            else:
+                raise
+        if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):
+            if fd is not None:
+                os.close(fd)
             raise OutputPlaceError(f"lock file {str(self.path)!r} exists and is not a regular file; remove it "
                                    "or choose another --out")
         return fd, False
@@ -311,7 +316,7 @@ def staged_output(target: str | os.PathLike[str]) -> Iterator[Path]:
     except FundguardError:
         raise
     except OSError as exc:
-        raise _write_error(exc, shown) from exc
+        raise output_write_error(exc, shown) from exc
 
 
 def _published_by(target: Path, run_id: str) -> bool:
@@ -668,7 +673,8 @@ def _remove_empty_folders(folder: Path, *, keep_root: bool) -> None:
             os.rmdir(directory)  # fails, and keeps the folder, unless it is empty
 
 
-def _write_error(exc: OSError, shown: str) -> OutputWriteError:
+def output_write_error(exc: OSError, shown: str) -> OutputWriteError:
+    """``exc``, raised while writing the outputs named ``shown``, as one line naming them."""
     reasons = {
         errno.ENOSPC: "no space left on the device",
         errno.EDQUOT: "disk quota exceeded",
