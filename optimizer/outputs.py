@@ -171,7 +171,7 @@ class OutputLock:
             raise
         # Checked under the lock: a run that has just created the file holds the lock before it
         # writes the signature, so an unsigned file here was not made by fundguard.
-        if not created and os.pread(fd, len(_LOCK_SIGNATURE), 0) != _LOCK_SIGNATURE:
+        if not created and not _is_lock_text(os.pread(fd, 128, 0)):
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
             raise OutputPlaceError(
@@ -221,8 +221,13 @@ def _lock_text() -> bytes:
     return _LOCK_SIGNATURE + f", pid {os.getpid()}\n".encode()
 
 
+def _is_lock_text(content: bytes) -> bool:
+    # Versions before the signature wrote the bare pid; such a file is fundguard's too.
+    return content.startswith(_LOCK_SIGNATURE) or re.fullmatch(rb"\d+\n?", content) is not None
+
+
 def _lock_holder(content: bytes) -> str:
-    found = re.search(rb"pid (\d+)", content)
+    found = re.search(rb"pid (\d+)", content) or re.fullmatch(rb"(\d+)\n?", content)
     return found.group(1).decode() if found else "unknown"
 
 
@@ -237,7 +242,12 @@ def check_output_folder(target: str | os.PathLike[str]) -> Path:
     nothing on disk.
     """
     path = _normalized(target)
-    _previous_marker(path, str(target))
+    try:
+        _previous_marker(path, str(target))
+    except FundguardError:
+        raise
+    except OSError as exc:  # an unreadable folder on the way
+        raise output_write_error(exc, str(target)) from exc
     return path
 
 
@@ -633,7 +643,7 @@ def _is_our_lock(path: str) -> bool:
     except OSError:
         return False
     try:
-        return stat.S_ISREG(os.fstat(fd).st_mode) and os.pread(fd, len(_LOCK_SIGNATURE), 0) == _LOCK_SIGNATURE
+        return stat.S_ISREG(os.fstat(fd).st_mode) and _is_lock_text(os.pread(fd, 128, 0))
     finally:
         os.close(fd)
 
@@ -660,6 +670,8 @@ def _remove_owned(folder: Path, marker: Mapping[str, Any] | None) -> None:
     for rel, hashes in _owned_hashes(marker).items():
         _unlink_if_owned(folder / rel, hashes)
     (folder / MARKER).unlink(missing_ok=True)
+    if _is_our_lock(os.fspath(folder / _INNER_LOCK)):  # the folder was once published in place
+        (folder / _INNER_LOCK).unlink()
     _remove_empty_folders(folder, keep_root=False)
     if os.path.lexists(folder):
         logger.warning("kept %s: it holds files fundguard did not write", folder)

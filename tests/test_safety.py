@@ -209,17 +209,14 @@ def test_a_regular_file_as_out_is_refused_not_hidden(tmp_path, config_file, caps
 
 def test_a_symlinked_out_is_not_followed(tmp_path, config_file, capsys):
     real = _user_folder(tmp_path / "real")
-    link = tmp_path / "out"
-    link.symlink_to(real)
     empty = tmp_path / "empty"
     empty.mkdir()
-    (tmp_path / "out2").symlink_to(empty)  # a link even to an empty folder: not followed, not replaced
+    links = {"to_user_folder": real, "to_empty_folder": empty, "dangling": tmp_path / "nowhere"}
+    for name, points_to in links.items():
+        (tmp_path / name).symlink_to(points_to)  # even a link to an empty folder is neither followed nor replaced
     before = _snapshot(tmp_path)
-    for target in (link, tmp_path / "out2", tmp_path / "dangling"):
-        if target.name == "dangling":
-            target.symlink_to(tmp_path / "nowhere")
-            before = _snapshot(tmp_path)
-        assert _calibrate(config_file, target) == EXIT_INPUT
+    for name in links:
+        assert _calibrate(config_file, tmp_path / name) == EXIT_INPUT
         assert "is a symbolic link" in _one_line(capsys)
     assert _snapshot(tmp_path) == before
 
@@ -605,3 +602,36 @@ def test_no_user_file_is_ever_removed_or_changed(kind, lock, sibling, extra_in_p
             else:  # a failed run keeps the previous outputs as they were
                 assert {k: v for k, v in before.items() if k == "out" or k.startswith("out/")} == \
                     {k: v for k, v in after.items() if k == "out" or k.startswith("out/")}
+
+
+def test_a_lock_an_older_fundguard_wrote_is_reused(tmp_path):
+    (tmp_path / "out.lock").write_text("4242")  # the bare pid of versions before the signature
+    with staged_output(tmp_path / "out") as stage:
+        _write_run(stage)
+    assert (tmp_path / "out.lock").read_text().startswith("fundguard lock")
+
+
+def test_an_unreadable_folder_on_the_way_is_one_line(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def denied(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(outputs.os, "scandir", denied)
+    with pytest.raises(OutputWriteError, match=r"permission denied \[EACCES\]"):
+        check_output_folder(out)
+
+
+def test_a_folder_once_published_in_place_is_published_over_beside(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    with monkeypatch.context() as patch:
+        patch.setattr(outputs, "_cannot_be_renamed", lambda path: True)
+        with staged_output(out) as stage:
+            _write_run(stage, "a")
+    assert (out / ".fundguard.lock").is_file()
+    with staged_output(out) as stage:  # no longer a mount point: swapped as a whole
+        _write_run(stage, "b")
+    assert {p.name for p in out.iterdir()} == {MARKER, "part0.txt", "part1.txt", "part2.txt"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the old folder fully removed
