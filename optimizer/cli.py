@@ -255,8 +255,10 @@ def _run_calibrate(args: argparse.Namespace, options: dict):
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .outputs import check_output_folder
     from .report import summary_lines, write_outputs
 
+    check_output_folder(args.out)  # before the calibration: a refused --out should not cost a run
     options = dict(seed=args.seed, method=args.method, preset=_load_preset(args),
                    frontier_alphas=() if args.no_frontier else FRONTIER_ALPHAS, progress=_progress(args))
     result = _run_calibrate(args, options)
@@ -277,6 +279,10 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
         alphas = tuple(float(a) for a in args.alphas.split(","))
     except ValueError:
         raise UsageError(f"--alphas must be comma-separated numbers, got {args.alphas!r}") from None
+    if args.out is not None:
+        from .outputs import check_output_folder
+
+        check_output_folder(args.out)  # before the calibration: a refused --out should not cost a run
     method = args.method or "cvar"
     result = _run_calibrate(args, dict(seed=args.seed, method=method, preset=_load_preset(args),
                                        frontier_alphas=alphas, frontier_method=method, progress=_progress(args)))
@@ -326,8 +332,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_preset_build(args: argparse.Namespace) -> int:
+    from .outputs import check_output_file
     from .preset import build_preset, write_preset
 
+    # Before the fits: a folder, a link or a missing folder as --out (whether an existing file is
+    # a preset fundguard may replace is decided by write_preset).
+    check_output_file(args.out, kind="preset", owned=lambda _: True)
     sources = {}
     for item in args.prices:
         name, sep, path = item.partition("=")

@@ -41,7 +41,7 @@ from fundguard.models import (
 from fundguard.models.errors import ConfigError
 
 from .config import CalibrationConfig, MarketConfig, ProblemConfig, ScenarioConfig, VolatilityConfig
-from .outputs import atomic_write_text, package_versions, sha256_file
+from .outputs import atomic_write_text, check_output_file, output_write_error, package_versions, sha256_file
 
 __all__ = ["Preset", "build_preset", "load_preset", "default_config", "ILLUSTRATIVE_BOOK", "PRESET_SCHEMA_VERSION"]
 
@@ -160,8 +160,28 @@ def build_preset(
 
 
 def write_preset(preset: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write a preset as indented JSON, atomically."""
-    return atomic_write_text(Path(path), json.dumps(preset, indent=2, allow_nan=False) + "\n")
+    """Write a preset as indented JSON, atomically.
+
+    ``path`` must be a new file name in an existing folder, or a preset file fundguard wrote
+    (replaced); a folder, a symbolic link, any other file or a missing folder is refused with
+    ``OutputPlaceError``, and an operating-system error (read-only, full disk) is raised as
+    ``OutputWriteError``, both naming ``path``.
+    """
+
+    def is_preset(existing: Path) -> bool:
+        # What build_preset writes: never overwrite a price file or a config given as --out.
+        try:
+            document = json.loads(existing.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(document, dict) and "schema_version" in document and "models" in document \
+            and isinstance(document.get("provenance"), dict) and "fundguard_version" in document["provenance"]
+
+    path = check_output_file(path, kind="preset", owned=is_preset)
+    try:
+        return atomic_write_text(path, json.dumps(preset, indent=2, allow_nan=False) + "\n")
+    except OSError as exc:
+        raise output_write_error(exc, str(path)) from exc
 
 
 def load_preset(source: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> Preset:

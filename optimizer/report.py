@@ -181,7 +181,12 @@ def render_report(result: CalibrationResult) -> str:
 
 
 def write_outputs(result: CalibrationResult, out: str | os.PathLike[str]) -> Path:
-    """Write result.json, report.md and the PNG plots into ``out``, atomically as a whole."""
+    """Write result.json, report.md and the PNG plots into ``out``, atomically as a whole.
+
+    ``out`` must be missing, empty or a folder a previous run published
+    (:func:`~fundguard.optimizer.outputs.check_output_folder`), else ``OutputPlaceError``; an
+    operating-system error while writing (read-only, full disk) is ``OutputWriteError``.
+    """
     out = Path(out)
     document = result.to_dict()
     problems = validate_result(document)

@@ -10,12 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from fundguard.optimizer.outputs import OutputBusyError, OutputLock, atomic_write_text, publish_directory, staged_output
+from fundguard.optimizer.outputs import (
+    MARKER,
+    OutputBusyError,
+    OutputLock,
+    atomic_write_text,
+    publish_directory,
+    staged_output,
+)
 
 
 def _write_run(folder: Path, tag: str, n_files: int = 20) -> None:
     for i in range(n_files):
         (folder / f"part{i:02d}.txt").write_text(tag * 1000)
+
+
+def _run_files(folder: Path) -> list[Path]:
+    """The files a run wrote into ``folder`` (its marker aside)."""
+    return sorted(p for p in folder.iterdir() if p.name != MARKER)
 
 
 def test_staged_output_replaces_whole_folder(tmp_path):
@@ -24,8 +36,8 @@ def test_staged_output_replaces_whole_folder(tmp_path):
         _write_run(stage, "a")
     with staged_output(out) as stage:
         _write_run(stage, "b", n_files=3)
-    assert sorted(p.name for p in out.iterdir()) == ["part00.txt", "part01.txt", "part02.txt"]
-    assert {p.read_text()[0] for p in out.iterdir()} == {"b"}
+    assert [p.name for p in _run_files(out)] == ["part00.txt", "part01.txt", "part02.txt"]
+    assert {p.read_text()[0] for p in _run_files(out)} == {"b"}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
 
 
@@ -37,7 +49,7 @@ def test_exception_during_write_keeps_previous_outputs(tmp_path):
         with staged_output(out) as stage:
             (stage / "part00.txt").write_text("b")
             raise RuntimeError("disk full")
-    assert len(list(out.iterdir())) == 20 and {p.read_text()[0] for p in out.iterdir()} == {"a"}
+    assert len(_run_files(out)) == 20 and {p.read_text()[0] for p in _run_files(out)} == {"a"}
     assert not list(tmp_path.glob(".out.staging-*"))
 
 
@@ -99,7 +111,7 @@ def test_sigterm_at_random_times_never_leaves_a_mixture(tmp_path):
         time.sleep(rng.uniform(0.005, 0.08))
         os.kill(proc.pid, signal.SIGKILL if round_ % 2 else signal.SIGTERM)
         proc.join()
-        files = sorted(out.iterdir())
+        files = _run_files(out)
         assert len(files) == 20, f"round {round_}: {len(files)} files"
         tags = {p.read_text() for p in files}
         assert len(tags) == 1 and len(next(iter(tags))) == 1000, f"round {round_}: mixture"
