@@ -98,19 +98,29 @@ def test_same_seed_same_document_apart_from_run_block(price_files, fitted):
     assert other["certificate"] != first["certificate"]
 
 
-def test_thread_safe_calls_agree(price_files):
-    config = _config(price_files, method="cvar")
-    results: dict[int, float] = {}
+def test_thread_safe_calls_agree(price_files, monkeypatch):
+    # "exact" reaches HiGHS's mixed-integer path (the branch-and-bound leaves), where solver
+    # output handling once touched process-wide state; counted, so the test cannot drift off it.
+    import fundguard.optimizer.fast as fast
+
+    milp_calls = []
+    real_milp = fast.quiet_milp
+    monkeypatch.setattr(fast, "quiet_milp", lambda *a, **k: milp_calls.append(1) or real_milp(*a, **k))
+    config = _config(price_files, method="exact")
+    results: dict[int, tuple[float, list[float]]] = {}
 
     def run(i: int) -> None:
-        results[i] = calibrate(config).policy.fund_target
+        policy = calibrate(config).policy
+        results[i] = (policy.fund_target, list(policy.premium_rates))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 2 and results[0] == results[1] == calibrate(config).policy.fund_target
+    alone = calibrate(config).policy
+    assert len(results) == 2 and results[0] == results[1] == (alone.fund_target, list(alone.premium_rates))
+    assert milp_calls
 
 
 def test_outputs_validate_and_plots_are_images(fitted, tmp_path):
