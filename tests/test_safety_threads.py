@@ -121,3 +121,106 @@ def test_every_highs_path_is_silent_in_a_fresh_process():
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == ""
     assert done.stderr.strip().split(",").count("HIGHS") == 2  # the LP and the QP both reached HiGHS
+
+
+def _price_files(folder: Path) -> dict[str, Path]:
+    """Two markets of GARCH-t returns with a common factor (as tests/test_calibrate.py makes them)."""
+    import numpy as np
+    import pandas as pd
+    from arch.univariate import GARCH, ConstantMean, StudentsT
+
+    rng = np.random.default_rng(0)
+    common = rng.standard_t(5, 1200)
+    files = {}
+    for i, name in enumerate(("AAA", "BBB")):
+        model = ConstantMean(None)
+        model.volatility = GARCH(1, 1, 1)
+        model.distribution = StudentsT(seed=np.random.default_rng(10 + i))
+        returns = model.simulate([0.0, 0.8, 0.05, 0.1, 0.85, 5.0], 1200, burn=300).data.to_numpy() / 100
+        returns = 0.6 * returns + 0.4 * common * returns.std() / common.std()
+        dates = pd.date_range("2021-01-01", periods=1200, freq="D").strftime("%Y-%m-%d")
+        files[name] = folder / f"{name.lower()}.csv"
+        pd.DataFrame({"date": dates, "close": 100 * np.exp(np.cumsum(returns))}).to_csv(files[name], index=False)
+    return files
+
+
+@pytest.mark.slow
+def test_same_result_whatever_the_blas_thread_count(tmp_path):
+    # Before the fix OPENBLAS_NUM_THREADS=1 vs 2 moved the fitted GARCH parameters by ~1e-5
+    # relative (arch's SLSQP) and the fund target by ~90 (of 7.4 million) on this config.
+    files = _price_files(tmp_path)
+    config = tmp_path / "fund.toml"
+    config.write_text(textwrap.dedent(
+        f"""
+        [scenarios]
+        n_scenarios = 2000
+        certify_scenarios = 5000
+        horizon = 10
+        seed = 5
+        innovations = "fhs"
+
+        [problem]
+        alpha = 0.02
+        cost_of_capital = 0.01
+        premium_weight = 0.05
+        premium_max = 0.01
+        method = "certified"
+
+        [[markets]]
+        name = "AAA"
+        prices = {json.dumps(str(files["AAA"]))}
+        open_interest = 1e9
+        daily_volume = 3e9
+
+        [[markets]]
+        name = "BBB"
+        prices = {json.dumps(str(files["BBB"]))}
+        open_interest = 5e8
+        daily_volume = 2e9
+        current_rate = 0.002
+        """
+    ))
+    documents = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        out = tmp_path / f"out{threads}"
+        done = subprocess.run(
+            [sys.executable, "-m", "fundguard.optimizer.cli", "calibrate", "--config", str(config), "--out", str(out),
+             "--quiet", "--no-frontier"],
+            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        )
+        assert done.returncode in (0, 3), done.stderr[-2000:]
+        document = json.loads((out / "result.json").read_text())
+        document.pop("run")
+        documents.append(json.dumps(document, sort_keys=True))
+    assert documents[0] == documents[1]
+
+
+def test_concurrent_fits_agree_and_leave_the_blas_thread_count_as_they_found_it(tmp_path):
+    # The BLAS limit is process-wide: overlapping fits must all run under it (the last one out
+    # restores it), and afterwards the process has its own setting back.
+    import threading
+
+    import numpy as np
+    import pandas as pd
+    from threadpoolctl import threadpool_info
+
+    from fundguard.models import VolSpec, fit_volatility
+
+    prices = pd.read_csv(_price_files(tmp_path)["AAA"])
+    returns = pd.Series(np.diff(np.log(prices["close"].to_numpy())))
+    spec = VolSpec(vol="GARCH", dist="t", mean="constant")
+    before = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    alone = fit_volatility(returns, spec).params
+    fitted: dict[int, dict[str, float]] = {}
+
+    def fit(i: int) -> None:
+        fitted[i] = fit_volatility(returns, spec).params
+
+    threads = [threading.Thread(target=fit, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [fitted[i] for i in range(3)] == [alone] * 3
+    assert [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"] == before
