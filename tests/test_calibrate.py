@@ -210,12 +210,24 @@ def test_preset_build_matches_the_shipped_preset(shared_data, tmp_path, capsys):
     assert main(args) == EXIT_OK
     built = json.loads(out.read_text())
     shipped = load_preset().raw
+    # What a refit can promise across library versions and machines: the same model and the
+    # same optimum, not the same digits. BTC's and ETH's fits sit on arch's bound of the GED
+    # shape (nu = 1.01, nearly Laplace), where the likelihood is almost flat in mu and gamma, so
+    # where SLSQP stops along them follows last-digit rounding (library builds; before issue 13
+    # also the BLAS thread count): measured up to 2.2e-3 relative in BTC's mu and 7e-4 in its
+    # gamma, while the log-likelihoods agree to 2e-11 relative (arch 8.0.0, scipy 1.17.1,
+    # numpy 2.4.6 against the shipped build of 2026-11-25).
     for name in ("BTC", "ETH", "SOL"):
-        assert built["models"][name]["spec"] == shipped["models"][name]["spec"]
-        for key, value in shipped["models"][name]["params"].items():
-            assert built["models"][name]["params"][key] == pytest.approx(value, rel=1e-6)
+        model, reference = built["models"][name], shipped["models"][name]
+        assert model["spec"] == reference["spec"]
+        assert model["loglikelihood"] == pytest.approx(reference["loglikelihood"], rel=1e-9)
+        for key, value in reference["params"].items():
+            assert model["params"][key] == pytest.approx(value, rel=1e-2), (name, key)
+        for key in ("persistence", "annualized_volatility"):  # what the scenarios feel
+            assert model["diagnostics"][key] == pytest.approx(reference["diagnostics"][key], rel=1e-4), (name, key)
         assert built["provenance"]["sources"][name]["sha256"] == shipped["provenance"]["sources"][name]["sha256"]
-    np.testing.assert_allclose(built["copula"]["correlation"], shipped["copula"]["correlation"], rtol=1e-9)
+    np.testing.assert_allclose(built["copula"]["correlation"], shipped["copula"]["correlation"], rtol=1e-4)
+    assert set(built["provenance"]["package_versions"]) >= {"numpy", "scipy", "pandas", "arch"}
 
 
 @pytest.mark.parametrize(
