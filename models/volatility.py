@@ -22,9 +22,11 @@ log-likelihood + n ln(scale).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,7 @@ import pandas as pd
 from arch import arch_model
 from arch.univariate.base import ARCHModelResult
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from .data import MIN_RETURNS, Frequency, detect_frequency
 from .errors import (
@@ -380,10 +383,12 @@ def ljung_box(x: np.ndarray, lags: int) -> tuple[float, float]:
     x = np.asarray(x, dtype=np.float64)
     n = x.size
     d = x - x.mean()
-    denom = float(d @ d)
+    # np.sum of products, not BLAS dot: OpenBLAS splits dots of more than about 50,000 terms
+    # (an hourly series) across threads, so their last digits follow the thread count.
+    denom = float(np.sum(d * d))
     if denom == 0.0:
         return 0.0, 1.0
-    rho = np.array([float(d[k:] @ d[:-k]) / denom for k in range(1, lags + 1)])
+    rho = np.array([float(np.sum(d[k:] * d[:-k])) / denom for k in range(1, lags + 1)])
     q = n * (n + 2) * float(np.sum(rho**2 / (n - np.arange(1, lags + 1))))
     return q, float(stats.chi2.sf(q, lags))
 
@@ -434,7 +439,7 @@ def _fit_one(series: pd.Series, spec: VolSpec, scale: float, frequency: Frequenc
         dist=_ARCH_DIST[spec.dist],
         rescale=False,
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _one_blas_thread():
         # arch's own ConvergenceWarning is re-issued as ours by the caller.
         warnings.simplefilter("ignore")
         try:
@@ -473,6 +478,31 @@ def _fit_one(series: pd.Series, spec: VolSpec, scale: float, frequency: Frequenc
         result=res,
     )
     return model, res.convergence_flag == 0, str(res.optimization_result.message)
+
+
+_FIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread for the fit, so a fit is the same whatever the thread settings.
+
+    arch's optimiser (scipy's SLSQP) calls BLAS/LAPACK, whose last digits depend on the thread
+    count: OPENBLAS_NUM_THREADS=1 vs 2 moved fitted GARCH parameters by about 1e-5 relative, and
+    the fund target with them (measured, scipy 1.17.1 with its OpenBLAS 0.3.31, arch 8.0; a
+    6-variable SLSQP toy problem differs the same way, so it is SLSQP's BLAS, not arch's code).
+    No argument of arch or scipy makes SLSQP order-independent, so the thread count is fixed.
+
+    The limit is process-wide (OpenBLAS with pthreads has one pool), and threadpoolctl lets
+    only the thread that set it change it back, so fits take turns under a lock, each setting
+    and restoring the limit itself; overlapping limits would let one fit's restore end another's
+    limit mid-fit. Fits are short (about 0.1 s each); the rest of a calibration runs
+    concurrently. Other threads' BLAS calls run on one thread meanwhile: slower, and for
+    products of a few terms per sum (the scenario engine's) not different; a BLAS dot over more
+    than about 10,000 terms does differ with the thread count (measured), in or out of a fit.
+    """
+    with _FIT_LOCK, threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _fit_auto(series: pd.Series, candidates: Sequence[VolSpec], scale: float, frequency: Frequency | None) -> VolModel:

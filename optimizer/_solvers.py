@@ -5,33 +5,39 @@ that re-verifies the solver's answer in numpy and says whether it is good enough
 solver whose answer passes wins; when none passes, the best checked answer is returned with the
 attempts logged, and the caller decides what status to report.
 
-HiGHS is reached three ways, all silent:
+HiGHS is reached three ways, all silent at the source; nothing here touches file descriptor 1
+(pointing it at /dev/null, as this module once did, is process-wide: other threads' prints were
+lost during every solve, and two overlapping solves could leave fd 1 on /dev/null for good):
 
 * linear programs go through cvxpy's ``SCIPY`` interface (HiGHS inside scipy, which never
-  prints);
-* quadratic programs need cvxpy's own ``HIGHS`` interface, whose ``highspy.Highs()``
-  constructor prints a copyright banner to the process's stdout once per process, whatever the
-  verbosity (measured, highspy 1.16). That call is wrapped in :func:`_stdout_silenced`, which
-  points file descriptor 1 at ``/dev/null`` for its duration. The redirection is process-wide:
-  output another thread writes to fd 1 during that window is lost too, which is why only this
-  one call is wrapped;
-* mixed-integer programs go through scipy's ``milp`` (:func:`quiet_milp`), silenced the same
-  way because one rare path of HiGHS's MIP solver prints a line whatever ``disp`` says.
+  prints with ``disp`` off);
+* quadratic programs need cvxpy's own ``HIGHS`` interface. highspy prints a copyright banner
+  to stdout the first time any HiGHS object in the process logs with console output on, and
+  ``highspy.Highs()`` (which cvxpy calls) logs in its constructor, before any option can be set
+  (measured, highspy 1.16). The banner is printed once per process, so :func:`_spend_banner`
+  has HiGHS write it, once, with console logging off (to no log file); cvxpy's later objects
+  find it written. ``log_to_console`` is off for cvxpy's solves (``verbose=False``);
+* mixed-integer programs go through highspy directly (:func:`quiet_milp`), with
+  ``output_flag`` off before the model is passed. scipy's ``milp`` is not used for them: its
+  bundled HiGHS (1.12 in scipy 1.17) prints
+  ``HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();`` with a bare
+  ``printf`` on a rare path of its MIP solver, whatever the options; highspy 1.16 has no such
+  line.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-import sys
+import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import cvxpy as cp
-from scipy import optimize
+import highspy
+import numpy as np
+from highspy._core import _Highs  # the bare solver: highspy.Highs() logs before options can be set
+from scipy import optimize, sparse
 
 from fundguard.models.errors import ProblemError
 
@@ -131,51 +137,137 @@ def _solve_once(problem: cp.Problem, name: str) -> str:
             if problem.objective.expr.is_affine():
                 problem.solve(solver=cp.SCIPY, scipy_options={"method": "highs"}, verbose=False)
             else:
-                with _stdout_silenced():
-                    problem.solve(solver=cp.HIGHS, verbose=False)
+                _spend_banner()
+                problem.solve(solver=cp.HIGHS, verbose=False, output_flag=False)
         else:
             problem.solve(solver=name, verbose=False, **_SOLVE_OPTIONS[name])
     return problem.status
 
 
-def quiet_milp(*args: object, **kwargs: object) -> optimize.OptimizeResult:
-    """:func:`scipy.optimize.milp` with file descriptor 1 silenced.
+_BANNER_LOCK = threading.Lock()
+_banner_spent = False
 
-    scipy's HiGHS is silent with ``disp=False`` except on a rare path of its MIP solver (a new
-    integer-feasible solution whose LP re-solve fails prints
-    ``HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();`` to stdout,
-    measured with scipy 1.17 on small big-M programs); a library must not print.
+
+def _spend_banner() -> None:
+    """Have HiGHS write its once-per-process banner with console logging off (see the module notes).
+
+    A bare ``_Highs`` object logs nothing until it runs; run on an empty model with
+    ``log_to_console`` off (and no log file), it writes the banner nowhere and marks it written
+    for every later HiGHS object in the process.
     """
-    with _stdout_silenced():
-        return optimize.milp(*args, **kwargs)
+    global _banner_spent
+    with _BANNER_LOCK:
+        if not _banner_spent:
+            spender = _Highs()
+            spender.setOptionValue("log_to_console", False)
+            spender.run()
+            _banner_spent = True
 
 
-_LIBC: ctypes.CDLL | None
-try:
-    _LIBC = ctypes.CDLL(None)
-except OSError:  # pragma: no cover - platforms without a C library handle
-    _LIBC = None
+#: scipy's status codes for HiGHS's model statuses, as :func:`scipy.optimize.milp` reports them
+#: (0 optimal, 1 a limit reached, 2 infeasible, 3 unbounded, 4 other), so callers read either.
+_MILP_STATUS: dict[highspy.HighsModelStatus, tuple[int, str]] = {
+    highspy.HighsModelStatus.kOptimal: (0, "Optimization terminated successfully."),
+    highspy.HighsModelStatus.kTimeLimit: (1, "Time limit reached."),
+    highspy.HighsModelStatus.kIterationLimit: (1, "Iteration limit reached."),
+    highspy.HighsModelStatus.kSolutionLimit: (1, "Solution limit reached."),
+    highspy.HighsModelStatus.kInfeasible: (2, "The problem is infeasible."),
+    highspy.HighsModelStatus.kUnbounded: (3, "The problem is unbounded."),
+}
+
+#: Model statuses under which HiGHS may hold a feasible (not proven optimal) point.
+_MILP_LIMITS = (
+    highspy.HighsModelStatus.kTimeLimit,
+    highspy.HighsModelStatus.kIterationLimit,
+    highspy.HighsModelStatus.kSolutionLimit,
+)
 
 
-@contextlib.contextmanager
-def _stdout_silenced() -> Iterator[None]:
-    """Point file descriptor 1 at /dev/null, flushing C and Python buffers on both sides."""
-    _flush_all()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        _flush_all()
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
+def quiet_milp(
+    c: np.ndarray,
+    *,
+    integrality: np.ndarray,
+    bounds: optimize.Bounds,
+    constraints: Sequence[optimize.LinearConstraint] = (),
+    options: dict[str, object] | None = None,
+) -> optimize.OptimizeResult:
+    """:func:`scipy.optimize.milp`'s call and result, solved by highspy with its output off.
 
+    Parameters
+    ----------
+    c : (n,) float64
+        Objective coefficients (minimised).
+    integrality : (n,) int
+        1 for an integer variable, 0 for a continuous one.
+    bounds : scipy.optimize.Bounds
+        ``lb <= x <= ub``, arrays of shape (n,).
+    constraints : sequence of scipy.optimize.LinearConstraint
+        ``lb <= A @ x <= ub``; ``A`` dense or sparse, stacked in order.
+    options : dict, optional
+        ``time_limit`` (seconds), ``mip_rel_gap``, ``presolve`` (bool); ``disp`` is accepted
+        and ignored (output is always off).
 
-def _flush_all() -> None:
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-    if _LIBC is not None:
-        with contextlib.suppress(Exception):
-            _LIBC.fflush(None)
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        ``x`` ((n,) or None when HiGHS holds no feasible point), ``fun``, ``status`` and
+        ``message`` (scipy's codes: 0 optimal, 1 limit reached, 2 infeasible, 3 unbounded,
+        4 other), ``success``, ``mip_dual_bound``, ``mip_gap``, ``mip_node_count``.
+
+    Notes
+    -----
+    Why not scipy's own ``milp``: see the module notes (a bare ``printf`` in its HiGHS). Each
+    call builds its own solver object, so concurrent calls share nothing.
+    """
+    options = dict(options or {})
+    cost = np.asarray(c, dtype=np.float64)
+    n = cost.size
+    matrix = sparse.csc_array(sparse.vstack([sparse.csr_array(k.A) for k in constraints]) if constraints else (0, n))
+    row_lower = np.concatenate([np.broadcast_to(k.lb, k.A.shape[:1]) for k in constraints] or [np.zeros(0)])
+    row_upper = np.concatenate([np.broadcast_to(k.ub, k.A.shape[:1]) for k in constraints] or [np.zeros(0)])
+    is_mip = bool(np.any(np.asarray(integrality)))
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, matrix.shape[0]
+    lp.col_cost_ = cost
+    lp.col_lower_ = np.broadcast_to(np.asarray(bounds.lb, dtype=np.float64), (n,)).copy()
+    lp.col_upper_ = np.broadcast_to(np.asarray(bounds.ub, dtype=np.float64), (n,)).copy()
+    lp.row_lower_, lp.row_upper_ = row_lower.astype(np.float64), row_upper.astype(np.float64)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, matrix.shape[0]
+    lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+    lp.a_matrix_.value_ = matrix.data.astype(np.float64)
+    lp.integrality_ = [highspy.HighsVarType.kInteger if flag else highspy.HighsVarType.kContinuous
+                       for flag in np.asarray(integrality)]
+
+    highs = _Highs()
+    # before anything else: from here on HiGHS writes nothing, banner included
+    highs.setOptionValue("output_flag", False)
+    if "time_limit" in options:
+        highs.setOptionValue("time_limit", float(options["time_limit"]))
+    if "mip_rel_gap" in options:
+        highs.setOptionValue("mip_rel_gap", float(options["mip_rel_gap"]))
+    if "presolve" in options:
+        highs.setOptionValue("presolve", "on" if options["presolve"] else "off")
+    highs.passModel(lp)
+    highs.run()
+
+    model_status = highs.getModelStatus()
+    info = highs.getInfo()
+    status, text = _MILP_STATUS.get(model_status, (4, "HiGHS stopped without an answer."))
+    message = f"{text} (HiGHS Status {int(model_status)}: {highs.modelStatusToString(model_status)})"
+    # as scipy's milp: a point when optimal, or when a limit stopped a MIP holding a feasible one
+    has_point = model_status == highspy.HighsModelStatus.kOptimal or (
+        is_mip and model_status in _MILP_LIMITS and info.primal_solution_status == highspy.kSolutionStatusFeasible
+    )
+    x = np.array(highs.getSolution().col_value, dtype=np.float64) if has_point else None
+    mip = {"mip_dual_bound": float(info.mip_dual_bound), "mip_gap": float(info.mip_gap),
+           "mip_node_count": int(info.mip_node_count)} if is_mip else {}
+    return optimize.OptimizeResult(
+        x=x,
+        fun=float(info.objective_function_value) if has_point else None,
+        status=status,
+        message=message,
+        success=status == 0,
+        **mip,
+    )

@@ -147,6 +147,7 @@ def build_preset(
                              "n": int(len(residuals))},
             "fit_date": dt.datetime.now(dt.timezone.utc).date().isoformat(),
             "fundguard_version": package_versions(("fundguard",))["fundguard"],
+            "package_versions": package_versions(),  # a refit elsewhere drifts with these (optimiser stops)
             "command": command,
         },
         "models": {n: m.to_dict() for n, m in models.items()},

@@ -13,8 +13,24 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _benchmarks_status() -> str | None:
+    """``git status --porcelain`` of benchmarks/, untracked files included; None without git."""
+    try:
+        done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "benchmarks"],
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def tree_before() -> str | None:
+    """benchmarks/ as git sees it before this module's quick runs (a developer's tree may be dirty)."""
+    return _benchmarks_status()
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory, tree_before) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("scaling")
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.scaling", "--quick", "--out", str(out)],
@@ -72,3 +88,11 @@ def test_fast_and_plain_paths_agree_where_both_ran(quick_run):
     exact = {t.get("label", t["method"]): t for t in small["tasks"] if t["kind"] == "solve" and t["problem"] == "preset"}
     reference = exact["exact (milp reference)"]
     assert exact["exact"]["objective"] == pytest.approx(reference["objective"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_quick_run_leaves_the_tracked_tree_as_it_found_it(tree_before, quick_run):
+    # The quick mode writes into tmp_path (--out), its workers nowhere: benchmarks/ is unchanged.
+    if tree_before is None:
+        pytest.skip("not a git checkout, or git is missing")
+    assert _benchmarks_status() == tree_before

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import pytest
 from scipy import stats
 
 # benchmarks/ is run from the repository, never installed: import it from the checkout.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from benchmarks import _common, backtest, methods  # noqa: E402
 from fundguard.models import ScenarioSet  # noqa: E402
@@ -33,15 +35,31 @@ BASELINE_PREFIXES = (
 )
 
 
+def _benchmarks_status() -> str | None:
+    """``git status --porcelain`` of benchmarks/, untracked files included; None without git."""
+    try:
+        done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "benchmarks"],
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
 @pytest.fixture(scope="module")
-def methods_quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def tree_before() -> str | None:
+    """benchmarks/ as git sees it before this module's quick runs (a developer's tree may be dirty)."""
+    return _benchmarks_status()
+
+
+@pytest.fixture(scope="module")
+def methods_quick(tmp_path_factory: pytest.TempPathFactory, tree_before) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("methods")
     assert methods.main(["--quick", "--out", str(out)]) == 0
     return out, json.loads((out / "methods_quick.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def backtest_quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def backtest_quick(tmp_path_factory: pytest.TempPathFactory, tree_before) -> tuple[Path, dict]:
     if _common.data_available(_common.DEFAULT_DATA, [*_common.DAILY_FILES.values(), backtest.EVENTS_FILE]):
         pytest.skip(f"real market data not found at {_common.DEFAULT_DATA} (only present beside the project's own "
                     "checkout); the backtest needs it")
@@ -247,3 +265,15 @@ def test_committed_methods_results_meet_the_acceptance_and_match_the_readme():
         assert float(cells[2]) == pytest.approx(row["ratio_to_oracle"], abs=0.006), cells[0]
         assert float(cells[3].split("%")[0]) == pytest.approx(100 * row["true_ruin"], abs=0.006), cells[0]
         assert ("FAILS" in cells[4]) == (row["verdict"] == "FAILS"), cells[0]
+
+
+def test_quick_runs_leave_the_tracked_tree_as_they_found_it(request, tree_before, methods_quick):
+    # The quick modes write into tmp_path (--out); nothing may land in benchmarks/ (results/
+    # once collected *_quick* files from test runs).
+    if tree_before is None:
+        pytest.skip("not a git checkout, or git is missing")
+    try:
+        request.getfixturevalue("backtest_quick")
+    except pytest.skip.Exception:
+        pass  # no market data: the backtest did not run, the methods benchmark did
+    assert _benchmarks_status() == tree_before

@@ -98,19 +98,29 @@ def test_same_seed_same_document_apart_from_run_block(price_files, fitted):
     assert other["certificate"] != first["certificate"]
 
 
-def test_thread_safe_calls_agree(price_files):
-    config = _config(price_files, method="cvar")
-    results: dict[int, float] = {}
+def test_thread_safe_calls_agree(price_files, monkeypatch):
+    # "exact" reaches HiGHS's mixed-integer path (the branch-and-bound leaves), where solver
+    # output handling once touched process-wide state; counted, so the test cannot drift off it.
+    import fundguard.optimizer.fast as fast
+
+    milp_calls = []
+    real_milp = fast.quiet_milp
+    monkeypatch.setattr(fast, "quiet_milp", lambda *a, **k: milp_calls.append(1) or real_milp(*a, **k))
+    config = _config(price_files, method="exact")
+    results: dict[int, tuple[float, list[float]]] = {}
 
     def run(i: int) -> None:
-        results[i] = calibrate(config).policy.fund_target
+        policy = calibrate(config).policy
+        results[i] = (policy.fund_target, list(policy.premium_rates))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 2 and results[0] == results[1] == calibrate(config).policy.fund_target
+    alone = calibrate(config).policy
+    assert len(results) == 2 and results[0] == results[1] == (alone.fund_target, list(alone.premium_rates))
+    assert milp_calls
 
 
 def test_outputs_validate_and_plots_are_images(fitted, tmp_path):
@@ -200,12 +210,24 @@ def test_preset_build_matches_the_shipped_preset(shared_data, tmp_path, capsys):
     assert main(args) == EXIT_OK
     built = json.loads(out.read_text())
     shipped = load_preset().raw
+    # What a refit can promise across library versions and machines: the same model and the
+    # same optimum, not the same digits. BTC's and ETH's fits sit on arch's bound of the GED
+    # shape (nu = 1.01, nearly Laplace), where the likelihood is almost flat in mu and gamma, so
+    # where SLSQP stops along them follows last-digit rounding (library builds; before issue 13
+    # also the BLAS thread count): measured up to 2.2e-3 relative in BTC's mu and 7e-4 in its
+    # gamma, while the log-likelihoods agree to 2e-11 relative (arch 8.0.0, scipy 1.17.1,
+    # numpy 2.4.6 against the shipped build of 2026-11-25).
     for name in ("BTC", "ETH", "SOL"):
-        assert built["models"][name]["spec"] == shipped["models"][name]["spec"]
-        for key, value in shipped["models"][name]["params"].items():
-            assert built["models"][name]["params"][key] == pytest.approx(value, rel=1e-6)
+        model, reference = built["models"][name], shipped["models"][name]
+        assert model["spec"] == reference["spec"]
+        assert model["loglikelihood"] == pytest.approx(reference["loglikelihood"], rel=1e-9)
+        for key, value in reference["params"].items():
+            assert model["params"][key] == pytest.approx(value, rel=1e-2), (name, key)
+        for key in ("persistence", "annualized_volatility"):  # what the scenarios feel
+            assert model["diagnostics"][key] == pytest.approx(reference["diagnostics"][key], rel=1e-4), (name, key)
         assert built["provenance"]["sources"][name]["sha256"] == shipped["provenance"]["sources"][name]["sha256"]
-    np.testing.assert_allclose(built["copula"]["correlation"], shipped["copula"]["correlation"], rtol=1e-9)
+    np.testing.assert_allclose(built["copula"]["correlation"], shipped["copula"]["correlation"], rtol=1e-4)
+    assert set(built["provenance"]["package_versions"]) >= {"numpy", "scipy", "pandas", "arch"}
 
 
 @pytest.mark.parametrize(
