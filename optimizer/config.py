@@ -3,6 +3,8 @@
 Every key is checked: a missing required key, an unknown key, a wrong type or an out-of-range
 value raises :class:`~fundguard.models.errors.ConfigError` with the key's dotted path and, when
 read from a file, its line (``config.toml:12: markets[0].open_interest must be >= 0, got -5``).
+Every number must be finite (TOML's ``inf`` and ``nan`` are refused for every key), premium
+rates are fractions in [0, 1], and dates must exist on the calendar.
 
 Layout (every section optional except ``[[markets]]``; see the README for an annotated example)::
 
@@ -20,6 +22,7 @@ Paths in ``prices`` are relative to the config file's folder.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -215,8 +218,8 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         "alpha": (float, _open_interval(0.0, 1.0)),
         "cost_of_capital": (float, _at_least(0.0)),
         "premium_weight": ((float, dict), _per_market_nonneg),
-        "premium_min": ((float, dict), _per_market_nonneg),
-        "premium_max": ((float, dict), _per_market_nonneg),
+        "premium_min": ((float, dict), _per_market_rate),
+        "premium_max": ((float, dict), _per_market_rate),
         "fund_max": (float, _greater(0.0)),
         "floor": (float, _finite),
         "rate_change_penalty": (float, _at_least(0.0)),
@@ -247,7 +250,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
             "impact": (float, _at_least(0.0)),
             "gap": (float, _at_least(0.0)),
             "premium_kind": (str, _one_of(PREMIUM_KINDS)),
-            "current_rate": (float, _at_least(0.0)),
+            "current_rate": (float, _rate),
             "tiers": (list, None),
         }, required=("name", "open_interest", "daily_volume"))
         tiers = None
@@ -275,6 +278,14 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
             missing = sorted(set(names) - set(value))
             if unknown or missing:
                 raise ConfigError(ctx.where(f"problem.{key}", f"problem.{key} must name every market exactly: unknown {unknown}, missing {missing}"))
+    low, high = prob.get("premium_min", ProblemConfig.premium_min), prob.get("premium_max", ProblemConfig.premium_max)
+    for name in names:
+        lo = low[name] if isinstance(low, Mapping) else low
+        hi = high[name] if isinstance(high, Mapping) else high
+        if lo > hi:
+            key = "premium_min" if "premium_min" in prob else "premium_max"
+            raise ConfigError(ctx.where(f"problem.{key}", f"problem.premium_min {lo:g} is above problem.premium_max "
+                                                          f"{hi:g} for market {name!r}"))
     scen = {k: tuple(v) if isinstance(v, list) else v for k, v in scen.items()}
     # [compute] says where to run, not what: it never changes the numbers, so it is not digested
     canonical = json.dumps(_jsonable({k: v for k, v in raw.items() if k != "compute"}), sort_keys=True,
@@ -355,6 +366,10 @@ class _Context:
             if value is _BAD:
                 expected = " or ".join(_type_name(k) for k in (kind if isinstance(kind, tuple) else (kind,)))
                 raise ConfigError(self.where(dotted, f"{dotted} must be {expected}, got {type(table[key]).__name__} {table[key]!r}"))
+            # TOML has inf and nan literals; no key of ours means either (range checks alone
+            # would let inf through every ">= 0")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(self.where(dotted, f"{dotted} must be a finite number, got {table[key]!r}"))
             if check is not None:
                 problem = check(dotted, value)
                 if problem:
@@ -407,6 +422,9 @@ def _coerce(value: Any, kind: Any) -> Any:
             return float(value)
         if k is int and isinstance(value, int) and not isinstance(value, bool):
             return value
+        # 1e6 is how people write a million scenarios; TOML reads it as a float
+        if k is int and isinstance(value, float) and value.is_integer() and abs(value) < 2.0**53:
+            return int(value)
         if k is dict and isinstance(value, Mapping):
             return dict(value)
         if k in (str, list) and isinstance(value, k):
@@ -465,6 +483,10 @@ def _dates(key: str, v: list) -> str | None:
     for i, item in enumerate(v):
         if not isinstance(item, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?Z?)?", item):
             return f"{key}[{i}] must be a date 'YYYY-MM-DD', got {item!r}"
+        try:  # the pattern lets 2021-02-30 and 25:00 through; the calendar does not
+            dt.datetime.fromisoformat(item)
+        except ValueError as exc:
+            return f"{key}[{i}] is not a calendar date: {item!r} ({exc})"
     return None
 
 
@@ -480,7 +502,27 @@ def _per_market_nonneg(key: str, v: float | dict) -> str | None:
     for market, x in values:
         name = f"{key}.{market}" if market is not None else key
         if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
-            return f"{name} must be a number >= 0, got {x!r}"
+            return f"{name} must be a finite number >= 0, got {x!r}"
+    return None
+
+
+def _rate(key: str, v: float) -> str | None:
+    # A premium rate is a fraction of its premium base: above 1 the venue would charge more
+    # than the whole base (a rate given in percent, 1.25 for 1.25%, is the usual slip).
+    if not 0.0 <= v <= 1.0:
+        return f"{key} must be a premium rate in [0, 1] (a fraction: 0.0125 for 1.25%), got {v!r}"
+    return None
+
+
+def _per_market_rate(key: str, v: float | dict) -> str | None:
+    problem = _per_market_nonneg(key, v)
+    if problem:
+        return problem
+    values = v.items() if isinstance(v, dict) else [(None, v)]
+    for market, x in values:
+        problem = _rate(f"{key}.{market}" if market is not None else key, float(x))
+        if problem:
+            return problem
     return None
 
 

@@ -74,6 +74,10 @@ def _config(**problem):
     return parse_config({"problem": problem, "markets": [{"name": "X", "open_interest": 1, "daily_volume": 1}]})
 
 
+def _market_config(**market):
+    return parse_config({"markets": [{"name": "X", "open_interest": 1, "daily_volume": 1, **market}]})
+
+
 CASES = {
     # prices
     "price NaN": (lambda: load_prices(_with(BTC=(50, np.nan))), InvalidPriceError, "missing"),
@@ -140,6 +144,24 @@ CASES = {
     "unknown innovations": (lambda: simulate_returns({"X": _model()}, 5, 100, innovations="magic"), FundguardError,
                             "innovations"),
     # -- issue 13: config --
+    "config cost_of_capital inf": (lambda: _config(cost_of_capital=float("inf")), ConfigError,
+                                   "problem.cost_of_capital must be a finite number, got inf"),
+    "config rate_change_penalty nan": (lambda: _config(rate_change_penalty=float("nan")), ConfigError,
+                                       "problem.rate_change_penalty must be a finite number"),
+    "config current_rate inf": (lambda: _market_config(current_rate=float("inf")), ConfigError,
+                                "markets[0].current_rate must be a finite number"),
+    "config open_interest inf": (lambda: _market_config(open_interest=float("inf")), ConfigError,
+                                 "markets[0].open_interest must be a finite number"),
+    "config impact inf": (lambda: _market_config(impact=float("inf")), ConfigError, "markets[0].impact"),
+    "config gap nan": (lambda: _market_config(gap=float("nan")), ConfigError, "markets[0].gap"),
+    "config premium_max above one": (lambda: _config(premium_max=1.5), ConfigError,
+                                     "problem.premium_max must be a premium rate in [0, 1]"),
+    "config premium_min above premium_max": (lambda: _config(premium_min=0.02, premium_max=0.01), ConfigError,
+                                             "problem.premium_min 0.02 is above problem.premium_max 0.01"),
+    "config impossible stress date": (lambda: parse_config({"scenarios": {"stress_dates": ["2021-02-30"]},
+                                                            "markets": [{"name": "X", "open_interest": 1,
+                                                                         "daily_volume": 1}]}),
+                                      ConfigError, "stress_dates[0] is not a calendar date: '2021-02-30'"),
     # config
     "config alpha out of range": (lambda: _config(alpha=2.0), ConfigError, "problem.alpha"),
     "config unknown key": (lambda: _config(alfa=0.1), ConfigError, "problem.alfa"),
