@@ -56,6 +56,8 @@ logger.addHandler(logging.NullHandler())
 LOSS_QUANTILES = (0.5, 0.9, 0.99, 0.999)
 
 Progress = Callable[[str], None]
+#: What :func:`_models` returns: models and result info per market, from the preset or not, the preset copula.
+Fitted = tuple[dict[str, VolModel], dict[str, Any], bool, Copula | None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,24 +188,28 @@ def calibrate(
     say = progress or (lambda message: None)
 
     cfg = _resolve_config(config)
-    scen, prob = cfg.scenarios, cfg.problem
-    seed = scen.seed if seed is None else int(seed)
-    method = method or prob.method
-    names = cfg.market_names
+    seed = _run_seed(cfg, seed)
+    method = method or cfg.problem.method
+    _check_mode(cfg, method, client)
 
     clock = time.perf_counter()
-    say(f"fitting volatility models for {len(names)} market(s)")
-    models, model_info, from_preset, copula = _models(cfg, preset, notes, say)
+    say(f"fitting volatility models for {len(cfg.markets)} market(s)")
+    fitted = _models(cfg, preset, notes, say)
     timings["fit"] = time.perf_counter() - clock
+    return _calibrate_fitted(cfg, fitted, seed, method, frontier_alphas, frontier_method, say, timings, notes, client)
 
-    if method in ("scenario", "certified") and (client is not None or cfg.compute.distributed):
-        raise ConfigError(
-            f"method {method!r} is not available in the distributed mode ([compute] / --workers / --scheduler); "
-            "use 'cvar' or 'exact' (problem.method or --method)")
+
+def _calibrate_fitted(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: str,
+                      frontier_alphas: tuple[float, ...], frontier_method: str, say: Progress,
+                      timings: dict[str, float], notes: list[str], client: Any) -> CalibrationResult:
+    """:func:`calibrate` from fitted models on (fitted once per call, whichever mode runs it)."""
     if client is None and cfg.compute.distributed:
         with _compute_client(cfg.compute) as made:
-            return calibrate(cfg, seed=seed, method=method, preset=preset, frontier_alphas=frontier_alphas,
-                             frontier_method=frontier_method, progress=progress, client=made)
+            return _calibrate_fitted(cfg, fitted, seed, method, frontier_alphas, frontier_method, say, timings,
+                                     notes, made)
+    scen, prob = cfg.scenarios, cfg.problem
+    names = cfg.market_names
+    models, model_info, from_preset, copula = fitted
 
     clock = time.perf_counter()
     fit_seed, certify_seed = np.random.SeedSequence(seed).spawn(2)
@@ -234,6 +240,9 @@ def calibrate(
     market_losses = np.column_stack([
         build_scenarios(paths, VenueBook([m])).losses.sum(axis=1) for m in book.markets
     ])
+    # The return paths are spent: free them before the solver's working set is allocated
+    # (the peak memory that estimate_memory models).
+    del paths, fresh
     timings["losses"] = time.perf_counter() - clock
 
     problem = _problem(cfg)
@@ -417,21 +426,22 @@ def check_balance(
         ``confidence``) of the balance with the current rates on ``certify_scenarios`` fresh
         scenarios, ``alpha``, ``horizon``, and today's state per market.
     """
-    if not (isinstance(balance, (int, float)) and math.isfinite(balance) and balance >= 0):
+    if isinstance(balance, bool) or not (isinstance(balance, (int, float)) and math.isfinite(balance) and balance >= 0):
         raise ConfigError(f"balance must be a finite number >= 0, got {balance!r}")
     say = progress or (lambda message: None)
     cfg = _resolve_config(config)
-    seed = cfg.scenarios.seed if seed is None else int(seed)
-    if result_file is not None:
-        try:
-            document = json.loads(Path(result_file).read_text(encoding="utf-8"))
-            target = float(document["policy"]["fund_target"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"result file {str(result_file)!r} has no policy.fund_target: {exc}") from None
-    else:
-        target = calibrate(cfg, seed=seed, method=method, preset=preset, progress=say).policy.fund_target
+    seed = _run_seed(cfg, seed)
+    method = method or cfg.problem.method
+    target = None if result_file is None else _result_target(result_file, cfg)
+    if target is None:
+        _check_mode(cfg, method, None)
+    say(f"fitting volatility models for {len(cfg.markets)} market(s)")
+    fitted = _models(cfg, preset, [], say)
+    if target is None:
+        # the same fitted models serve the calibration and the balance's evaluation below
+        target = _calibrate_fitted(cfg, fitted, seed, method, (), "cvar", say, {}, [], None).policy.fund_target
     say("evaluating the current balance on fresh scenarios")
-    models, _, from_preset, copula = _models(cfg, preset, [], say)
+    models, _, from_preset, copula = fitted
     scen = cfg.scenarios
     # A third child of the seed: independent of the calibration's fit and certificate draws.
     fresh_seed = np.random.SeedSequence(seed).spawn(3)[2]
@@ -473,6 +483,53 @@ def required_fund(policy: Policy, scenarios: ScenarioSet) -> np.ndarray:
     income = scenarios.premium_base @ np.asarray(policy.premium_rates)
     worst = np.max(np.cumsum(scenarios.losses - income, axis=1), axis=1)
     return np.maximum(0.0, worst + policy.floor)
+
+
+def _check_mode(cfg: CalibrationConfig, method: str, client: Any) -> None:
+    """Refuse, before any work, a method the distributed mode cannot run."""
+    if method in ("scenario", "certified") and (client is not None or cfg.compute.distributed):
+        raise ConfigError(
+            f"method {method!r} is not available in the distributed mode ([compute] / --workers / --scheduler); "
+            "use 'cvar' or 'exact' (problem.method or --method)")
+
+
+def _run_seed(cfg: CalibrationConfig, seed: Any) -> int:
+    """The seed of a run: ``seed`` when given (an integer >= 0, as ``SeedSequence`` needs), else the config's."""
+    if seed is None:
+        return cfg.scenarios.seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _refuse_constant(name: str) -> float:
+    # json.loads calls this for NaN, Infinity and -Infinity, which strict JSON (and so every
+    # result.json fundguard writes) never holds
+    raise ValueError(f"it holds {name}, which is not JSON (fundguard writes result.json without non-finite numbers)")
+
+
+def _result_target(result_file: str | os.PathLike[str], cfg: CalibrationConfig) -> float:
+    """``policy.fund_target`` of a previous ``result.json``, checked to be a finite amount for the config's markets."""
+    where = f"result file {str(result_file)!r}"
+    try:
+        text = Path(result_file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{where} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where} cannot be read: {exc}") from None
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not a valid result.json: {exc}") from None
+    policy = document.get("policy") if isinstance(document, dict) else None
+    target = policy.get("fund_target") if isinstance(policy, dict) else None
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target < 0:
+        raise ConfigError(f"{where} has no policy.fund_target >= 0 (got {target!r})")
+    markets = document.get("markets")
+    if markets != list(cfg.market_names):
+        raise ConfigError(f"{where} is for markets {markets}, the config has {list(cfg.market_names)}: "
+                          "its fund target is not this venue's")
+    return float(target)
 
 
 def _resolve_config(config: Any) -> CalibrationConfig:

@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             if getattr(args, "quiet", False):
                 warnings.simplefilter("ignore")
+            _check_arguments(args)
             return args.handler(args)
     except OutputBusyError as exc:
         print(f"fundguard: error: {exc}", file=sys.stderr)
@@ -84,6 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a file or folder the user named: unreadable, read-only, full disk, ...
         print(f"fundguard: error: {_os_error_line(exc)}", file=sys.stderr)
         return EXIT_INPUT
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Numeric options argparse cannot range-check, refused before any work with one line naming the option."""
+    seed = getattr(args, "seed", None)
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed must be an integer >= 0, got {seed}")
 
 
 def _os_error_line(exc: OSError) -> str:
