@@ -13,7 +13,7 @@ Layout (every section optional except ``[[markets]]``; see the README for an ann
                    stress_window, stress_scale, shocks, certify_scenarios
     [problem]      alpha, cost_of_capital, premium_weight, premium_min, premium_max, fund_max,
                    floor, rate_change_penalty, method, confidence
-    [compute]      scheduler, workers, chunk_size   (distributed mode; needs fundguard[dask])
+    [compute]      scheduler, workers, chunk_size, force_workers   (distributed mode; needs fundguard[dask])
     [[markets]]    name, prices, column, open_interest, daily_volume, impact, gap,
                    premium_kind, current_rate, [[markets.tiers]] share, leverage, maintenance_margin
 
@@ -43,6 +43,7 @@ __all__ = [
     "ScenarioConfig",
     "TierConfig",
     "VolatilityConfig",
+    "config_where",
     "load_config",
     "parse_config",
 ]
@@ -143,13 +144,16 @@ class ComputeConfig:
     ``scheduler``: address of an existing Dask scheduler (``"tcp://host:8786"``); ``workers``: else
     start a local cluster of that many worker processes for the run; neither: run in memory, in
     this process. ``chunk_size``: scenarios per chunk on the workers (rounded up to whole blocks
-    of 1024; default about 64 MiB a chunk). None of them changes the numbers, so they are not
-    part of the config digest.
+    of 1024; default about 64 MiB a chunk). ``force_workers``: start a local cluster of more
+    workers than the stated multiple of this machine's CPUs (refused otherwise, see
+    :func:`~fundguard.optimizer.calibrate.check_workers`). None of them changes the numbers, so
+    they are not part of the config digest.
     """
 
     scheduler: str | None = None
     workers: int | None = None
     chunk_size: int | None = None
+    force_workers: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -230,6 +234,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         "scheduler": (str, _scheduler_address),
         "workers": (int, _at_least(1)),
         "chunk_size": (int, _at_least(1)),
+        "force_workers": (bool, None),
     })
 
     if "markets" not in raw:
@@ -299,6 +304,22 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         source=source,
         digest=hashlib.sha256(canonical.encode()).hexdigest(),
     )
+
+
+def config_where(cfg: CalibrationConfig, dotted: str, message: str) -> str:
+    """``message`` prefixed with ``file:line`` of key ``dotted`` in the file ``cfg`` was read from.
+
+    For errors found after loading (a run too large for this machine): the file is read again
+    to find the line; a config from a mapping, or a file no longer readable, gives the message
+    alone or with the file name.
+    """
+    if cfg.source is None:
+        return message
+    try:
+        text = cfg.source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None
+    return _Context(cfg.source, text).where(dotted, message)
 
 
 def _tier(ctx: _Context, entry: Any, path: str) -> TierConfig:
@@ -420,6 +441,8 @@ def _coerce(value: Any, kind: Any) -> Any:
     for k in kinds:
         if k is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if k is bool and isinstance(value, bool):
+            return value
         if k is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         # 1e6 is how people write a million scenarios; TOML reads it as a float
@@ -433,7 +456,8 @@ def _coerce(value: Any, kind: Any) -> Any:
 
 
 def _type_name(kind: Any) -> str:
-    return {float: "a number", int: "an integer", str: "a string", list: "an array", dict: "a table"}[kind]
+    return {float: "a number", int: "an integer", str: "a string", list: "an array", dict: "a table",
+            bool: "true or false"}[kind]
 
 
 def _at_least(low: float) -> Check:

@@ -32,6 +32,7 @@ from fundguard.models import (
 from fundguard.models.errors import InfeasibleError, ProblemError
 from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, solve
 from fundguard.optimizer.config import parse_config
+from fundguard.optimizer.calibrate import calibrate, check_balance
 
 RNG = np.random.default_rng(0)
 N, T, J = 400, 5, 2
@@ -72,6 +73,12 @@ def _book(**market):
 
 def _config(**problem):
     return parse_config({"problem": problem, "markets": [{"name": "X", "open_interest": 1, "daily_volume": 1}]})
+
+
+def _sized(**scenarios):
+    """A preset-market config (no price files) with these scenario sizes, as a mapping."""
+    return {"scenarios": {"innovations": "parametric", **scenarios},
+            "markets": [{"name": "BTC", "open_interest": 1e9, "daily_volume": 3e9}]}
 
 
 def _market_config(**market):
@@ -139,6 +146,16 @@ CASES = {
     "negative daily volume": (lambda: _book(daily_volume=-1.0), SpecificationError, "daily_volume"),
     "unknown premium kind": (lambda: _book(premium_kind="funding"), SpecificationError, "premium_kind"),
     # -- issue 13: sizes --
+    "n_scenarios beyond memory": (lambda: calibrate(_sized(n_scenarios=10**9)), ConfigError,
+                                  "scenarios.n_scenarios = 1,000,000,000 needs about"),
+    "certify_scenarios beyond memory": (lambda: calibrate(_sized(certify_scenarios=10**12)), ConfigError,
+                                        "scenarios.certify_scenarios = 1,000,000,000,000 needs about"),
+    "horizon beyond memory": (lambda: calibrate(_sized(horizon=10**6)), ConfigError, "GB is available"),
+    "check certify_scenarios beyond memory": (lambda: check_balance(1e6, _sized(certify_scenarios=10**12)),
+                                              ConfigError, "scenarios.certify_scenarios"),
+    "too many local workers": (lambda: calibrate({**_sized(), "compute": {"workers": 10**4}}, method="cvar"),
+                               ConfigError, "compute.workers = 10000 would start 10000 worker processes"),
+    "negative seed": (lambda: calibrate(_sized(), seed=-5), ConfigError, "seed must be an integer >= 0, got -5"),
     # scenario generation
     "horizon zero": (lambda: simulate_returns({"X": _model()}, 0, 100), FundguardError, "horizon"),
     "unknown innovations": (lambda: simulate_returns({"X": _model()}, 5, 100, innovations="magic"), FundguardError,
