@@ -340,13 +340,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_preset_build(args: argparse.Namespace) -> int:
     from .preset import build_preset, write_preset
 
-    sources = {}
+    sources = []  # pairs, not a dict: build_preset refuses a market named twice
     for item in args.prices:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise UsageError(f"--prices takes NAME=FILE, got {item!r}")
-        sources[name] = path
-    command = "fundguard preset build --prices " + " ".join(f"{n}={Path(p).name}" for n, p in sources.items())
+        sources.append((name, path))
+    command = "fundguard preset build --prices " + " ".join(f"{n}={Path(p).name}" for n, p in sources)
     preset = build_preset(sources, column=args.column, command=command)
     path = write_preset(preset, args.out)
     print(f"preset written to {path} ({', '.join(preset['models'])}; fit {preset['provenance']['fit_date']})")

@@ -247,7 +247,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         if not isinstance(entry, Mapping):
             raise ConfigError(ctx.where(path, f"{path} must be a table"))
         fields = ctx.fields(entry, path, {
-            "name": (str, _nonempty),
+            "name": (str, _market_name),
             "prices": (str, _nonempty),
             "column": (str, _nonempty),
             "open_interest": (float, _at_least(0.0)),
@@ -482,6 +482,15 @@ def _finite(key: str, v: float) -> str | None:
 
 def _nonempty(key: str, v: str) -> str | None:
     return None if v.strip() else f"{key} must not be empty"
+
+
+def _market_name(key: str, v: str) -> str | None:
+    # names go into one-line messages, terminal output and report tables: no line breaks,
+    # tabs or terminal escapes (TOML strings can hold them as \n, \t, \u001b)
+    bad = next((ch for ch in v if not ch.isprintable()), None)
+    if bad is not None:
+        return f"{key} must not contain control characters (such as newlines), got {v!r}"
+    return _nonempty(key, v)
 
 
 def _one_of(options: tuple[str, ...]) -> Check:

@@ -33,6 +33,7 @@ from fundguard.models.errors import InfeasibleError, ProblemError
 from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, solve
 from fundguard.optimizer.config import parse_config
 from fundguard.optimizer.calibrate import calibrate, check_balance
+from fundguard.optimizer.preset import build_preset
 
 RNG = np.random.default_rng(0)
 N, T, J = 400, 5, 2
@@ -161,6 +162,10 @@ CASES = {
     "unknown innovations": (lambda: simulate_returns({"X": _model()}, 5, 100, innovations="magic"), FundguardError,
                             "innovations"),
     # -- issue 13: config --
+    "config market name with a newline": (lambda: _market_config(name="BTC\n| x |"), ConfigError,
+                                          "markets[0].name must not contain control characters"),
+    "preset build with a market twice": (lambda: build_preset([("BTC", _prices()), ("BTC", _prices())]), ConfigError,
+                                         "repeated: ['BTC']"),
     "config cost_of_capital inf": (lambda: _config(cost_of_capital=float("inf")), ConfigError,
                                    "problem.cost_of_capital must be a finite number, got inf"),
     "config rate_change_penalty nan": (lambda: _config(rate_change_penalty=float("nan")), ConfigError,

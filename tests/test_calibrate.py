@@ -370,3 +370,31 @@ def test_library_seed_must_be_a_non_negative_integer(price_files, seed):
         calibrate(_config(price_files), seed=seed)
     with pytest.raises(ConfigError, match=r"seed must be an integer >= 0, got"):
         check_balance(1e6, _config(price_files), seed=seed)
+
+
+def test_report_escapes_market_names(fitted):
+    import dataclasses
+    import re
+
+    weird = {"AAA": "A|B <script>alert(1)</script>", "BBB": "x```y\n| injected | row |"}
+    policy = dataclasses.replace(fitted.policy, markets=tuple(weird[m] for m in fitted.policy.markets))
+    tail = {**fitted.tail, **{key: {weird[m]: v for m, v in fitted.tail[key].items()}
+                              for key in ("tail_share_by_market", "expected_premium_income")}}
+    result = dataclasses.replace(fitted, policy=policy, markets=tuple(weird[m] for m in fitted.markets),
+                                 models={weird[m]: v for m, v in fitted.models.items()}, tail=tail,
+                                 notes=("<img src=x onerror=alert(1)> note about A|B",))
+    text = report.render_report(result)
+    lines = text.splitlines()
+    fences = [i for i, line in enumerate(lines) if line.startswith("```")]
+    assert len(fences) == 2  # the code block of the answer, opened and closed by us only
+    # (inside the code block nothing is rendered; outside it, nothing may be HTML)
+    outside = "\n".join(lines[:fences[0]] + lines[fences[1] + 1:])
+    assert "<script" not in outside and "<img" not in outside and "&lt;script&gt;" in outside
+    assert "| injected | row |" not in outside
+    header = next(i for i, line in enumerate(lines) if line.startswith("| market |"))
+    unescaped = re.compile(r"(?<!\\)\|")
+    columns = len(unescaped.findall(lines[header]))
+    rows = lines[header + 2:header + 2 + len(weird)]
+    assert [len(unescaped.findall(row)) for row in rows] == [columns] * len(weird), rows
+    assert rows[0].startswith(r"| A\|B &lt;script&gt;") and r"x\`\`\`y\\n\| injected \| row \|" in rows[1]
+    assert "\n| injected" not in "\n".join(report.summary_lines(result))

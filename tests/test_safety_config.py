@@ -211,3 +211,26 @@ def test_force_workers_lifts_only_the_worker_limit(tmp_path, capsys):
     assert code == EXIT_INPUT
     _one_line(err)
     assert "would start" not in err and "on this machine (a local Dask cluster and this process)" in err, err
+
+
+# -- names ----------------------------------------------------------------------------------------
+
+
+def test_preset_build_with_a_market_twice_is_one_line(tmp_path, capsys):
+    (tmp_path / "a.csv").write_text("date,close\n2020-01-01,1\n")
+    (tmp_path / "b.csv").write_text("date,close\n2020-01-01,2\n")
+    out = tmp_path / "preset.json"
+    code, err = _run(["preset", "build", "--out", str(out), "--prices", f"BTC={tmp_path / 'a.csv'}",
+                      f"BTC={tmp_path / 'b.csv'}"], capsys)
+    assert code == EXIT_INPUT
+    _one_line(err)
+    assert "market names must be unique; repeated: ['BTC']" in err
+    assert not out.exists()
+
+
+def test_market_name_with_a_newline_is_one_line(tmp_path, capsys):
+    path = _config(tmp_path, '[[markets]]\nname = "BTC\\n| x |"\nopen_interest = 1e9\ndaily_volume = 3e9\n')
+    code, err = _run(["calibrate", "--config", str(path), "--quiet", "--out", str(tmp_path / "out")], capsys)
+    assert code == EXIT_INPUT
+    _one_line(err)
+    assert f"{path}:2: markets[0].name must not contain control characters" in err
