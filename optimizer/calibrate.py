@@ -8,6 +8,7 @@ carries the same content as ``result.json`` (:meth:`CalibrationResult.to_dict`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -39,14 +40,15 @@ from fundguard.models import (
 from fundguard.models.errors import ConfigError
 
 from .certify import certify
-from .config import CalibrationConfig, load_config, parse_config
+from .config import CalibrationConfig, ScenarioConfig, config_where, load_config, parse_config
 from .outputs import json_safe, package_versions, sha256_file
 from .policy import Certificate, Policy
 from .preset import Preset, default_config, load_preset
 from .problem import PolicyProblem
 from .solve import solve
 
-__all__ = ["CalibrationResult", "calibrate", "check_balance", "RESULT_SCHEMA_VERSION", "fund_paths", "required_fund"]
+__all__ = ["CalibrationResult", "calibrate", "check_balance", "RESULT_SCHEMA_VERSION", "fund_paths", "required_fund",
+           "estimate_memory", "available_memory", "check_memory", "check_workers", "usable_cpus", "WORKERS_PER_CPU"]
 
 RESULT_SCHEMA_VERSION = 1
 logger = logging.getLogger("fundguard")
@@ -56,6 +58,8 @@ logger.addHandler(logging.NullHandler())
 LOSS_QUANTILES = (0.5, 0.9, 0.99, 0.999)
 
 Progress = Callable[[str], None]
+#: What :func:`_models` returns: models and result info per market, from the preset or not, the preset copula.
+Fitted = tuple[dict[str, VolModel], dict[str, Any], bool, Copula | None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,24 +190,32 @@ def calibrate(
     say = progress or (lambda message: None)
 
     cfg = _resolve_config(config)
-    scen, prob = cfg.scenarios, cfg.problem
-    seed = scen.seed if seed is None else int(seed)
-    method = method or prob.method
-    names = cfg.market_names
+    seed = _run_seed(cfg, seed)
+    method = method or cfg.problem.method
+    _check_mode(cfg, method, client)
+    if client is None and cfg.compute.workers is not None and cfg.compute.scheduler is None:
+        check_workers(cfg.compute.workers, force=cfg.compute.force_workers,
+                      where=lambda message: config_where(cfg, "compute.workers", message))
+    check_memory(cfg, method, frontier_method=frontier_method if frontier_alphas else None, client=client)
 
     clock = time.perf_counter()
-    say(f"fitting volatility models for {len(names)} market(s)")
-    models, model_info, from_preset, copula = _models(cfg, preset, notes, say)
+    say(f"fitting volatility models for {len(cfg.markets)} market(s)")
+    fitted = _models(cfg, preset, notes, say)
     timings["fit"] = time.perf_counter() - clock
+    return _calibrate_fitted(cfg, fitted, seed, method, frontier_alphas, frontier_method, say, timings, notes, client)
 
-    if method in ("scenario", "certified") and (client is not None or cfg.compute.distributed):
-        raise ConfigError(
-            f"method {method!r} is not available in the distributed mode ([compute] / --workers / --scheduler); "
-            "use 'cvar' or 'exact' (problem.method or --method)")
+
+def _calibrate_fitted(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: str,
+                      frontier_alphas: tuple[float, ...], frontier_method: str, say: Progress,
+                      timings: dict[str, float], notes: list[str], client: Any) -> CalibrationResult:
+    """:func:`calibrate` from fitted models on (fitted once per call, whichever mode runs it)."""
     if client is None and cfg.compute.distributed:
         with _compute_client(cfg.compute) as made:
-            return calibrate(cfg, seed=seed, method=method, preset=preset, frontier_alphas=frontier_alphas,
-                             frontier_method=frontier_method, progress=progress, client=made)
+            return _calibrate_fitted(cfg, fitted, seed, method, frontier_alphas, frontier_method, say, timings,
+                                     notes, made)
+    scen, prob = cfg.scenarios, cfg.problem
+    names = cfg.market_names
+    models, model_info, from_preset, copula = fitted
 
     clock = time.perf_counter()
     fit_seed, certify_seed = np.random.SeedSequence(seed).spawn(2)
@@ -234,6 +246,9 @@ def calibrate(
     market_losses = np.column_stack([
         build_scenarios(paths, VenueBook([m])).losses.sum(axis=1) for m in book.markets
     ])
+    # The return paths are spent: free them before the solver's working set is allocated
+    # (the peak memory that estimate_memory models).
+    del paths, fresh
     timings["losses"] = time.perf_counter() - clock
 
     problem = _problem(cfg)
@@ -417,21 +432,26 @@ def check_balance(
         ``confidence``) of the balance with the current rates on ``certify_scenarios`` fresh
         scenarios, ``alpha``, ``horizon``, and today's state per market.
     """
-    if not (isinstance(balance, (int, float)) and math.isfinite(balance) and balance >= 0):
+    if isinstance(balance, bool) or not (isinstance(balance, (int, float)) and math.isfinite(balance) and balance >= 0):
         raise ConfigError(f"balance must be a finite number >= 0, got {balance!r}")
     say = progress or (lambda message: None)
     cfg = _resolve_config(config)
-    seed = cfg.scenarios.seed if seed is None else int(seed)
-    if result_file is not None:
-        try:
-            document = json.loads(Path(result_file).read_text(encoding="utf-8"))
-            target = float(document["policy"]["fund_target"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"result file {str(result_file)!r} has no policy.fund_target: {exc}") from None
-    else:
-        target = calibrate(cfg, seed=seed, method=method, preset=preset, progress=say).policy.fund_target
+    seed = _run_seed(cfg, seed)
+    method = method or cfg.problem.method
+    target = None if result_file is None else _result_target(result_file, cfg)
+    if target is None:
+        _check_mode(cfg, method, None)
+        if cfg.compute.workers is not None and cfg.compute.scheduler is None:
+            check_workers(cfg.compute.workers, force=cfg.compute.force_workers,
+                          where=lambda message: config_where(cfg, "compute.workers", message))
+    check_memory(cfg, method, balance_check=True, calibrating=target is None)
+    say(f"fitting volatility models for {len(cfg.markets)} market(s)")
+    fitted = _models(cfg, preset, [], say)
+    if target is None:
+        # the same fitted models serve the calibration and the balance's evaluation below
+        target = _calibrate_fitted(cfg, fitted, seed, method, (), "cvar", say, {}, [], None).policy.fund_target
     say("evaluating the current balance on fresh scenarios")
-    models, _, from_preset, copula = _models(cfg, preset, [], say)
+    models, _, from_preset, copula = fitted
     scen = cfg.scenarios
     # A third child of the seed: independent of the calibration's fit and certificate draws.
     fresh_seed = np.random.SeedSequence(seed).spawn(3)[2]
@@ -473,6 +493,233 @@ def required_fund(policy: Policy, scenarios: ScenarioSet) -> np.ndarray:
     income = scenarios.premium_base @ np.asarray(policy.premium_rates)
     worst = np.max(np.cumsum(scenarios.losses - income, axis=1), axis=1)
     return np.maximum(0.0, worst + policy.floor)
+
+
+# --------------------------------------------------------------------------------------------
+# Sizes: refuse a run this machine cannot hold, before any of it is allocated
+# --------------------------------------------------------------------------------------------
+
+#: Working memory of each method's solve, in multiples of the random ScenarioSet it solves on
+#: (losses and premium bases, 8 N T (J + 1) bytes): the screened rows, their cumulated and scaled
+#: copies and the solver's matrices. Measured (tracemalloc peak of the solve step above the data
+#: it starts with; preset book, J = 3, T = 30, N = 5e4..2e5, linear in N): cvar 2.5, exact 4.7,
+#: certified 9.1 (7.6 at T = 60); scenario 2.7 at N = 1e4 (it is too slow to measure higher).
+_SOLVE_FACTOR = {"cvar": 2.5, "exact": 4.7, "scenario": 2.7, "certified": 9.1}
+#: A Dask worker process before it holds any data (interpreter, numpy, dask), bytes.
+_WORKER_BASE = 250 * 2**20
+#: Local Dask workers allowed per usable CPU unless forced: more only oversubscribe the cores.
+WORKERS_PER_CPU = 4
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask on Linux, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_workers(workers: int, *, force: bool = False, where: Callable[[str], str] = lambda message: message,
+                  option: str = "compute.workers") -> None:
+    """Refuse a local cluster of more than ``WORKERS_PER_CPU`` workers per usable CPU unless ``force``.
+
+    ``option`` names the setting in the message (``--workers`` on the command line); ``where``
+    adds its location (``file:line``).
+    """
+    limit = WORKERS_PER_CPU * usable_cpus()
+    if workers > limit and not force:
+        how = "--force-workers" if option.startswith("--") else "compute.force_workers = true (or --force-workers)"
+        raise ConfigError(where(
+            f"{option} = {workers} would start {workers} worker processes on {usable_cpus()} CPU(s); the limit is "
+            f"{WORKERS_PER_CPU} per CPU ({limit}): use fewer, or {how} to start them anyway"))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation now: ``MemAvailable`` of /proc/meminfo
+    (what the kernel can hand out without swapping), else free physical pages; None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def estimate_memory(cfg: CalibrationConfig, method: str | None = None, *, mode: str = "memory",
+                    frontier_method: str | None = None, balance_check: bool = False,
+                    calibrating: bool = True) -> int:
+    """Peak bytes of a run's large arrays on this machine.
+
+    Parameters
+    ----------
+    cfg : CalibrationConfig
+    method : str, optional
+        The solve method (default ``problem.method``).
+    mode : {"memory", "local", "driver"}
+        "memory": everything in this process; "local": chunked on a local Dask cluster (its
+        workers and this process share the machine); "driver": chunked on a cluster elsewhere,
+        only this process's part.
+    frontier_method : str, optional
+        Also trace the frontier with this method.
+    balance_check : bool
+        Add :func:`check_balance`'s evaluation of the balance (in this process, always).
+    calibrating : bool
+        With ``balance_check``: the target comes from a calibration (not a result file).
+
+    Returns
+    -------
+    int, bytes
+
+    Notes
+    -----
+    With N = ``n_scenarios`` (plus S stress scenarios), M = ``certify_scenarios``, T =
+    ``horizon``, J markets, float64 (8 bytes) and ``set(n) = 8 n T (J + 1)`` (losses (n, T) and
+    premium bases (n, T, J)), the in-memory run peaks at the larger of
+
+    * building the scenarios: return paths and volatilities of both draws ``16 (N + M) T J``,
+      both scenario sets ``set(N) + set(M)``, their concatenation with the stress scenarios
+      ``set(N + S)`` and the per-market horizon losses ``16 N T``;
+    * solving (the paths are freed by then): ``set(N) + set(M) + set(N + S)`` and the method's
+      working set ``f_method set(N)`` (``_SOLVE_FACTOR``).
+
+    Chunked, the workers hold ``set(N + M)`` between them plus one chunk's paths each, and this
+    process O(N) summaries ``8 N (2 + 2 J)``, the plotted 20,000 scenarios and the screened tail.
+    The balance check holds ``16 M T J + set(M)``. Checked against tracemalloc peaks in-memory
+    (within 1.25x; see the tests and the issue 13 notes); the chunked figures are a model.
+    """
+    scen = cfg.scenarios
+    method = method or cfg.problem.method
+    n, m, t, j = scen.n_scenarios, scen.certify_scenarios, scen.horizon, len(cfg.markets)
+    s = len(scen.stress_dates) + len(scen.shocks)
+
+    def scenario_set(rows: int) -> int:
+        return 8 * rows * t * (j + 1)
+
+    def paths(rows: int) -> int:
+        return 16 * rows * t * j
+
+    factor = max(_SOLVE_FACTOR.get(method, max(_SOLVE_FACTOR.values())),
+                 _SOLVE_FACTOR.get(frontier_method, 0.0) if frontier_method else 0.0)
+    data = scenario_set(n) + scenario_set(m) + (scenario_set(n + s) if s else 0)
+    if mode == "memory":
+        calibration = max(paths(n + m) + data + 16 * n * t, data + int(factor * scenario_set(n)))
+    else:
+        plotted = scenario_set(min(n, 20_000))
+        # the tail that screening keeps is a few times alpha N at the levels solved
+        tail = int(factor * scenario_set(min(n + s, math.ceil(20 * cfg.problem.alpha * n) + s)))
+        calibration = 8 * n * (2 + 2 * j) + plotted + tail
+        if mode == "local":
+            workers = cfg.compute.workers or 1
+            chunk = cfg.compute.chunk_size or max(1024, 64 * 2**20 // (8 * t * (j + 1)))
+            calibration += scenario_set(n + m) + workers * (paths(min(chunk, n)) + _WORKER_BASE)
+    if not balance_check:
+        return calibration
+    check = paths(m) + scenario_set(m)
+    return max(calibration, check) if calibrating else check
+
+
+def check_memory(cfg: CalibrationConfig, method: str | None = None, *, frontier_method: str | None = None,
+                 client: Any = None, balance_check: bool = False, calibrating: bool = True,
+                 available: int | None = None) -> None:
+    """Refuse (ConfigError) a run whose arrays (:func:`estimate_memory`) exceed the memory available.
+
+    The message names the key that makes the run large (with ``file:line``), the GB needed and
+    the GB available, and points to the chunked (Dask) mode when that would fit.
+    """
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    method = method or cfg.problem.method
+    if client is not None or cfg.compute.scheduler is not None:
+        mode = "driver"
+    elif cfg.compute.workers is not None:
+        mode = "local"
+    else:
+        mode = "memory"
+    options = dict(frontier_method=frontier_method, balance_check=balance_check, calibrating=calibrating)
+    needed = estimate_memory(cfg, method, mode=mode, **options)
+    if needed <= available:
+        return
+    scen = cfg.scenarios
+    defaults = ScenarioConfig()
+    # the key furthest above its default is the one to blame (ties: the largest draw)
+    sizes = {"n_scenarios": scen.n_scenarios, "certify_scenarios": scen.certify_scenarios, "horizon": scen.horizon}
+    key = max(sizes, key=lambda k: (sizes[k] / getattr(defaults, k), k != "horizon", sizes[k]))
+    where = {"memory": "in this process", "local": "on this machine (a local Dask cluster and this process)",
+             "driver": "in this process (besides the Dask workers)"}[mode]
+    message = (f"scenarios.{key} = {sizes[key]:,} needs about {_gb(needed)} of memory {where} "
+               f"({scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios x {scen.horizon:,} periods x "
+               f"{len(cfg.markets)} markets, method {method!r}); {_gb(available)} is available: lower it")
+    if mode == "memory" and not balance_check:
+        local_cfg = dataclasses.replace(cfg, compute=dataclasses.replace(cfg.compute, workers=usable_cpus()))
+        chunked = method if method in ("cvar", "exact") else "cvar"
+        switch = "" if chunked == method else f" with method {chunked!r}"
+        local = estimate_memory(local_cfg, chunked, mode="local", **options)
+        remote = estimate_memory(cfg, chunked, mode="driver", **options)
+        if local <= available:
+            message += (f", or run it chunked on a local Dask cluster{switch} ([compute] workers = {usable_cpus()} "
+                        f"or --workers {usable_cpus()}; about {_gb(local)})")
+        elif remote <= available:
+            held = 8 * (scen.n_scenarios + scen.certify_scenarios) * scen.horizon * (len(cfg.markets) + 1)
+            message += (f", or run it chunked on a Dask cluster{switch} (--scheduler) whose workers hold about "
+                        f"{_gb(held)} between them (this process then needs about {_gb(remote)})")
+    raise ConfigError(config_where(cfg, f"scenarios.{key}", message))
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:,.1f} GB" if size >= 1e8 else f"{size / 1e9:.3f} GB"
+
+
+def _check_mode(cfg: CalibrationConfig, method: str, client: Any) -> None:
+    """Refuse, before any work, a method the distributed mode cannot run."""
+    if method in ("scenario", "certified") and (client is not None or cfg.compute.distributed):
+        raise ConfigError(
+            f"method {method!r} is not available in the distributed mode ([compute] / --workers / --scheduler); "
+            "use 'cvar' or 'exact' (problem.method or --method)")
+
+
+def _run_seed(cfg: CalibrationConfig, seed: Any) -> int:
+    """The seed of a run: ``seed`` when given (an integer >= 0, as ``SeedSequence`` needs), else the config's."""
+    if seed is None:
+        return cfg.scenarios.seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _refuse_constant(name: str) -> float:
+    # json.loads calls this for NaN, Infinity and -Infinity, which strict JSON (and so every
+    # result.json fundguard writes) never holds
+    raise ValueError(f"it holds {name}, which is not JSON (fundguard writes result.json without non-finite numbers)")
+
+
+def _result_target(result_file: str | os.PathLike[str], cfg: CalibrationConfig) -> float:
+    """``policy.fund_target`` of a previous ``result.json``, checked to be a finite amount for the config's markets."""
+    where = f"result file {str(result_file)!r}"
+    try:
+        text = Path(result_file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{where} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where} cannot be read: {exc}") from None
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not a valid result.json: {exc}") from None
+    policy = document.get("policy") if isinstance(document, dict) else None
+    target = policy.get("fund_target") if isinstance(policy, dict) else None
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target < 0:
+        raise ConfigError(f"{where} has no policy.fund_target >= 0 (got {target!r})")
+    markets = document.get("markets")
+    if markets != list(cfg.market_names):
+        raise ConfigError(f"{where} is for markets {markets}, the config has {list(cfg.market_names)}: "
+                          "its fund target is not this venue's")
+    return float(target)
 
 
 def _resolve_config(config: Any) -> CalibrationConfig:

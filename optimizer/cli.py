@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_warning  # restored when the block ends
             if getattr(args, "quiet", False):
                 warnings.simplefilter("ignore")
+            _check_arguments(args)
             return args.handler(args)
     except OutputBusyError as exc:
         print(f"fundguard: error: {exc}", file=sys.stderr)
@@ -92,6 +93,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     the source line of the library."""
     text = " ".join(str(message).split())
     print(f"fundguard: warning: {text} ({category.__name__})", file=file or sys.stderr)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Numeric options argparse cannot range-check, refused before any work with one line naming the option."""
+    from .calibrate import check_workers
+
+    seed = getattr(args, "seed", None)
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed must be an integer >= 0, got {seed}")
+    workers = getattr(args, "workers", None)
+    if workers is not None:
+        if workers < 1:
+            raise UsageError(f"--workers must be an integer >= 1, got {workers}")
+        if getattr(args, "scheduler", None) is None:
+            check_workers(workers, force=args.force_workers, option="--workers")
 
 
 def _os_error_line(exc: OSError) -> str:
@@ -136,7 +152,10 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("--scheduler", metavar="ADDRESS",
                          help="run on this Dask scheduler, e.g. tcp://host:8786 (overrides [compute]; needs fundguard[dask])")
     cluster.add_argument("--workers", type=int, metavar="N",
-                         help="run on a local Dask cluster of N worker processes (overrides [compute]; needs fundguard[dask])")
+                         help="run on a local Dask cluster of N worker processes (overrides [compute]; needs fundguard[dask]); "
+                              "at most 4 per CPU unless --force-workers")
+    cluster.add_argument("--force-workers", action="store_true",
+                         help="start the local cluster even with more than 4 workers per CPU")
 
     cal = sub.add_parser("calibrate", parents=[common, cluster], help="fit, simulate, solve, certify and write the outputs",
                          description="Run a complete calibration and write result.json, report.md and plots.",
@@ -223,33 +242,34 @@ def _load_preset(args: argparse.Namespace):
 
 
 def _calibrate_on_cluster(args: argparse.Namespace, options: dict):
-    """``calibrate`` on the Dask cluster named by --scheduler / --workers (made and closed here)."""
+    """``calibrate`` on the Dask cluster named by --scheduler / --workers (made and closed by
+    :func:`calibrate` itself, after its size checks)."""
     import dataclasses
 
     from fundguard.models.errors import ConfigError
 
-    from .calibrate import _compute_client, _resolve_config, calibrate
+    from .calibrate import _resolve_config, calibrate
 
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be an integer >= 1, got {args.workers}")
     if args.scheduler is not None and "://" not in args.scheduler:
         raise ConfigError(f"--scheduler must be a Dask scheduler address such as tcp://host:8786, got {args.scheduler!r}")
     cfg = _resolve_config(args.config)
-    compute = dataclasses.replace(cfg.compute, scheduler=args.scheduler,
-                                  workers=None if args.scheduler is not None else args.workers)
+    compute = cfg.compute
+    if args.scheduler is not None or args.workers is not None:
+        compute = dataclasses.replace(compute, scheduler=args.scheduler,
+                                      workers=None if args.scheduler is not None else args.workers)
+    compute = dataclasses.replace(compute, force_workers=compute.force_workers or args.force_workers)
     cfg = dataclasses.replace(cfg, compute=compute)
     method = options.get("method") or cfg.problem.method
-    if method in ("scenario", "certified"):
+    if method in ("scenario", "certified") and compute.distributed:
         raise ConfigError(f"method {method!r} is not available with --workers / --scheduler; use --method cvar or exact")
-    with _compute_client(compute) as client:
-        return calibrate(cfg, client=client, **options)
+    return calibrate(cfg, **options)
 
 
 def _run_calibrate(args: argparse.Namespace, options: dict):
     """``calibrate`` in this process, or on a Dask cluster when --scheduler / --workers is given."""
     from .calibrate import calibrate
 
-    if args.scheduler is not None or args.workers is not None:
+    if args.scheduler is not None or args.workers is not None or args.force_workers:
         return _calibrate_on_cluster(args, options)
     return calibrate(args.config, **options)
 
@@ -338,13 +358,13 @@ def _cmd_preset_build(args: argparse.Namespace) -> int:
     # Before the fits: a folder, a link or a missing folder as --out (whether an existing file is
     # a preset fundguard may replace is decided by write_preset).
     check_output_file(args.out, kind="preset", owned=lambda _: True)
-    sources = {}
+    sources = []  # pairs, not a dict: build_preset refuses a market named twice
     for item in args.prices:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise UsageError(f"--prices takes NAME=FILE, got {item!r}")
-        sources[name] = path
-    command = "fundguard preset build --prices " + " ".join(f"{n}={Path(p).name}" for n, p in sources.items())
+        sources.append((name, path))
+    command = "fundguard preset build --prices " + " ".join(f"{n}={Path(p).name}" for n, p in sources)
     preset = build_preset(sources, column=args.column, command=command)
     path = write_preset(preset, args.out)
     print(f"preset written to {path} ({', '.join(preset['models'])}; fit {preset['provenance']['fit_date']})")

@@ -3,6 +3,8 @@
 Every key is checked: a missing required key, an unknown key, a wrong type or an out-of-range
 value raises :class:`~fundguard.models.errors.ConfigError` with the key's dotted path and, when
 read from a file, its line (``config.toml:12: markets[0].open_interest must be >= 0, got -5``).
+Every number must be finite (TOML's ``inf`` and ``nan`` are refused for every key), premium
+rates are fractions in [0, 1], and dates must exist on the calendar.
 
 Layout (every section optional except ``[[markets]]``; see the README for an annotated example)::
 
@@ -11,7 +13,7 @@ Layout (every section optional except ``[[markets]]``; see the README for an ann
                    stress_window, stress_scale, shocks, certify_scenarios
     [problem]      alpha, cost_of_capital, premium_weight, premium_min, premium_max, fund_max,
                    floor, rate_change_penalty, method, confidence
-    [compute]      scheduler, workers, chunk_size   (distributed mode; needs fundguard[dask])
+    [compute]      scheduler, workers, chunk_size, force_workers   (distributed mode; needs fundguard[dask])
     [[markets]]    name, prices, column, strict_prices, open_interest, daily_volume, impact, gap,
                    premium_kind, current_rate, [[markets.tiers]] share, leverage, maintenance_margin
 
@@ -20,6 +22,7 @@ Paths in ``prices`` are relative to the config file's folder.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -40,6 +43,7 @@ __all__ = [
     "ScenarioConfig",
     "TierConfig",
     "VolatilityConfig",
+    "config_where",
     "load_config",
     "parse_config",
 ]
@@ -142,13 +146,16 @@ class ComputeConfig:
     ``scheduler``: address of an existing Dask scheduler (``"tcp://host:8786"``); ``workers``: else
     start a local cluster of that many worker processes for the run; neither: run in memory, in
     this process. ``chunk_size``: scenarios per chunk on the workers (rounded up to whole blocks
-    of 1024; default about 64 MiB a chunk). None of them changes the numbers, so they are not
-    part of the config digest.
+    of 1024; default about 64 MiB a chunk). ``force_workers``: start a local cluster of more
+    workers than the stated multiple of this machine's CPUs (refused otherwise, see
+    :func:`~fundguard.optimizer.calibrate.check_workers`). None of them changes the numbers, so
+    they are not part of the config digest.
     """
 
     scheduler: str | None = None
     workers: int | None = None
     chunk_size: int | None = None
+    force_workers: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -217,8 +224,8 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         "alpha": (float, _open_interval(0.0, 1.0)),
         "cost_of_capital": (float, _at_least(0.0)),
         "premium_weight": ((float, dict), _per_market_nonneg),
-        "premium_min": ((float, dict), _per_market_nonneg),
-        "premium_max": ((float, dict), _per_market_nonneg),
+        "premium_min": ((float, dict), _per_market_rate),
+        "premium_max": ((float, dict), _per_market_rate),
         "fund_max": (float, _greater(0.0)),
         "floor": (float, _finite),
         "rate_change_penalty": (float, _at_least(0.0)),
@@ -229,6 +236,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         "scheduler": (str, _scheduler_address),
         "workers": (int, _at_least(1)),
         "chunk_size": (int, _at_least(1)),
+        "force_workers": (bool, None),
     })
 
     if "markets" not in raw:
@@ -241,7 +249,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         if not isinstance(entry, Mapping):
             raise ConfigError(ctx.where(path, f"{path} must be a table"))
         fields = ctx.fields(entry, path, {
-            "name": (str, _nonempty),
+            "name": (str, _market_name),
             "prices": (str, _nonempty),
             "column": (str, _nonempty),
             "strict_prices": (bool, None),
@@ -250,7 +258,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
             "impact": (float, _at_least(0.0)),
             "gap": (float, _at_least(0.0)),
             "premium_kind": (str, _one_of(PREMIUM_KINDS)),
-            "current_rate": (float, _at_least(0.0)),
+            "current_rate": (float, _rate),
             "tiers": (list, None),
         }, required=("name", "open_interest", "daily_volume"))
         tiers = None
@@ -278,6 +286,14 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
             missing = sorted(set(names) - set(value))
             if unknown or missing:
                 raise ConfigError(ctx.where(f"problem.{key}", f"problem.{key} must name every market exactly: unknown {unknown}, missing {missing}"))
+    low, high = prob.get("premium_min", ProblemConfig.premium_min), prob.get("premium_max", ProblemConfig.premium_max)
+    for name in names:
+        lo = low[name] if isinstance(low, Mapping) else low
+        hi = high[name] if isinstance(high, Mapping) else high
+        if lo > hi:
+            key = "premium_min" if "premium_min" in prob else "premium_max"
+            raise ConfigError(ctx.where(f"problem.{key}", f"problem.premium_min {lo:g} is above problem.premium_max "
+                                                          f"{hi:g} for market {name!r}"))
     scen = {k: tuple(v) if isinstance(v, list) else v for k, v in scen.items()}
     # [compute] says where to run, not what: it never changes the numbers, so it is not digested
     canonical = json.dumps(_jsonable({k: v for k, v in raw.items() if k != "compute"}), sort_keys=True,
@@ -291,6 +307,22 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         source=source,
         digest=hashlib.sha256(canonical.encode()).hexdigest(),
     )
+
+
+def config_where(cfg: CalibrationConfig, dotted: str, message: str) -> str:
+    """``message`` prefixed with ``file:line`` of key ``dotted`` in the file ``cfg`` was read from.
+
+    For errors found after loading (a run too large for this machine): the file is read again
+    to find the line; a config from a mapping, or a file no longer readable, gives the message
+    alone or with the file name.
+    """
+    if cfg.source is None:
+        return message
+    try:
+        text = cfg.source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None
+    return _Context(cfg.source, text).where(dotted, message)
 
 
 def _tier(ctx: _Context, entry: Any, path: str) -> TierConfig:
@@ -358,6 +390,10 @@ class _Context:
             if value is _BAD:
                 expected = " or ".join(_type_name(k) for k in (kind if isinstance(kind, tuple) else (kind,)))
                 raise ConfigError(self.where(dotted, f"{dotted} must be {expected}, got {type(table[key]).__name__} {table[key]!r}"))
+            # TOML has inf and nan literals; no key of ours means either (range checks alone
+            # would let inf through every ">= 0")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(self.where(dotted, f"{dotted} must be a finite number, got {table[key]!r}"))
             if check is not None:
                 problem = check(dotted, value)
                 if problem:
@@ -412,6 +448,9 @@ def _coerce(value: Any, kind: Any) -> Any:
             return float(value)
         if k is int and isinstance(value, int) and not isinstance(value, bool):
             return value
+        # 1e6 is how people write a million scenarios; TOML reads it as a float
+        if k is int and isinstance(value, float) and value.is_integer() and abs(value) < 2.0**53:
+            return int(value)
         if k is dict and isinstance(value, Mapping):
             return dict(value)
         if k in (str, list) and isinstance(value, k):
@@ -447,6 +486,15 @@ def _nonempty(key: str, v: str) -> str | None:
     return None if v.strip() else f"{key} must not be empty"
 
 
+def _market_name(key: str, v: str) -> str | None:
+    # names go into one-line messages, terminal output and report tables: no line breaks,
+    # tabs or terminal escapes (TOML strings can hold them as \n, \t, \u001b)
+    bad = next((ch for ch in v if not ch.isprintable()), None)
+    if bad is not None:
+        return f"{key} must not contain control characters (such as newlines), got {v!r}"
+    return _nonempty(key, v)
+
+
 def _one_of(options: tuple[str, ...]) -> Check:
     return lambda key, v: None if v in options else f"{key} must be one of {', '.join(options)}; got {v!r}"
 
@@ -470,6 +518,10 @@ def _dates(key: str, v: list) -> str | None:
     for i, item in enumerate(v):
         if not isinstance(item, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?Z?)?", item):
             return f"{key}[{i}] must be a date 'YYYY-MM-DD', got {item!r}"
+        try:  # the pattern lets 2021-02-30 and 25:00 through; the calendar does not
+            dt.datetime.fromisoformat(item)
+        except ValueError as exc:
+            return f"{key}[{i}] is not a calendar date: {item!r} ({exc})"
     return None
 
 
@@ -485,7 +537,27 @@ def _per_market_nonneg(key: str, v: float | dict) -> str | None:
     for market, x in values:
         name = f"{key}.{market}" if market is not None else key
         if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
-            return f"{name} must be a number >= 0, got {x!r}"
+            return f"{name} must be a finite number >= 0, got {x!r}"
+    return None
+
+
+def _rate(key: str, v: float) -> str | None:
+    # A premium rate is a fraction of its premium base: above 1 the venue would charge more
+    # than the whole base (a rate given in percent, 1.25 for 1.25%, is the usual slip).
+    if not 0.0 <= v <= 1.0:
+        return f"{key} must be a premium rate in [0, 1] (a fraction: 0.0125 for 1.25%), got {v!r}"
+    return None
+
+
+def _per_market_rate(key: str, v: float | dict) -> str | None:
+    problem = _per_market_nonneg(key, v)
+    if problem:
+        return problem
+    values = v.items() if isinstance(v, dict) else [(None, v)]
+    for market, x in values:
+        problem = _rate(f"{key}.{market}" if market is not None else key, float(x))
+        if problem:
+            return problem
     return None
 
 

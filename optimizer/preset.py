@@ -18,7 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -92,7 +92,8 @@ class Preset:
 
 
 def build_preset(
-    prices: Mapping[str, str | os.PathLike[str] | pd.DataFrame],
+    prices: Mapping[str, str | os.PathLike[str] | pd.DataFrame]
+    | Sequence[tuple[str, str | os.PathLike[str] | pd.DataFrame]],
     *,
     spec: str | VolSpec = "auto",
     column: str | None = None,
@@ -102,8 +103,9 @@ def build_preset(
 
     Parameters
     ----------
-    prices : mapping of market name -> price file (or DataFrame)
+    prices : mapping of market name -> price file (or DataFrame), or (name, file) pairs
         Each market is fitted on its own full history; the copula on the dates common to all.
+        Pairs (as the command line gives them) may not name a market twice.
     spec : "auto" or VolSpec
         "auto" chooses by BIC among ``SIMULATION_CANDIDATES`` (the preset is simulated 30 days
         ahead, where EGARCH-t has no finite variance).
@@ -116,11 +118,20 @@ def build_preset(
     -------
     dict, JSON-serialisable, the content of a preset file (see :func:`load_preset`).
     """
-    if len(prices) < 1:
+    pairs = list(prices.items()) if isinstance(prices, Mapping) else list(prices)
+    if len(pairs) < 1:
         raise ConfigError("preset build needs at least one market (--prices NAME=FILE ...)")
+    names = [name for name, _ in pairs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        # a dict would silently keep the last file of each: the preset would not be what was asked
+        raise ConfigError(f"preset build: market names must be unique; repeated: {repeated}")
+    bad = [n for n in names if not isinstance(n, str) or not n.strip() or not n.isprintable()]
+    if bad:
+        raise ConfigError(f"preset build: market names must be non-empty text without control characters, got {bad}")
     models: dict[str, VolModel] = {}
     sources: dict[str, Any] = {}
-    for market, source in prices.items():
+    for market, source in pairs:
         frame = load_prices(source, price_column=column, name=market)
         returns = log_returns(frame)[market]
         model = fit_volatility(returns, spec, candidates=SIMULATION_CANDIDATES, name=market)

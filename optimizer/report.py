@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,31 @@ def _is_type(value: Any, kind: str) -> bool:
     }[kind]
 
 
+# Markdown punctuation that can start emphasis, code, links, tables or HTML inside a line.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def _plain(text: Any) -> str:
+    """``text`` on one line: control characters (newlines, tabs, terminal escapes) written as escapes."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
+def _md(text: Any) -> str:
+    """``text`` as inert Markdown inline text (a table cell, a list item): one line, Markdown
+    punctuation backslash-escaped and ``& < >`` as entities, so that a market named ``A|B``,
+    ``<script>`` or with backticks shows as written and cannot break the table or inject HTML."""
+    text = _plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
 def summary_lines(result: CalibrationResult) -> list[str]:
-    """The answer in a few lines: fund target, rates, certificate (the first lines of the CLI and report)."""
+    """The answer in a few lines: fund target, rates, certificate (the first lines of the CLI and report).
+
+    Market names are made one-line (:func:`_plain`), so that the lines stay lines on a terminal
+    and inside the report's code block.
+    """
     p, c = result.policy, result.certificate
-    rates = ", ".join(f"{m} {r:.4%}" for m, r in p.rates_by_market().items())
+    rates = ", ".join(f"{_plain(m)} {r:.4%}" for m, r in p.rates_by_market().items())
     verdict = "meets" if result.meets_target else "DOES NOT meet"
     return [
         f"fund target     {p.fund_target:,.0f}",
@@ -158,24 +180,24 @@ def render_report(result: CalibrationResult) -> str:
     for name in result.markets:
         m = result.models[name]
         annual = m["annualized_volatility"]
-        lines.append(f"| {name} | {m['spec']} | {m['next_volatility']:.2%} | "
+        lines.append(f"| {_md(name)} | {_md(m['spec'])} | {m['next_volatility']:.2%} | "
                      f"{'n/a' if annual is None or not math.isfinite(annual) else f'{annual:.0%}'} | "
                      f"{m['persistence']:.4f} | {t['tail_share_by_market'][name]:.1%} | "
                      f"{t['expected_premium_income'][name]:,.0f} |")
     if result.stress:
         lines += ["", "| stress scenario | horizon loss | lowest fund | survived |", "|---|---:|---:|---|"]
-        lines += [f"| {s['label']} | {s['horizon_loss']:,.0f} | {s['lowest_fund']:,.0f} | {'yes' if s['survived'] else 'NO'} |"
+        lines += [f"| {_md(s['label'])} | {s['horizon_loss']:,.0f} | {s['lowest_fund']:,.0f} | {'yes' if s['survived'] else 'NO'} |"
                   for s in result.stress]
     if result.frontier:
         lines += ["", f"Cost of solvency (method {result.frontier[0].method!r}, on the same scenarios):", "",
                   "| alpha | fund target | capital cost |", "|---:|---:|---:|"]
         lines += [f"| {p.alpha:.2%} | {p.fund_target:,.0f} | {p.objective:,.0f} |" for p in result.frontier]
     lines += ["", "## Notes", ""]
-    lines += [f"- {note}" for note in result.notes] or ["- none"]
-    sources = {name: m["source"] for name, m in result.models.items()}
+    lines += [f"- {_md(note)}" for note in result.notes] or ["- none"]
+    sources = "; ".join(f"{_md(name)}: {_md(m['source'])}" for name, m in result.models.items())
     lines += ["", "## Inputs", "", f"- config digest `{inputs['config_digest']}`"
-              + (f" ({inputs['config_source']})" if inputs["config_source"] else " (built-in preset)"),
-              f"- models from: {sources}", f"- versions: {inputs['versions']}", "",
+              + (f" ({_md(inputs['config_source'])})" if inputs["config_source"] else " (built-in preset)"),
+              f"- models from: {sources}", f"- versions: {_md(inputs['versions'])}", "",
               "Statements are about the model's world; see `benchmarks/` for checks against real history.", ""]
     return "\n".join(lines)
 

@@ -35,6 +35,8 @@ from fundguard.models import (
 from fundguard.models.errors import InfeasibleError, ProblemError
 from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, solve
 from fundguard.optimizer.config import parse_config
+from fundguard.optimizer.calibrate import calibrate, check_balance
+from fundguard.optimizer.preset import build_preset
 
 RNG = np.random.default_rng(0)
 N, T, J = 400, 5, 2
@@ -75,6 +77,16 @@ def _book(**market):
 
 def _config(**problem):
     return parse_config({"problem": problem, "markets": [{"name": "X", "open_interest": 1, "daily_volume": 1}]})
+
+
+def _sized(**scenarios):
+    """A preset-market config (no price files) with these scenario sizes, as a mapping."""
+    return {"scenarios": {"innovations": "parametric", **scenarios},
+            "markets": [{"name": "BTC", "open_interest": 1e9, "daily_volume": 3e9}]}
+
+
+def _market_config(**market):
+    return parse_config({"markets": [{"name": "X", "open_interest": 1, "daily_volume": 1, **market}]})
 
 
 CASES = {
@@ -156,11 +168,43 @@ CASES = {
     "negative daily volume": (lambda: _book(daily_volume=-1.0), SpecificationError, "daily_volume"),
     "unknown premium kind": (lambda: _book(premium_kind="funding"), SpecificationError, "premium_kind"),
     # -- issue 13: sizes --
+    "n_scenarios beyond memory": (lambda: calibrate(_sized(n_scenarios=10**9)), ConfigError,
+                                  "scenarios.n_scenarios = 1,000,000,000 needs about"),
+    "certify_scenarios beyond memory": (lambda: calibrate(_sized(certify_scenarios=10**12)), ConfigError,
+                                        "scenarios.certify_scenarios = 1,000,000,000,000 needs about"),
+    "horizon beyond memory": (lambda: calibrate(_sized(horizon=10**6)), ConfigError, "GB is available"),
+    "check certify_scenarios beyond memory": (lambda: check_balance(1e6, _sized(certify_scenarios=10**12)),
+                                              ConfigError, "scenarios.certify_scenarios"),
+    "too many local workers": (lambda: calibrate({**_sized(), "compute": {"workers": 10**4}}, method="cvar"),
+                               ConfigError, "compute.workers = 10000 would start 10000 worker processes"),
+    "negative seed": (lambda: calibrate(_sized(), seed=-5), ConfigError, "seed must be an integer >= 0, got -5"),
     # scenario generation
     "horizon zero": (lambda: simulate_returns({"X": _model()}, 0, 100), FundguardError, "horizon"),
     "unknown innovations": (lambda: simulate_returns({"X": _model()}, 5, 100, innovations="magic"), FundguardError,
                             "innovations"),
     # -- issue 13: config --
+    "config market name with a newline": (lambda: _market_config(name="BTC\n| x |"), ConfigError,
+                                          "markets[0].name must not contain control characters"),
+    "preset build with a market twice": (lambda: build_preset([("BTC", _prices()), ("BTC", _prices())]), ConfigError,
+                                         "repeated: ['BTC']"),
+    "config cost_of_capital inf": (lambda: _config(cost_of_capital=float("inf")), ConfigError,
+                                   "problem.cost_of_capital must be a finite number, got inf"),
+    "config rate_change_penalty nan": (lambda: _config(rate_change_penalty=float("nan")), ConfigError,
+                                       "problem.rate_change_penalty must be a finite number"),
+    "config current_rate inf": (lambda: _market_config(current_rate=float("inf")), ConfigError,
+                                "markets[0].current_rate must be a finite number"),
+    "config open_interest inf": (lambda: _market_config(open_interest=float("inf")), ConfigError,
+                                 "markets[0].open_interest must be a finite number"),
+    "config impact inf": (lambda: _market_config(impact=float("inf")), ConfigError, "markets[0].impact"),
+    "config gap nan": (lambda: _market_config(gap=float("nan")), ConfigError, "markets[0].gap"),
+    "config premium_max above one": (lambda: _config(premium_max=1.5), ConfigError,
+                                     "problem.premium_max must be a premium rate in [0, 1]"),
+    "config premium_min above premium_max": (lambda: _config(premium_min=0.02, premium_max=0.01), ConfigError,
+                                             "problem.premium_min 0.02 is above problem.premium_max 0.01"),
+    "config impossible stress date": (lambda: parse_config({"scenarios": {"stress_dates": ["2021-02-30"]},
+                                                            "markets": [{"name": "X", "open_interest": 1,
+                                                                         "daily_volume": 1}]}),
+                                      ConfigError, "stress_dates[0] is not a calendar date: '2021-02-30'"),
     # config
     "config alpha out of range": (lambda: _config(alpha=2.0), ConfigError, "problem.alpha"),
     "config unknown key": (lambda: _config(alfa=0.1), ConfigError, "problem.alfa"),

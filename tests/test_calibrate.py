@@ -319,3 +319,104 @@ def test_cli_killed_at_random_times_leaves_old_or_new_outputs(price_files, tmp_p
         assert validate_result(document) == []
         # never a mixture: the report belongs to the same run as result.json
         assert f"seed {document['inputs']['seed']}" in (out / "report.md").read_text()
+
+
+def _count_fits(monkeypatch) -> list[str]:
+    """Wrap the fit calibrate.py uses; returns the list of market names it was called for."""
+    import importlib
+
+    # (the package's `calibrate` attribute is the function, so import the module by name)
+    calibrate_module = importlib.import_module("fundguard.optimizer.calibrate")
+    calls: list[str] = []
+    real = calibrate_module.fit_volatility
+
+    def counting(returns, *args, **kwargs):
+        calls.append(kwargs.get("name"))
+        return real(returns, *args, **kwargs)
+
+    monkeypatch.setattr(calibrate_module, "fit_volatility", counting)
+    return calls
+
+
+def test_check_balance_fits_each_market_once(price_files, monkeypatch):
+    calls = _count_fits(monkeypatch)
+    config = _config(price_files, method="cvar")
+    config["scenarios"].update(n_scenarios=1000, certify_scenarios=2000)
+    report_ = check_balance(1e8, config)
+    assert sorted(calls) == ["AAA", "BBB"]  # was 4: once inside calibrate, once for the evaluation
+    assert report_["target"] == pytest.approx(calibrate(config).policy.fund_target)
+
+
+@pytest.mark.slow
+def test_compute_section_fits_each_market_once(price_files, monkeypatch):
+    pytest.importorskip("distributed")
+    calls = _count_fits(monkeypatch)
+    config = _config(price_files, method="cvar")
+    config["scenarios"].update(n_scenarios=1000, certify_scenarios=2000)
+    config["compute"] = {"workers": 1}
+    result = calibrate(config)
+    assert sorted(calls) == ["AAA", "BBB"]  # was 4: calibrate called itself with the cluster's client
+    assert result.certificate.n == 2000
+
+
+def test_check_balance_refuses_a_result_file_with_nan_or_other_markets(price_files, fitted, tmp_path):
+    from fundguard.models.errors import ConfigError
+
+    document = fitted.to_dict()
+    cases = {
+        "nan": (json.dumps(document).replace(f'"fund_target": {json.dumps(document["policy"]["fund_target"])}',
+                                             '"fund_target": NaN', 1), "holds NaN"),
+        "infinity": (json.dumps({**document, "tail": {"required_fund_var": float("inf")}}), "holds Infinity"),
+        "negative": (json.dumps({**document, "policy": {**document["policy"], "fund_target": -1.0}}),
+                     "no policy.fund_target >= 0 (got -1.0)"),
+        "text": (json.dumps({**document, "policy": {**document["policy"], "fund_target": "1e6"}}),
+                 "no policy.fund_target >= 0 (got '1e6')"),
+        "list": ("[1, 2]", "no policy.fund_target"),
+        "other markets": (json.dumps({**document, "markets": ["AAA", "ZZZ"]}), "is for markets ['AAA', 'ZZZ']"),
+    }
+    for name, (text, fragment) in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            check_balance(1e6, _config(price_files), result_file=path)
+        assert fragment in str(info.value) and str(path) in str(info.value), (name, str(info.value))
+    with pytest.raises(ConfigError, match="does not exist"):
+        check_balance(1e6, _config(price_files), result_file=tmp_path / "absent.json")
+
+
+@pytest.mark.parametrize("seed", [-5, 2.5, True, "7"])
+def test_library_seed_must_be_a_non_negative_integer(price_files, seed):
+    from fundguard.models.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"seed must be an integer >= 0, got"):
+        calibrate(_config(price_files), seed=seed)
+    with pytest.raises(ConfigError, match=r"seed must be an integer >= 0, got"):
+        check_balance(1e6, _config(price_files), seed=seed)
+
+
+def test_report_escapes_market_names(fitted):
+    import dataclasses
+    import re
+
+    weird = {"AAA": "A|B <script>alert(1)</script>", "BBB": "x```y\n| injected | row |"}
+    policy = dataclasses.replace(fitted.policy, markets=tuple(weird[m] for m in fitted.policy.markets))
+    tail = {**fitted.tail, **{key: {weird[m]: v for m, v in fitted.tail[key].items()}
+                              for key in ("tail_share_by_market", "expected_premium_income")}}
+    result = dataclasses.replace(fitted, policy=policy, markets=tuple(weird[m] for m in fitted.markets),
+                                 models={weird[m]: v for m, v in fitted.models.items()}, tail=tail,
+                                 notes=("<img src=x onerror=alert(1)> note about A|B",))
+    text = report.render_report(result)
+    lines = text.splitlines()
+    fences = [i for i, line in enumerate(lines) if line.startswith("```")]
+    assert len(fences) == 2  # the code block of the answer, opened and closed by us only
+    # (inside the code block nothing is rendered; outside it, nothing may be HTML)
+    outside = "\n".join(lines[:fences[0]] + lines[fences[1] + 1:])
+    assert "<script" not in outside and "<img" not in outside and "&lt;script&gt;" in outside
+    assert "| injected | row |" not in outside
+    header = next(i for i, line in enumerate(lines) if line.startswith("| market |"))
+    unescaped = re.compile(r"(?<!\\)\|")
+    columns = len(unescaped.findall(lines[header]))
+    rows = lines[header + 2:header + 2 + len(weird)]
+    assert [len(unescaped.findall(row)) for row in rows] == [columns] * len(weird), rows
+    assert rows[0].startswith(r"| A\|B &lt;script&gt;") and r"x\`\`\`y\\n\| injected \| row \|" in rows[1]
+    assert "\n| injected" not in "\n".join(report.summary_lines(result))

@@ -133,3 +133,111 @@ def test_dict_config_needs_markets():
         parse_config({"problem": {"alpha": 0.05}})
     cfg = parse_config({"markets": [{"name": "X", "open_interest": 1, "daily_volume": 2}]})
     assert cfg.source is None and cfg.problem.alpha == 0.01
+
+
+# Every numeric key of the schema, as (section header or None for the first market, key); the
+# value is appended under that header so that the error must cite the appended line.
+_FLOAT_KEYS = [("[problem]", k) for k in ("alpha", "cost_of_capital", "premium_weight", "premium_min", "premium_max",
+                                           "fund_max", "floor", "rate_change_penalty", "confidence")]
+_FLOAT_KEYS += [("[[markets]]", k) for k in ("open_interest", "daily_volume", "impact", "gap", "current_rate")]
+_FLOAT_KEYS += [("[[markets.tiers]]", k) for k in ("share", "leverage", "maintenance_margin")]
+_INT_KEYS = [("[scenarios]", k) for k in ("n_scenarios", "horizon", "seed", "chunk_size", "stress_window",
+                                           "certify_scenarios")] + [("[volatility]", "lookback")]
+
+
+def _numeric_config(header: str, key: str, literal: str) -> tuple[str, int, str]:
+    """A minimal valid config with ``key = literal`` as the last line of ``header``'s table; (text, line, dotted key)."""
+    base = {"[problem]": "", "[scenarios]": "", "[volatility]": ""}
+    market = {"name": '"X"', "open_interest": "1e9", "daily_volume": "3e9"}
+    tier = {"share": "1.0", "leverage": "10", "maintenance_margin": "0.01"}
+    lines: list[str] = []
+    target = None
+    for section in ("[volatility]", "[scenarios]", "[problem]"):
+        lines.append(section)
+        if section == header:
+            lines.append(f"{key} = {literal}")
+            target = len(lines)
+        lines.append(base[section])
+    lines.append("[[markets]]")
+    for k, v in market.items():
+        if header == "[[markets]]" and k == key:
+            continue
+        lines.append(f"{k} = {v}")
+    if header == "[[markets]]":
+        lines.append(f"{key} = {literal}")
+        target = len(lines)
+    lines.append("[[markets.tiers]]")
+    for k, v in tier.items():
+        if header == "[[markets.tiers]]" and k == key:
+            continue
+        lines.append(f"{k} = {v}")
+    if header == "[[markets.tiers]]":
+        lines.append(f"{key} = {literal}")
+        target = len(lines)
+    dotted = {"[[markets]]": "markets[0]", "[[markets.tiers]]": "markets[0].tiers[0]"}.get(header, header.strip("[]"))
+    return "\n".join(lines) + "\n", target, f"{dotted}.{key}"
+
+
+@pytest.mark.parametrize("literal", ["inf", "-inf", "nan", "+inf"])
+@pytest.mark.parametrize(("header", "key"), _FLOAT_KEYS, ids=[k for _, k in _FLOAT_KEYS])
+def test_every_float_key_refuses_inf_and_nan_with_its_line(tmp_path, header, key, literal):
+    text, line, dotted = _numeric_config(header, key, literal)
+    path = tmp_path / "fund.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: {dotted} must be a finite number, got "), message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("literal", ["inf", "nan", "2.5"])
+@pytest.mark.parametrize(("header", "key"), _INT_KEYS, ids=[k for _, k in _INT_KEYS])
+def test_every_integer_key_refuses_non_integers_with_its_line(tmp_path, header, key, literal):
+    text, line, dotted = _numeric_config(header, key, literal)
+    path = tmp_path / "fund.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}:{line}: {dotted} must be an integer, got float "), str(info.value)
+
+
+def test_the_minimal_numeric_config_is_valid(tmp_path):
+    # the helper's base config parses, so the failures above are due to the one changed key
+    text, _, _ = _numeric_config("[problem]", "alpha", "0.02")
+    path = tmp_path / "fund.toml"
+    path.write_text(text)
+    assert load_config(path).problem.alpha == 0.02
+
+
+def test_integral_floats_are_accepted_for_integer_keys(config_dir):
+    text = GOOD.format(prices="btc.csv").replace("n_scenarios = 5000", "n_scenarios = 1e4")
+    cfg = load_config(write(config_dir, text))
+    assert cfg.scenarios.n_scenarios == 10_000 and isinstance(cfg.scenarios.n_scenarios, int)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "fragment"),
+    [
+        ("cost_of_capital = 0.08", "cost_of_capital = 0.08\npremium_min = 0.5", 15,
+         "problem.premium_min 0.5 is above problem.premium_max 0.001 for market 'BTC'"),
+        ("ETH = 0.002", "ETH = 1.5", 15, "problem.premium_max.ETH must be a premium rate in [0, 1]"),
+        ("premium_max = {{ BTC = 0.001, ETH = 0.002 }}", "premium_max = 1.25", 15,
+         "problem.premium_max must be a premium rate in [0, 1] (a fraction: 0.0125 for 1.25%), got 1.25"),
+        ("current_rate = 0.0002", "current_rate = 2.0", 23, "markets[0].current_rate must be a premium rate in [0, 1]"),
+        ('stress_dates = ["2020-03-12"]', 'stress_dates = ["2020-03-12", "2021-02-30"]', 9,
+         "scenarios.stress_dates[1] is not a calendar date: '2021-02-30'"),
+        ('stress_dates = ["2020-03-12"]', 'stress_dates = ["2020-03-12T25:00"]', 9,
+         "scenarios.stress_dates[0] is not a calendar date"),
+        ("shocks = [-0.3]", "shocks = [nan]", 10, "shocks[0] must be a non-zero simple return"),
+    ],
+    ids=["min-above-max", "per-market-above-1", "rate-in-percent", "current-rate", "feb-30", "hour-25", "shock-nan"],
+)
+def test_rates_and_dates_out_of_their_domain(config_dir, old, new, line, fragment):
+    text = GOOD.format(prices="btc.csv")
+    assert old.replace("{{", "{").replace("}}", "}") in text
+    path = write(config_dir, text.replace(old.replace("{{", "{").replace("}}", "}"), new, 1))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: ") and fragment in message, message
