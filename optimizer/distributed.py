@@ -106,18 +106,18 @@ class TailFundModel(FundModel):
 # -- what runs on the workers ------------------------------------------------------------------------
 
 
-def _corners(chunk: ScenarioSet, low: np.ndarray, high: np.ndarray | None, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """``highest``, ``lowest`` (n,) of a chunk, currency units, by the in-memory pass's arithmetic."""
+def _corners(chunk: ScenarioSet, low: np.ndarray, high: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``highest``, ``lowest`` (n,) of a chunk (required funds above the floor), currency units, by
+    the in-memory pass's arithmetic."""
     worst_low, worst_high, _ = _corner_pass(chunk, low, high, None)
-    highest = floor - worst_low
-    lowest = floor - worst_high if high is not None else highest.copy()
+    highest = -worst_low
+    lowest = -worst_high if high is not None else highest.copy()
     return highest, lowest
 
 
-def _corner_summary(chunk: ScenarioSet, start: int, low: np.ndarray, high: np.ndarray | None, floor: float,
-                    rank: int) -> dict[str, Any]:
+def _corner_summary(chunk: ScenarioSet, start: int, low: np.ndarray, high: np.ndarray | None, rank: int) -> dict[str, Any]:
     """Pass 1 on one chunk: block premium totals, ``max |highest|`` and a sketch of the top ``rank`` lowest."""
-    highest, lowest = _corners(chunk, low, high, floor)
+    highest, lowest = _corners(chunk, low, high)
     base = chunk.premium_base
     n, _, n_markets = base.shape
     totals = np.empty((-(-n // SCENARIO_BLOCK), n_markets))
@@ -137,10 +137,9 @@ def _corner_summary(chunk: ScenarioSet, start: int, low: np.ndarray, high: np.nd
     }
 
 
-def _tail_rows(chunk: ScenarioSet, start: int, low: np.ndarray, high: np.ndarray | None, floor: float,
-               threshold: float) -> tuple[np.ndarray, ...]:
+def _tail_rows(chunk: ScenarioSet, start: int, low: np.ndarray, high: np.ndarray | None, threshold: float) -> tuple[np.ndarray, ...]:
     """Pass 2 on one chunk: the scenarios with ``highest >= threshold`` (global index, data, corners)."""
-    highest, lowest = _corners(chunk, low, high, floor)
+    highest, lowest = _corners(chunk, low, high)
     keep = np.flatnonzero(highest >= threshold)
     return keep + start, chunk.losses[keep], chunk.premium_base[keep], highest[keep], lowest[keep]
 
@@ -196,11 +195,11 @@ def tail_model(problem: PolicyProblem, chunked: ChunkedScenarioSet, max_alpha: f
     free_high = high if np.any(high - low > 0.0) else None
     floor = problem.floor
     rank = min(allowed_ruins(alpha, n) + 1, n)
-    summaries = chunked.map(_corner_summary, low, free_high, floor, rank)
+    summaries = chunked.map(_corner_summary, low, free_high, rank)
     mean_base = np.concatenate([s["block_totals"] for s in summaries]).sum(axis=0) / n
     level = _rank_lower_bound(summaries, rank)
     threshold = level - _TAIL_MARGIN * max(abs(level), abs(floor), 1.0)
-    parts = chunked.map(_tail_rows, low, free_high, floor, threshold)
+    parts = chunked.map(_tail_rows, low, free_high, threshold)
     tail = ScenarioSet(losses=np.concatenate([p[1] for p in parts]), premium_base=np.concatenate([p[2] for p in parts]),
                        markets=chunked.markets)
     highest = np.concatenate([p[3] for p in parts])

@@ -177,13 +177,21 @@ def objective_value(problem: PolicyProblem, fund_target: float, premium_rates: n
 class FundModel:
     """One (problem, scenarios) pair in the scaled units every formulation is written in.
 
-    Decisions are rescaled to order one: the fund target ``F0 = money_scale * f`` and, for the
-    markets whose rate is not fixed (``free``), ``p_j = rate_low_j + rate_span_j * u_j`` with
-    ``u_j`` in [0, 1]. In those units the required fund of scenario s is
-    ``R_s(u) = max_t ( required0[s, t] - relief[s, t, :] @ u )`` with::
+    Decisions are rescaled to order one: the fund target above the floor,
+    ``F0 = floor + money_scale * f``, and, for the markets whose rate is not fixed (``free``),
+    ``p_j = rate_low_j + rate_span_j * u_j`` with ``u_j`` in [0, 1]. In those units the required
+    fund of scenario s above the floor is ``R_s(u) = max_t ( required0[s, t] - relief[s, t, :] @ u )``
+    with::
 
-        required0[s, t] = (floor + sum_{v <= t} L[s, v] - sum_{v <= t} B[s, v, :] @ rate_low) / money_scale
+        required0[s, t] = (sum_{v <= t} L[s, v] - sum_{v <= t} B[s, v, :] @ rate_low) / money_scale
         relief[s, t, j] = sum_{v <= t} B[s, v, free_j] * rate_span[free_j] / money_scale   (>= 0)
+
+    Measuring the fund from the floor keeps the solvers' numbers of the size of the losses
+    whatever the floor is: with ``F0`` itself as the decision a floor of 1e12 on losses of 1e6
+    left the losses in the last six digits of every row, below the solvers' tolerances (the
+    "exact" fund above the floor came out 1% too high, cutting-plane "cvar" 5e-4). ``F0 >= 0``
+    becomes ``f >= fund_min = -floor / money_scale`` and the floor's capital cost
+    ``cost_of_capital * floor`` (:attr:`floor_cost`) stays out of the scaled objective.
 
     Those (N, T) and (N, T, Jf) arrays are never built for all scenarios (see the module
     notes): :meth:`screen` builds them for the scenarios that can matter.
@@ -203,13 +211,13 @@ class FundModel:
     free : (Jf,) int
         Markets whose rate is a decision (``rate_span > 0``).
     money_scale : float, currency units
-        Typical fund target: the required fund at ``premium_min`` of the
+        Typical fund target above the floor: the required fund at ``premium_min`` of the
         ``(floor(alpha N) + 1)``-th worst scenario (falls back to the largest, then to 1).
     objective_scale : float, currency units
         Divides the objective so that its largest coefficient is about one.
     highest, lowest : (N,) float64
-        Scaled ``R_s`` at ``premium_min`` (u = 0, its maximum over the box) and at
-        ``premium_max`` (u = 1, its minimum).
+        Scaled ``R_s`` (above the floor) at ``premium_min`` (u = 0, its maximum over the box) and
+        at ``premium_max`` (u = 1, its minimum).
     stress_required0, stress_relief : (Ns, T) and (Ns, T, Jf) float64
         ``required0`` and ``relief`` of the stress scenarios (few: kept whole).
     mean_base : (J,) float64, currency units
@@ -292,7 +300,7 @@ class FundModel:
         span = high - low
         free = np.flatnonzero(span > 0.0)
 
-        # R_s at both corners: R_s(p) = floor - min_t cumsum_t(B @ p - L), the canonical check's form.
+        # R_s above the floor at both corners: -min_t cumsum_t(B @ p - L), the canonical check's sums.
         member = None
         if random_index is not None:
             member = np.zeros(scenarios.n_scenarios, dtype=bool)
@@ -301,8 +309,8 @@ class FundModel:
         if random_index is not None:
             worst_low = worst_low[random_index]
             worst_high = worst_high[random_index] if free.size else worst_low
-        highest = problem.floor - worst_low
-        lowest = problem.floor - worst_high if free.size else highest.copy()
+        highest = -worst_low
+        lowest = -worst_high if free.size else highest.copy()
         return cls.assemble(problem, scenarios, random_index, stress, highest, lowest, total_base / worst_low.size,
                             scale_alpha=scale_alpha)
 
@@ -327,7 +335,8 @@ class FundModel:
         Parameters
         ----------
         highest, lowest : (K,) float64, currency units (unscaled; scaled in place)
-            ``floor - worst_net_flow`` at ``premium_min`` and at ``premium_max``: of every random
+            ``-worst_net_flow`` (the required fund above the floor) at ``premium_min`` and at
+            ``premium_max``: of every random
             scenario (K = N), or of a tail view holding at least the ``floor(alpha N) + 1``
             largest of both (:mod:`.distributed`).
         mean_base : (J,) float64, currency units
@@ -347,7 +356,7 @@ class FundModel:
         alpha = problem.alpha if scale_alpha is None else scale_alpha
         scale = kth_largest(highest, min(allowed_ruins(alpha, n_random) + 1, n_random))
         if stress is not None:
-            s_losses, s_base = _cumulative(stress, problem.floor)
+            s_losses, s_base = _cumulative(stress)
             s_unscaled0 = s_losses - s_base @ low
             scale = max(scale, float(s_unscaled0.max()))
         if not scale > 0.0:
@@ -445,8 +454,8 @@ class FundModel:
         return worst if index is None else worst[index]
 
     def required(self, u: np.ndarray) -> np.ndarray:
-        """Scaled required fund ``R_s(u)`` of every random scenario, (N,): one streaming pass."""
-        return (self.problem.floor - self.worst(self.rates(u))) / self.money_scale
+        """Scaled required fund above the floor ``R_s(u)`` of every random scenario, (N,): one streaming pass."""
+        return -self.worst(self.rates(u)) / self.money_scale
 
     def stress_required(self, u: np.ndarray) -> float:
         """Largest scaled required fund over the stress scenarios that must be survived (-inf if none)."""
@@ -466,9 +475,23 @@ class FundModel:
 
     @property
     def fund_cap(self) -> float:
-        """Scaled ``fund_max`` (inf when unset)."""
+        """Scaled ``fund_max`` (above the floor; inf when unset)."""
         fund_max = self.problem.fund_max
-        return math.inf if fund_max is None else fund_max / self.money_scale
+        return math.inf if fund_max is None else (fund_max - self.problem.floor) / self.money_scale
+
+    @property
+    def fund_min(self) -> float:
+        """Scaled ``F0 >= 0``: the lowest ``f`` (above the floor) a fund target can have."""
+        return -self.problem.floor / self.money_scale
+
+    @property
+    def floor_cost(self) -> float:
+        """``cost_of_capital * floor``, currency units: the part of every objective the scaled one leaves out."""
+        return self.problem.cost_of_capital * self.problem.floor
+
+    def fund_target(self, f: float) -> float:
+        """The fund target in currency units of a scaled fund ``f`` (above the floor)."""
+        return self.problem.floor + self.money_scale * f
 
     # -- exact screening ------------------------------------------------------------------------
     def required_range(self) -> tuple[np.ndarray, np.ndarray]:
@@ -528,7 +551,6 @@ class FundModel:
         """``required0`` (K, T) and ``relief`` (K, T, Jf) of the random scenarios ``index``."""
         rows = index if self.random_index is None else self.random_index[index]
         cum_losses = np.cumsum(self.source.losses[rows], axis=1)
-        cum_losses += self.problem.floor
         cum_base = np.cumsum(self.source.premium_base[rows], axis=1)
         required0 = cum_losses - cum_base @ self.rate_low
         required0 /= self.money_scale
@@ -544,7 +566,7 @@ class FundModel:
         """
         cap = self.fund_cap
         if lowest_fund > cap:
-            need = lowest_fund * self.money_scale
+            need = self.fund_target(lowest_fund)
             raise InfeasibleError(
                 f"fund_max = {self.problem.fund_max:.6g} is below the smallest fund target that meets "
                 f"{what}: {need:.6g} even at premium_max (short by {need - self.problem.fund_max:.6g})"
@@ -652,11 +674,9 @@ def _corner_pass(
     return worst_low, worst_high, total
 
 
-def _cumulative(scenarios: ScenarioSet, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """``floor + cumsum_t L`` (N, T) and ``cumsum_t B`` (N, T, J)."""
-    cum_losses = np.cumsum(scenarios.losses, axis=1)
-    cum_losses += floor
-    return cum_losses, np.cumsum(scenarios.premium_base, axis=1)
+def _cumulative(scenarios: ScenarioSet) -> tuple[np.ndarray, np.ndarray]:
+    """``cumsum_t L`` (N, T) and ``cumsum_t B`` (N, T, J)."""
+    return np.cumsum(scenarios.losses, axis=1), np.cumsum(scenarios.premium_base, axis=1)
 
 
 def _max_affine(required0: np.ndarray, relief: np.ndarray, u: np.ndarray) -> np.ndarray:

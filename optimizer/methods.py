@@ -197,7 +197,7 @@ class CvarFormulation:
                 return None, False, math.inf
             point = checked_point(model, rule, self._rates.value)
             claimed = (self.problem.value + model.cost_constant) * model.objective_scale
-            accepted = status == cp.OPTIMAL and agree(point.objective, claimed, model.objective_scale)
+            accepted = status == cp.OPTIMAL and agree(point.objective - model.floor_cost, claimed, model.objective_scale)
             return point, accepted, point.objective
 
         outcome = solve_with_fallback(self.problem, check, self.solvers)
@@ -411,7 +411,7 @@ def exact_on_model(
     if engine != "milp":
         search = ExactBranchAndBound(model, alpha) if search is None else search
         return search.solve(alpha, rtol=mip_rel_gap, time_limit=time_limit, started=start)
-    f_lo = max(0.0, order_lowest, stress_lowest)
+    f_lo = max(model.fund_min, order_lowest, stress_lowest)
     nf = model.n_free
 
     # Starting points: the box's corners and, optionally, the cvar policy.
@@ -867,7 +867,7 @@ def solve_scenario(
     if model.n_free == 0:
         # Every step of the greedy rule discards the scenario with the largest required fund.
         mask = np.zeros(n, dtype=bool)
-        required = model.problem.floor - model.worst(model.rate_low)
+        required = -model.worst(model.rate_low)
         mask[np.argsort(-required, kind="stable")[:k]] = True
         rule = FundRule("robust", alpha, discarded=mask)
         point = checked_point(model, rule, np.zeros(0))
@@ -878,7 +878,7 @@ def solve_scenario(
 
     # Scenarios below the (k+1)-th largest required fund at premium_max never bind while at
     # most k are discarded: screen them (and their rows) out exactly.
-    f_lo = max(0.0, order_lowest, stress_lowest)
+    f_lo = max(model.fund_min, order_lowest, stress_lowest)
     candidates = np.flatnonzero(highest > f_lo)
     rows = model.screen(candidates, f_lo)
     working_set = engine != "cvxpy"
@@ -901,7 +901,7 @@ def solve_scenario(
             return None, False, math.inf
         point = checked_point(model, FundRule("robust", alpha, discarded=mask.copy()), robust.rates.value)
         claimed = robust.claimed_objective()
-        accepted = status == cp.OPTIMAL and agree(point.objective, claimed, model.objective_scale)
+        accepted = status == cp.OPTIMAL and agree(point.objective - model.floor_cost, claimed, model.objective_scale)
         return point, accepted, point.objective
 
     def set_dropped() -> None:
@@ -924,7 +924,7 @@ def solve_scenario(
             point, solver_used = outcome.result, outcome.solver
             all_accepted &= outcome.accepted
             attempts = outcome.attempts
-            u, scaled_fund = point.u, point.fund_target / model.money_scale
+            u, scaled_fund = point.u, (point.fund_target - model.problem.floor) / model.money_scale
         required = required_at(u)
         # Put back discarded scenarios the solution satisfies: they do not change it.
         dropped &= ~(required <= scaled_fund - 1e-9)
@@ -954,7 +954,7 @@ def solve_scenario(
     }
     if working_set:
         details["working_set_rounds"] = robust.rounds
-        if not agree(point.objective, robust.claimed_objective(), model.objective_scale):
+        if not agree(point.objective - model.floor_cost, robust.claimed_objective(), model.objective_scale):
             all_accepted = False
     if not all_accepted:
         details["reason"] = "some robust solves did not pass the numpy check"
