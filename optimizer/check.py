@@ -241,6 +241,7 @@ def make_policy(
             ConvergenceWarning,
             stacklevel=4,
         )
+    model.confirm(point.fund_target, point.premium_rates, point.objective)
     return Policy(
         fund_target=point.fund_target,
         premium_rates=point.premium_rates,

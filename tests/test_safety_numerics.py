@@ -6,11 +6,15 @@ naming what is wrong, and a large floor does not move the answer above it.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from fundguard.models import ScenarioSet
+from fundguard.models.errors import ScenarioError, SolverError
 from fundguard.optimizer import PolicyProblem, solve
+from fundguard.optimizer.fund import FundModel
 
 # -- a floor far above the losses -----------------------------------------------------------------
 
@@ -60,3 +64,54 @@ def test_a_floor_below_zero_is_measured_the_same_way():
     base = solve(_interior_problem(0.0), scenarios, "exact")
     low = solve(_interior_problem(-5e5), scenarios, "exact")
     assert low.fund_target + 5e5 == pytest.approx(base.fund_target, rel=1e-9)
+
+
+# -- non-finite and absurd answers ------------------------------------------------------------------
+
+
+def _small_set() -> ScenarioSet:
+    rng = np.random.default_rng(0)
+    losses = rng.exponential(1e6, (400, 5)) * (rng.random((400, 5)) < 0.05)
+    return ScenarioSet(losses, rng.exponential(1e7, (400, 5, 2)), ["A", "B"])
+
+
+@pytest.mark.filterwarnings("ignore::fundguard.models.errors.ConvergenceWarning")
+@pytest.mark.parametrize("method", ["exact", "cvar", "scenario", "certified"])
+@pytest.mark.parametrize(("claimed", "fragment"), [(math.inf, "not a finite number"), (math.nan, "could not be confirmed"),
+                                                    (1e20, "more than any scenario can need")])
+def test_a_non_finite_or_absurd_fund_target_is_a_solver_error_never_an_answer(monkeypatch, method, claimed, fragment):
+    """Whatever a rule or solver comes up with, the numpy check refuses a fund target no scenario needs."""
+    from fundguard.optimizer import check
+
+    monkeypatch.setattr(check.FundRule, "fund", lambda self, required: claimed)
+    with pytest.raises(SolverError, match=fragment) as info:
+        solve(PolicyProblem(alpha=0.05, cost_of_capital=0.1), _small_set(), method)
+    assert "\n" not in str(info.value)
+
+
+def test_the_bound_on_the_fund_target_is_the_floor_plus_the_largest_path_loss():
+    scenarios = _small_set()
+    largest = scenarios.losses.sum(axis=1).max()
+    for floor in (0.0, 3e6, -2e5):
+        model = FundModel.build(PolicyProblem(alpha=0.05, cost_of_capital=0.1, floor=floor), scenarios)
+        assert model.largest_loss == largest
+        model.confirm(max(0.0, floor + largest), np.zeros(2), 1.0)  # the most any scenario can need: accepted
+        with pytest.raises(SolverError):
+            model.confirm(max(0.0, floor + largest) * 1.001 + 1.0, np.zeros(2), 1.0)
+
+
+def test_every_method_stays_within_the_bound_on_real_answers():
+    scenarios = _small_set()
+    bound = scenarios.losses.sum(axis=1).max()
+    for method in ("exact", "cvar", "scenario", "certified"):
+        policy = solve(PolicyProblem(alpha=0.05, cost_of_capital=0.1, premium_max=0.0), scenarios, method)
+        assert 0.0 < policy.fund_target <= bound
+
+
+def test_losses_near_the_float_limit_are_rejected_naming_the_scenario():
+    """Each entry is finite, the scenario's sum over the horizon is not: before, fund_target = inf, "optimal"."""
+    scenarios = _small_set()
+    losses = scenarios.losses.copy()
+    losses[12] = 1e308
+    with pytest.raises(ScenarioError, match=r"losses of scenario 12 sum to inf over the horizon"):
+        ScenarioSet(losses, scenarios.premium_base, scenarios.markets)
