@@ -28,6 +28,7 @@ from fundguard.models import (
     fit_volatility,
     load_prices,
     simulate_returns,
+    stress_paths,
 )
 from fundguard.models.errors import InfeasibleError, ProblemError
 from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, solve
@@ -142,6 +143,14 @@ CASES = {
     "scenario sample size epsilon out of range": (lambda: scenario_sample_size(1.5, 1e-6, 2), FundguardError, "epsilon"),
     # -- issue 13: library --
     "daily volume implausibly small": (lambda: _book(daily_volume=1e-100), SpecificationError, "daily_volume = 1e-100"),
+    "forecast on a numbers-only model": (lambda: _numbers_only().forecast_variance(5), SpecificationError,
+                                         "forecast_variance needs a model fitted"),
+    "conditional volatility of a numbers-only model": (lambda: _numbers_only().conditional_volatility,
+                                                       SpecificationError, "has no fitted sample"),
+    "replay on a numbers-only model": (lambda: stress_paths({"X": _numbers_only()}, 5, dates=["2021-01-05"]),
+                                       ScenarioError, "models['X'] has none"),
+    "bootstrap on a numbers-only model": (lambda: simulate_returns({"X": _numbers_only()}, 5, 100, innovations="fhs"),
+                                          InsufficientHistoryError, "no standardized residuals"),
     # venue book
     "leverage below one": (lambda: LeverageTier(1.0, 0.5, 0.01), SpecificationError, "leverage"),
     "maintenance margin at initial margin": (lambda: LeverageTier(1.0, 10.0, 0.1), SpecificationError,
@@ -164,6 +173,13 @@ CASES = {
 }
 
 _MODEL = []
+
+
+def _numbers_only():
+    """A model rebuilt from numbers, as the built-in preset's are: no fitted sample, no arch result."""
+    from fundguard.models import VolModel
+
+    return VolModel.from_dict(_model().to_dict())
 
 
 def _model():

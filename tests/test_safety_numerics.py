@@ -115,3 +115,33 @@ def test_losses_near_the_float_limit_are_rejected_naming_the_scenario():
     losses[12] = 1e308
     with pytest.raises(ScenarioError, match=r"losses of scenario 12 sum to inf over the horizon"):
         ScenarioSet(losses, scenarios.premium_base, scenarios.markets)
+
+
+# -- ScenarioSet input and numbers-only models ----------------------------------------------------
+
+
+def test_an_object_array_of_plain_numbers_is_still_accepted_and_complex_never_truncated():
+    scenarios = _small_set()
+    as_objects = ScenarioSet(scenarios.losses.astype(object), scenarios.premium_base, scenarios.markets)
+    np.testing.assert_array_equal(as_objects.losses, scenarios.losses)
+    assert as_objects.losses.dtype == np.float64
+    # a float64 array is stored without a copy
+    assert ScenarioSet(scenarios.losses, scenarios.premium_base, scenarios.markets).losses is scenarios.losses
+    with pytest.raises(ScenarioError, match="complex"):
+        ScenarioSet(scenarios.losses.astype(complex), scenarios.premium_base, scenarios.markets)  # even with 0j
+
+
+def test_a_numbers_only_model_still_does_what_needs_no_history():
+    """The preset's models (VolModel.from_dict) simulate and take shocks; only history-based calls say no."""
+    from fundguard.models import SpecificationError, stress_paths
+    from fundguard.optimizer.preset import load_preset
+
+    preset = load_preset()
+    model = next(iter(preset.models.values()))
+    assert not model.has_history
+    paths = stress_paths(preset.models, 5, shocks=[-0.3])
+    assert paths.returns.shape == (1, 5, len(preset.models))
+    with pytest.raises(SpecificationError, match="forecast_variance needs a model fitted to returns"):
+        model.forecast_variance(3)
+    with pytest.raises(ScenarioError, match="replays the fitted history"):
+        stress_paths(preset.models, 5, dates=["2022-06-13"])
