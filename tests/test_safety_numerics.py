@@ -145,3 +145,112 @@ def test_a_numbers_only_model_still_does_what_needs_no_history():
         model.forecast_variance(3)
     with pytest.raises(ScenarioError, match="replays the fitted history"):
         stress_paths(preset.models, 5, dates=["2022-06-13"])
+
+
+# -- Dask: a scheduler address where no scheduler answers, a worker that dies at start-up -----------
+
+CONNECT_TIMEOUT = 2.0
+
+
+def _loopback_server(mode: str):
+    """A TCP server on 127.0.0.1 that accepts and either writes garbage or says nothing; returns its address."""
+    import os
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)  # kept open: a silent server never hangs up
+            if mode == "garbage":
+                conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + os.urandom(2048))
+
+    threading.Thread(target=accept, daemon=True).start()
+    return f"tcp://127.0.0.1:{server.getsockname()[1]}", server
+
+
+@pytest.fixture
+def short_connect_timeout():
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    with dask.config.set({"distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT}s"}):
+        yield CONNECT_TIMEOUT
+
+
+@pytest.mark.parametrize(("mode", "fragment"), [("silent", "no Dask handshake within 2 s"),
+                                                ("garbage", "is not a Dask scheduler")])
+def test_a_scheduler_address_where_no_scheduler_answers_is_one_line_within_the_timeout(
+        tmp_path, capfd, short_connect_timeout, mode, fragment):
+    """Before: a silent server hung forever despite the 30 s timeout, an HTTP one made Dask allocate 3 EiB."""
+    import time
+
+    from fundguard.optimizer.cli import main
+
+    address, server = _loopback_server(mode)
+    started = time.monotonic()
+    try:
+        code = main(["calibrate", "--scheduler", address, "--method", "exact", "--quiet",
+                     "--out", str(tmp_path / "out")])
+    finally:
+        server.close()
+    elapsed = time.monotonic() - started
+    err = capfd.readouterr().err
+    assert code == 2
+    assert elapsed < short_connect_timeout + 3.0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and address in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_process_itself_ends_within_the_timeout_on_a_silent_scheduler(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("distributed")
+    address, server = _loopback_server("silent")
+    env = {**__import__("os").environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": f"{CONNECT_TIMEOUT}s"}
+    try:
+        out = subprocess.run([sys.executable, "-m", "fundguard.optimizer.cli", "calibrate", "--scheduler", address,
+                              "--method", "exact", "--quiet", "--out", str(tmp_path / "out")],
+                             capture_output=True, text=True, env=env, timeout=60)
+    finally:
+        server.close()
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "no Dask handshake" in out.stderr, out.stderr
+
+
+def test_a_real_scheduler_still_connects():
+    distributed = pytest.importorskip("distributed")
+    from fundguard.models.chunked import scheduler_client
+
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster:
+        with scheduler_client(cluster.scheduler_address, timeout=10.0) as client:
+            assert client.scheduler_info()["address"] == cluster.scheduler_address
+
+
+def test_a_worker_dying_at_start_up_is_one_line(tmp_path, capfd, monkeypatch):
+    """Before: "Nanny failed to start" as a traceback, after several logged tracebacks of the workers."""
+    import functools
+
+    distributed = pytest.importorskip("distributed")
+    from fundguard.optimizer.cli import main
+
+    preload = tmp_path / "exploding_preload.py"
+    preload.write_text("raise RuntimeError('preload exploded')\n")
+    monkeypatch.setattr(distributed, "LocalCluster", functools.partial(distributed.LocalCluster, preload=[str(preload)]))
+    code = main(["calibrate", "--workers", "1", "--method", "exact", "--quiet", "--out", str(tmp_path / "out")])
+    err = capfd.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "the local Dask cluster of 1 workers did not start: RuntimeError: preload exploded" in lines[0]
+    assert "Traceback" not in err
