@@ -254,3 +254,25 @@ def test_a_worker_dying_at_start_up_is_one_line(tmp_path, capfd, monkeypatch):
     assert len(lines) == 1, err
     assert "the local Dask cluster of 1 workers did not start: RuntimeError: preload exploded" in lines[0]
     assert "Traceback" not in err
+
+
+# -- the command line: absurd numbers in a config are one line, exit 2 ---------------------------------
+
+
+@pytest.mark.parametrize(("market", "problem", "fragment"), [
+    ("daily_volume = 1e-100", "", "daily_volume = 1e-100 is implausibly small"),
+    ("daily_volume = 3e9", "floor = 1e20\n", "floor = 1e+20 is too large for the losses"),
+    ("daily_volume = 3e9", "cost_of_capital = 1e305\n", "the objective overflows"),
+])
+def test_absurd_numbers_in_a_config_are_one_line_and_exit_2(tmp_path, capsys, market, problem, fragment):
+    from fundguard.optimizer.cli import main
+
+    config = tmp_path / "fund.toml"
+    config.write_text("[scenarios]\nn_scenarios = 2000\ncertify_scenarios = 2000\nhorizon = 10\n"
+                      f"innovations = \"parametric\"\n[problem]\nmethod = \"exact\"\n{problem}"
+                      f"[[markets]]\nname = \"BTC\"\nopen_interest = 1e9\n{market}\n")
+    code = main(["calibrate", "--config", str(config), "--quiet", "--no-frontier", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert "Traceback" not in err
