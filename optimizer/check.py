@@ -264,7 +264,7 @@ def screened_stress(model: FundModel) -> tuple[float, ScreenedRows | None]:
     """Largest scaled fund any stress scenario needs at premium_max, and their screened rows."""
     n_stress = model.stress_required0.shape[0]
     if not n_stress:
-        return 0.0, None
+        return model.fund_min, None  # F0 >= 0 only
     lowest = max(model.fund_min, model.stress_required(np.ones(model.n_free)))
     return lowest, model.screen(np.arange(n_stress), lowest, stress=True)
 

@@ -210,7 +210,9 @@ class CvarCuttingPlane:
         model = self.model
         nf = model.n_free
         var_floor = kth_largest(self._lowest, var_index(alpha, model.n_scenarios))
-        theta_low = max(model.fund_min, self._stress_lowest)
+        # F0 >= 0 and the stress floor; Phi >= CVaR >= the VaR floor makes that a valid bound too,
+        # and a far tighter one than F0 >= 0 under a floor far above the losses (see CvarFormulation)
+        theta_low = max(model.fund_min, self._stress_lowest, var_floor)
         theta_high = solver_cap(model.fund_cap) if math.isfinite(model.fund_cap) else math.inf
         cut_points: list[np.ndarray] = []
         cut_values: list[float] = []

@@ -309,7 +309,8 @@ class FundModel:
         if random_index is not None:
             member = np.zeros(scenarios.n_scenarios, dtype=bool)
             member[random_index] = True
-        worst_low, worst_high, total_base, largest_loss = _corner_pass(scenarios, low, high if free.size else None, member)
+        worst_low, worst_high, total_base, largest_loss = _corner_pass(
+            scenarios, low, high if free.size else None, member)
         _check_finite_corners(problem, worst_low, worst_high)
         if random_index is not None:
             worst_low = worst_low[random_index]
@@ -590,7 +591,8 @@ class FundModel:
     def confirm(self, fund_target: float, premium_rates: np.ndarray, objective: float) -> None:
         """Raise :class:`SolverError` unless a checked answer is finite and no larger than any scenario needs.
 
-        Every method's fund target is ``max(0, floor, rule(R_s(p)))`` of required funds
+        Every method's fund target is ``max(0, rule of the R_s(p), largest stress R_s(p))`` (the
+        rule an order statistic, a CVaR or a maximum) of required funds
         ``R_s(p) = floor + max_t (sum_{v <= t} L - p . sum_{v <= t} B) <= floor + sum_t L[s, t]``
         (premium bases are >= 0), so none exceeds ``max(0, floor + largest_loss)`` but for the
         few ulps the numpy check lifts it by (:func:`~.check.fund_at`: rounding of the largest

@@ -131,7 +131,7 @@ class CvarFormulation:
         minimise    cost_fund f + cost_rate @ u + curvature @ u^2
         subject to  z_s >= required0[s, t] - relief[s, t] @ u - eta     every kept row (s, t)
                     eta + sum_s z_s / (alpha N) <= f                    CVaR_alpha(R - f) <= 0
-                    eta >= VaR floor,  z >= 0,  f >= stress floor,  0 <= u <= 1
+                    eta >= VaR floor,  z >= 0,  f >= max(F0 >= 0, stress floor, VaR floor),  0 <= u <= 1
                     f + relief @ u >= required0                          every stress row
                     f <= fund_max (tightened by 1e-7 relative)
 
@@ -158,6 +158,10 @@ class CvarFormulation:
         var = cp.Variable(name="value_at_risk")
         self._inv_alpha_n = cp.Parameter(nonneg=True, name="inv_alpha_n")
         self._var_floor = cp.Parameter(name="var_floor")
+        # f >= F0 >= 0's bound and every stress floor; also >= the VaR floor (implied by the CVaR
+        # row): a floor far above the losses puts F0 >= 0 at f = -1e5 and more, a bound whose
+        # size alone costs Clarabel digits, so the tighter valid one is given instead
+        self._fund_low = cp.Parameter(name="fund_low")
         constraints = []
         if candidates.size:
             excess = cp.Variable(candidates.size, nonneg=True, name="excess")
@@ -171,7 +175,7 @@ class CvarFormulation:
         if stress_rows is not None and stress_rows.n_rows:
             # F[s, t] >= floor in every stress scenario
             constraints.append(fund + stress_rows.relief @ rates >= stress_rows.required0)
-        constraints += [fund >= self._stress_lowest, rates >= 0.0, rates <= 1.0]
+        constraints += [fund >= self._fund_low, rates >= 0.0, rates <= 1.0]
         if math.isfinite(model.fund_cap):
             constraints.append(fund <= solver_cap(model.fund_cap))
         cost = model.cost_fund * fund + model.cost_rate @ rates
@@ -191,6 +195,7 @@ class CvarFormulation:
         check_cap(model, sample_cvar(self._lowest, alpha, n), self._stress_lowest, f"CVaR_{alpha:g} of the required fund <= F0")
         self._inv_alpha_n.value = 1.0 / (alpha * n)
         self._var_floor.value = kth_largest(self._lowest, var_index(alpha, n))
+        self._fund_low.value = max(self._stress_lowest, self._var_floor.value)
 
         def check(status: str) -> tuple[CheckedPoint | None, bool, float]:
             if self._rates.value is None or self.problem.value is None:

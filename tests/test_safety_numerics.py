@@ -276,3 +276,30 @@ def test_absurd_numbers_in_a_config_are_one_line_and_exit_2(tmp_path, capsys, ma
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and fragment in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("method", "engine"), [("exact", "branch-and-bound"), ("exact", "milp"), ("cvar", "cvxpy"),
+                                                ("cvar", "cutting-plane"), ("scenario", "working-set"),
+                                                ("scenario", "cvxpy")])
+def test_a_fund_target_below_the_floor_is_allowed_when_premiums_come_first(method, engine):
+    """Ruin is min_t F[s, t] < floor for t >= 1: with the first period's premiums above every
+    later loss the fund may start below the floor. Measured from the floor the scaled fund is
+    then negative; only F0 >= 0 bounds it."""
+    rng = np.random.default_rng(4)
+    n = 600
+    losses = np.zeros((n, 3))
+    losses[:, 1:] = rng.exponential(2e5, (n, 2))
+    base = np.zeros((n, 3, 2))
+    base[:, 0] = 1e8  # 1e6 of premium income at the 1% rate, before any loss
+    base[:, 1:] = rng.exponential(1e6, (n, 2, 2))
+    scenarios = ScenarioSet(losses, base, ["A", "B"])
+    answers = []
+    for floor in (5e6, 6e6):
+        problem = PolicyProblem(alpha=0.05, cost_of_capital=0.1, premium_weight=[0.001, 0.002], premium_max=0.01,
+                                floor=floor)
+        policy = solve(problem, scenarios, method, engine=engine)
+        assert 0.0 < policy.fund_target < floor
+        assert policy.in_sample_ruin <= 0.05
+        answers.append(policy.fund_target - floor)
+    assert answers[0] < 0.0
+    assert answers[1] == pytest.approx(answers[0], rel=1e-9)
