@@ -120,9 +120,8 @@ def local_client(n_workers: int, *, threads_per_worker: int = 1, memory_limit: s
                                                processes=True, dashboard_address=":0", memory_limit=memory_limit,
                                                silence_logs=logging.CRITICAL)
         except Exception as exc:
-            raise ConfigError(
-                f"the local Dask cluster of {int(n_workers)} workers did not start: {_root_cause(exc)}"
-            ) from None
+            workers = f"{int(n_workers)} worker" + ("s" if n_workers != 1 else "")
+            raise ConfigError(f"the local Dask cluster of {workers} did not start: {_root_cause(exc)}") from None
         # started: warnings and errors show again (silence_logs also raised Dask's stderr handlers;
         # the nannies put back their own levels when they close)
         log.setLevel(max(level, logging.WARNING))

@@ -252,7 +252,7 @@ def test_a_worker_dying_at_start_up_is_one_line(tmp_path, capfd, monkeypatch):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert "the local Dask cluster of 1 workers did not start: RuntimeError: preload exploded" in lines[0]
+    assert "the local Dask cluster of 1 worker did not start: RuntimeError: preload exploded" in lines[0]
     assert "Traceback" not in err
 
 
