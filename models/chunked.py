@@ -28,15 +28,24 @@ Choices (issue 9)
   pickles to a few hundred kB), so a chunk lost with its worker is recomputed from its lineage
   and a task that killed its worker is retried (``distributed.scheduler.allowed-failures``).
 * **No dask at import.** This module imports nothing from dask; :func:`chunked_scenarios` needs
-  a ``distributed.Client`` the caller made (and closes), and :func:`local_client` makes a
-  ``LocalCluster`` for one call. Without the extra, they raise :class:`MissingDependencyError`
-  naming it.
+  a ``distributed.Client`` the caller made (and closes), :func:`local_client` makes a
+  ``LocalCluster`` for one call and :func:`scheduler_client` connects to a running scheduler.
+  Without the extra, they raise :class:`MissingDependencyError` naming it.
+* **One line when the cluster is not there.** Dask's own client waits forever on a server that
+  accepts the connection and says nothing, and reads the first bytes of any other server as a
+  frame length (an HTTP server: 3 EiB to allocate); a worker that dies while the local cluster
+  starts is a "Nanny failed to start" traceback plus the workers' logged tracebacks. So
+  :func:`scheduler_client` first makes one Dask handshake bounded by the connect timeout, and
+  :func:`local_client` keeps Dask's start-up errors off stderr and raises the root cause; both
+  as one-line :class:`ConfigError`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,12 +53,20 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MissingDependencyError, ScenarioError
+from .errors import ConfigError, MissingDependencyError, ScenarioError
 from .scenarios import SCENARIO_BLOCK, SimulationPlan
 from .scenarioset import ScenarioSet
 from .venue import LossModel, VenueBook, build_scenarios, liquidation_gap
 
-__all__ = ["ChunkedScenarioSet", "chunked_scenarios", "local_client", "require_distributed", "describe_layout", "DASK_EXTRA"]
+__all__ = [
+    "ChunkedScenarioSet",
+    "chunked_scenarios",
+    "local_client",
+    "scheduler_client",
+    "require_distributed",
+    "describe_layout",
+    "DASK_EXTRA",
+]
 
 #: What to install for the distributed mode.
 DASK_EXTRA = 'pip install "fundguard[dask]"'
@@ -93,10 +110,24 @@ def local_client(n_workers: int, *, threads_per_worker: int = 1, memory_limit: s
     # WARNING while it lives (the level is restored after; warnings and errors still show).
     log = logging.getLogger("distributed")
     level = log.level
-    log.setLevel(max(level, logging.WARNING))
     try:
-        cluster = distributed.LocalCluster(n_workers=int(n_workers), threads_per_worker=threads_per_worker,
-                                           processes=True, dashboard_address=":0", memory_limit=memory_limit)
+        # While it starts, a failing worker is logged as several ERROR tracebacks, here and in the
+        # worker process (whose nanny logger silence_logs sets): they are held back and the root
+        # cause is raised as one line instead.
+        log.setLevel(logging.CRITICAL)
+        try:
+            cluster = distributed.LocalCluster(n_workers=int(n_workers), threads_per_worker=threads_per_worker,
+                                               processes=True, dashboard_address=":0", memory_limit=memory_limit,
+                                               silence_logs=logging.CRITICAL)
+        except Exception as exc:
+            workers = f"{int(n_workers)} worker" + ("s" if n_workers != 1 else "")
+            raise ConfigError(f"the local Dask cluster of {workers} did not start: {_root_cause(exc)}") from None
+        # started: warnings and errors show again (silence_logs also raised Dask's stderr handlers;
+        # the nannies put back their own levels when they close)
+        log.setLevel(max(level, logging.WARNING))
+        for handler in log.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.level > logging.WARNING:
+                handler.setLevel(logging.WARNING)
         try:
             client = distributed.Client(cluster)
             try:
@@ -107,6 +138,98 @@ def local_client(n_workers: int, *, threads_per_worker: int = 1, memory_limit: s
             cluster.close()
     finally:
         log.setLevel(level)
+
+
+@contextmanager
+def scheduler_client(address: str, *, timeout: float | None = None) -> Iterator[Any]:
+    """A ``distributed.Client`` connected to the running scheduler at ``address``, closed on exit.
+
+    Parameters
+    ----------
+    address : str
+        The scheduler's address, ``"tcp://host:8786"``.
+    timeout : float, optional
+        Seconds to wait for the connection and the scheduler's handshake; default Dask's
+        ``distributed.comm.timeouts.connect`` (30 s unless configured, for example with the
+        environment variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``).
+
+    Raises
+    ------
+    ConfigError
+        Nothing listens there, the server there does not answer as a Dask scheduler within
+        ``timeout``, or it answers something else (one line, within ``timeout``).
+    """
+    distributed = require_distributed()
+    seconds = _connect_timeout(timeout)
+    where = f"compute.scheduler: {address!r}"
+    _handshake(address, seconds, where)
+    try:
+        client = distributed.Client(address, timeout=seconds)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"{where}: cannot connect: {_first_line(exc)}") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _connect_timeout(timeout: float | None) -> float:
+    if timeout is None:
+        import dask
+        from dask.utils import parse_timedelta
+
+        return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="seconds"))
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _handshake(address: str, seconds: float, where: str) -> None:
+    """One Dask handshake with ``address`` within ``seconds``, on its own thread and event loop
+    (the caller may be inside a running loop); ConfigError saying what answered instead."""
+    from distributed.comm import connect
+
+    outcome: dict[str, BaseException] = {}
+
+    async def exchange() -> None:
+        # connect's own retries end a little earlier, so that its "cannot connect" wins when nothing listens
+        comm = await connect(address, timeout=0.9 * seconds)
+        await comm.close()
+
+    def run() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(exchange(), seconds))
+        except BaseException as exc:  # reported on the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="fundguard-scheduler-handshake", daemon=True)
+    thread.start()
+    thread.join(seconds + 5.0)
+    error = outcome.get("error")
+    if thread.is_alive() or isinstance(error, (asyncio.TimeoutError, TimeoutError)):
+        # connected, but no handshake came back: a server that is not a Dask scheduler, or a stuck one
+        raise ConfigError(f"{where}: no Dask handshake within {seconds:g} s (is a Dask scheduler listening there?)")
+    if isinstance(error, OSError):
+        raise ConfigError(f"{where}: cannot connect: {_first_line(error)}")
+    if error is not None:
+        # garbage read as a frame length (MemoryError), a malformed message, ...
+        raise ConfigError(
+            f"{where}: the server there is not a Dask scheduler (its answer is not the Dask protocol: "
+            f"{type(error).__name__}: {_first_line(error)[:120]})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _root_cause(exc: BaseException) -> str:
+    """``Type: message`` of the innermost exception of a chain (Dask wraps the worker's own error)."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 @dataclass(frozen=True, eq=False)

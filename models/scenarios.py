@@ -1068,11 +1068,11 @@ def plan_simulation(
                     raise SpecificationError(f"copula markets {list(copula.markets)} differ from models {list(names)}")
                 fitted_copula = copula
             else:
-                _, residuals = _common_residuals(names, fitted)
+                _, residuals = _common_residuals(names, fitted, "fitting the copula (or pass copula=a fitted Copula)")
                 fitted_copula = fit_copula(residuals, family=copula, markets=names)
         sampler: _Parametric | _Bootstrap = _Parametric([_Marginal.of(m) for m in fitted], fitted_copula)
     else:
-        _, residuals = _common_residuals(names, fitted)
+        _, residuals = _common_residuals(names, fitted, f"innovations={innovations!r}")
         if innovations == "evt":
             fits = [_fit_tails(residuals[:, i], tail_fraction, name) for i, name in enumerate(names)]
             for fit in fits:
@@ -1155,7 +1155,8 @@ def stress_paths(
     ------
     ScenarioError
         A date not in the history common to all markets, an empty window, a shock <= -100%
-        or naming an unknown market, or no dates and no shocks.
+        or naming an unknown market, no dates and no shocks, or dates for a model rebuilt
+        from numbers (no history to replay).
     """
     names, fitted = _validate_models(models)
     horizon = _positive_int("horizon", horizon)
@@ -1172,6 +1173,12 @@ def stress_paths(
     all_returns, all_vols, labels = [], [], []
 
     if dates:
+        for name, m in zip(names, fitted):
+            if not m.has_history:
+                raise ScenarioError(
+                    f"stress_paths(dates=...) replays the fitted history, but models[{name!r}] has none (rebuilt from "
+                    "numbers: VolModel.from_dict, a preset); fit it to returns with fit_volatility, or use shocks=..."
+                )
         index = fitted[0].index
         for m in fitted[1:]:
             index = index.intersection(m.index)
@@ -1311,7 +1318,13 @@ def _validate_models(models: Mapping[str, VolModel]) -> tuple[tuple[str, ...], l
     return tuple(models), list(models.values())
 
 
-def _common_residuals(names: tuple[str, ...], models: Sequence[VolModel]) -> tuple[pd.Index, np.ndarray]:
+def _common_residuals(names: tuple[str, ...], models: Sequence[VolModel], purpose: str) -> tuple[pd.Index, np.ndarray]:
+    for name, m in zip(names, models):
+        if not len(m.std_resid):
+            raise InsufficientHistoryError(
+                f"models[{name!r}] has no standardized residuals (rebuilt from numbers: VolModel.from_dict, a preset), "
+                f"which {purpose} needs; fit it to returns with fit_volatility"
+            )
     if len(models) == 1:
         return models[0].index, np.asarray(models[0].std_resid, dtype=np.float64)[:, None]
     index = models[0].index

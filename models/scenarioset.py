@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ class ScenarioSet:
     ----------
     losses : (N, T) array of float64, currency units, >= 0
         ``losses[s, t]``: bankrupt-account shortfall the fund pays in period ``t`` of scenario ``s``.
+        Real numbers only (integer or floating dtype): object, ragged, complex, boolean or text
+        input is rejected, not converted.
     premium_base : (N, T, J) array of float64, currency units, >= 0
         ``premium_base[s, t, j]``: the amount premium rate ``p_j`` (a fraction) is charged on in
         period ``t``, so the fund earns ``sum_j p_j * premium_base[s, t, j]`` that period.
@@ -47,6 +50,9 @@ class ScenarioSet:
     The fund in scenario s after period t is
     ``F[s, t] = F0 + sum_{u <= t} (sum_j p_j * B[s, u, j] - L[s, u])``; see DESIGN.md.
     Arrays are stored as float64 without copying when they already are.
+    Every entry must be finite and >= 0, and so must every scenario's total over the horizon
+    and the total over all scenarios (losses near 1e308 whose sums overflow would otherwise
+    make an infinite fund target).
     """
 
     losses: np.ndarray
@@ -56,8 +62,8 @@ class ScenarioSet:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        losses = np.asarray(self.losses, dtype=np.float64)
-        base = np.asarray(self.premium_base, dtype=np.float64)
+        losses = _real_array("losses", self.losses)
+        base = _real_array("premium_base", self.premium_base)
         markets = _validate_markets(self.markets)
         if losses.ndim != 2:
             raise ScenarioError(f"losses must be a 2-d (N, T) array, got shape {losses.shape}")
@@ -74,7 +80,10 @@ class ScenarioSet:
         if self.is_stress is None:
             stress = np.zeros(n, dtype=bool)
         else:
-            stress = np.asarray(self.is_stress)
+            try:
+                stress = np.asarray(self.is_stress)
+            except ValueError:  # ragged
+                raise ScenarioError(f"is_stress must be a boolean array of shape ({n},), got a ragged sequence") from None
             if stress.shape != (n,) or stress.dtype != bool:
                 raise ScenarioError(f"is_stress must be a boolean array of shape ({n},), got {stress.dtype} {stress.shape}")
         try:
@@ -238,11 +247,55 @@ def _validate_markets(markets: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def _real_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as float64 (no copy when it already is), or ScenarioError if it is not an array of real numbers.
+
+    ``np.asarray(value, dtype=float64)`` would silently drop the imaginary part of complex
+    input, parse strings and turn ``None`` into NaN; ragged input raises a bare ValueError.
+    """
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged nested sequences
+        raise ScenarioError(
+            f"{name} must be a rectangular array of real numbers, got a ragged sequence (rows of different lengths)"
+        ) from None
+    kind = array.dtype.kind
+    if kind in "iuf":
+        return np.asarray(array, dtype=np.float64)
+    if kind == "c":
+        raise ScenarioError(
+            f"{name} must be real numbers, got complex dtype {array.dtype} (the imaginary part would be dropped)")
+    if kind == "O":
+        for where, item in np.ndenumerate(array):
+            if isinstance(item, bool) or not isinstance(item, Real):
+                raise ScenarioError(f"{name} must be real numbers, got {type(item).__name__} {item!r} at {name}{list(where)}")
+        # every entry a real number (a pandas object column of floats, Decimals): converting loses nothing
+        return np.asarray(array, dtype=np.float64)
+    raise ScenarioError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
+
+
 def _check_finite_nonnegative(name: str, array: np.ndarray) -> None:
-    # One pass each: min over a finite array, then locate the culprit only on failure.
-    low = array.min() if array.size else 0.0
-    if np.isfinite(low) and low >= 0.0 and np.isfinite(array.max()):
+    # Two passes: min, then the sum (finite iff every entry is finite and no total overflows,
+    # the entries being >= 0); locate the culprit only on failure.
+    if not array.size:
+        return
+    low = array.min()
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = array.sum()
+    if np.isfinite(low) and low >= 0.0 and np.isfinite(total):
         return
     bad = ~np.isfinite(array) | (array < 0)
-    where = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise ScenarioError(f"{name} must be finite and >= 0; {name}{list(where)} = {float(array[where])!r}")
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ScenarioError(f"{name} must be finite and >= 0; {name}{list(where)} = {float(array[where])!r}")
+    with np.errstate(over="ignore"):
+        per_scenario = array.reshape(array.shape[0], -1).sum(axis=1)
+    overflowing = np.flatnonzero(~np.isfinite(per_scenario))
+    if overflowing.size:
+        s = int(overflowing[0])
+        raise ScenarioError(
+            f"{name} of scenario {s} sum to inf over the horizon (largest entry {float(array[s].max())!r}): the fund "
+            "equation would overflow; express the amounts in a larger currency unit")
+    raise ScenarioError(
+        f"{name} sum to inf over all {array.shape[0]} scenarios (largest entry {float(array.max())!r}): means over "
+        "the scenarios would overflow; express the amounts in a larger currency unit")

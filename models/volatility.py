@@ -271,9 +271,30 @@ class VolModel:
             raise SpecificationError(f"not a VolModel description: {exc!r}") from None
 
     @property
+    def has_history(self) -> bool:
+        """Whether the model carries its fitted sample (False for a model rebuilt from numbers)."""
+        return self.result is not None and len(self.index) > 0
+
+    def _fitted(self, what: str) -> ARCHModelResult:
+        """arch's result, or SpecificationError saying that ``what`` needs it (not a bare AttributeError)."""
+        if self.result is None:
+            raise SpecificationError(
+                f"VolModel {self.name!r} was rebuilt from numbers (VolModel.from_dict, a preset) and has no fitted "
+                f"sample: {what} needs a model fitted to returns with fit_volatility"
+            )
+        return self.result
+
+    @property
     def conditional_volatility(self) -> pd.Series:
-        """sigma_t over the fitted sample, input units."""
-        return pd.Series(np.asarray(self.result.conditional_volatility) / self.scale, index=self.index, name=self.name)
+        """sigma_t over the fitted sample, input units.
+
+        Raises
+        ------
+        SpecificationError
+            For a model rebuilt from numbers (:meth:`from_dict`), which has no fitted sample.
+        """
+        result = self._fitted("conditional_volatility")
+        return pd.Series(np.asarray(result.conditional_volatility) / self.scale, index=self.index, name=self.name)
 
     def forecast_variance(self, horizon: int, *, simulations: int = 20_000, seed: int | None = 0) -> np.ndarray:
         """Expected conditional variance of the next ``horizon`` periods, (input units)^2.
@@ -287,14 +308,21 @@ class VolModel:
         Returns
         -------
         (horizon,) float64 array: E_T[sigma_{T+h}^2] for h = 1..horizon (analytic for GARCH/GJR).
+
+        Raises
+        ------
+        SpecificationError
+            ``horizon`` below one, or a model rebuilt from numbers (:meth:`from_dict`): the
+            forecast is arch's, which needs the fit.
         """
         if int(horizon) < 1:
             raise SpecificationError(f"horizon must be >= 1, got {horizon!r}")
+        result = self._fitted("forecast_variance")
         method = "simulation" if (self.spec.vol == "EGARCH" and horizon > 1) else "analytic"
         kwargs: dict[str, Any] = {}
         if method == "simulation":
             kwargs = {"simulations": simulations, "random_state": np.random.RandomState(seed)}
-        fc = self.result.forecast(horizon=int(horizon), reindex=False, method=method, **kwargs)
+        fc = result.forecast(horizon=int(horizon), reindex=False, method=method, **kwargs)
         return np.asarray(fc.variance.values[-1], dtype=np.float64) / self.scale**2
 
 

@@ -274,27 +274,17 @@ def _calibrate_fitted(cfg: CalibrationConfig, fitted: Fitted, seed: int, method:
 
 
 def _compute_client(compute: Any) -> Any:
-    """A context manager yielding a Client for ``[compute]``: the scheduler's, or a local cluster's."""
-    from contextlib import contextmanager
+    """A context manager yielding a Client for ``[compute]``: the scheduler's, or a local cluster's.
 
-    from fundguard.models.chunked import local_client, require_distributed
+    Either fails with one ConfigError line: a scheduler address where nothing (or no Dask
+    scheduler) answers within Dask's connect timeout, or a local cluster whose workers die at
+    start-up (:func:`~fundguard.models.chunked.scheduler_client`, ``local_client``).
+    """
+    from fundguard.models.chunked import local_client, scheduler_client
 
     if compute.scheduler is None:
         return local_client(compute.workers)
-    distributed = require_distributed()
-
-    @contextmanager
-    def connected() -> Any:
-        try:
-            client = distributed.Client(compute.scheduler, timeout="30s")
-        except OSError as exc:
-            raise ConfigError(f"compute.scheduler: cannot connect to {compute.scheduler!r}: {exc}") from None
-        try:
-            yield client
-        finally:
-            client.close()
-
-    return connected()
+    return scheduler_client(compute.scheduler)
 
 
 def _report_vectors(chunk: ScenarioSet, start: int, policy: Policy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

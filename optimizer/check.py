@@ -211,7 +211,7 @@ def fit_under_cap(
 
 def scaled_fund(model: FundModel, rule: FundRule, u: np.ndarray) -> float:
     """The rule's fund target in scaled units (fast, for ranking starting points)."""
-    return max(0.0, rule.fund(model.required(u)), model.stress_required(u))
+    return max(model.fund_min, rule.fund(model.required(u)), model.stress_required(u))
 
 
 def agree(recomputed: float, claimed: float, scale: float) -> bool:
@@ -219,7 +219,8 @@ def agree(recomputed: float, claimed: float, scale: float) -> bool:
 
 
 def solver_cap(cap: float) -> float:
-    return cap * (1.0 - _CAP_MARGIN)
+    # a scaled cap is measured from the floor and may be negative (fund_max below the floor)
+    return cap - _CAP_MARGIN * abs(cap)
 
 
 def make_policy(
@@ -240,6 +241,7 @@ def make_policy(
             ConvergenceWarning,
             stacklevel=4,
         )
+    model.confirm(point.fund_target, point.premium_rates, point.objective)
     return Policy(
         fund_target=point.fund_target,
         premium_rates=point.premium_rates,
@@ -262,8 +264,8 @@ def screened_stress(model: FundModel) -> tuple[float, ScreenedRows | None]:
     """Largest scaled fund any stress scenario needs at premium_max, and their screened rows."""
     n_stress = model.stress_required0.shape[0]
     if not n_stress:
-        return 0.0, None
-    lowest = max(0.0, model.stress_required(np.ones(model.n_free)))
+        return model.fund_min, None  # F0 >= 0 only
+    lowest = max(model.fund_min, model.stress_required(np.ones(model.n_free)))
     return lowest, model.screen(np.arange(n_stress), lowest, stress=True)
 
 
@@ -272,7 +274,7 @@ def check_cap(model: FundModel, random_lowest: float, stress_lowest: float, what
     if stress_lowest > random_lowest and model.stress is not None:
         which = model.stress_binding(np.ones(model.n_free))
         what = f"survival of stress scenario {which} (of {model.stress.n_scenarios})"
-    model.check_fund_cap(max(0.0, random_lowest, stress_lowest), what)
+    model.check_fund_cap(max(model.fund_min, random_lowest, stress_lowest), what)
 
 
 def var_index(alpha: float, n_scenarios: int) -> int:

@@ -106,18 +106,19 @@ class TailFundModel(FundModel):
 # -- what runs on the workers ------------------------------------------------------------------------
 
 
-def _corners(chunk: ScenarioSet, low: np.ndarray, high: np.ndarray | None, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """``highest``, ``lowest`` (n,) of a chunk, currency units, by the in-memory pass's arithmetic."""
-    worst_low, worst_high, _ = _corner_pass(chunk, low, high, None)
-    highest = floor - worst_low
-    lowest = floor - worst_high if high is not None else highest.copy()
-    return highest, lowest
+def _corners(chunk: ScenarioSet, low: np.ndarray, high: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """``highest``, ``lowest`` (n,) of a chunk (required funds above the floor), currency units, by
+    the in-memory pass's arithmetic, and the chunk's largest total loss of a scenario."""
+    worst_low, worst_high, _, largest_loss = _corner_pass(chunk, low, high, None)
+    highest = -worst_low
+    lowest = -worst_high if high is not None else highest.copy()
+    return highest, lowest, largest_loss
 
 
-def _corner_summary(chunk: ScenarioSet, start: int, low: np.ndarray, high: np.ndarray | None, floor: float,
-                    rank: int) -> dict[str, Any]:
-    """Pass 1 on one chunk: block premium totals, ``max |highest|`` and a sketch of the top ``rank`` lowest."""
-    highest, lowest = _corners(chunk, low, high, floor)
+def _corner_summary(chunk: ScenarioSet, start: int, low: np.ndarray, high: np.ndarray | None, rank: int) -> dict[str, Any]:
+    """Pass 1 on one chunk: block premium totals, ``max |highest|``, the largest total loss of a
+    scenario and a sketch of the top ``rank`` lowest."""
+    highest, lowest, largest_loss = _corners(chunk, low, high)
     base = chunk.premium_base
     n, _, n_markets = base.shape
     totals = np.empty((-(-n // SCENARIO_BLOCK), n_markets))
@@ -131,16 +132,23 @@ def _corner_summary(chunk: ScenarioSet, start: int, low: np.ndarray, high: np.nd
     return {
         "block_totals": totals,
         "largest_abs": float(np.abs(highest).max()),
+        "largest_loss": largest_loss,
+        # first scenario (global index) whose fund overflows at a corner of the rate box, or None
+        "overflow": _first_overflow(highest, lowest, start),
         "sketch_values": top[positions],
         # at least positions + 1 values of the chunk are >= top[positions]
         "sketch_ranks": positions + 1,
     }
 
 
-def _tail_rows(chunk: ScenarioSet, start: int, low: np.ndarray, high: np.ndarray | None, floor: float,
-               threshold: float) -> tuple[np.ndarray, ...]:
+def _first_overflow(highest: np.ndarray, lowest: np.ndarray, start: int) -> int | None:
+    bad = np.flatnonzero(~(np.isfinite(highest) & np.isfinite(lowest)))
+    return int(bad[0]) + start if bad.size else None
+
+
+def _tail_rows(chunk: ScenarioSet, start: int, low: np.ndarray, high: np.ndarray | None, threshold: float) -> tuple[np.ndarray, ...]:
     """Pass 2 on one chunk: the scenarios with ``highest >= threshold`` (global index, data, corners)."""
-    highest, lowest = _corners(chunk, low, high, floor)
+    highest, lowest, _ = _corners(chunk, low, high)
     keep = np.flatnonzero(highest >= threshold)
     return keep + start, chunk.losses[keep], chunk.premium_base[keep], highest[keep], lowest[keep]
 
@@ -196,18 +204,25 @@ def tail_model(problem: PolicyProblem, chunked: ChunkedScenarioSet, max_alpha: f
     free_high = high if np.any(high - low > 0.0) else None
     floor = problem.floor
     rank = min(allowed_ruins(alpha, n) + 1, n)
-    summaries = chunked.map(_corner_summary, low, free_high, floor, rank)
+    summaries = chunked.map(_corner_summary, low, free_high, rank)
+    overflow = [s["overflow"] for s in summaries if s["overflow"] is not None]
+    if overflow:
+        raise ProblemError(
+            f"the fund of scenario {overflow[0]} overflows at premium_min = {problem.premium_min!r} or premium_max = "
+            f"{problem.premium_max!r} (rates are fractions of the premium base: the premium income exceeds float64)"
+        )
     mean_base = np.concatenate([s["block_totals"] for s in summaries]).sum(axis=0) / n
     level = _rank_lower_bound(summaries, rank)
     threshold = level - _TAIL_MARGIN * max(abs(level), abs(floor), 1.0)
-    parts = chunked.map(_tail_rows, low, free_high, floor, threshold)
+    parts = chunked.map(_tail_rows, low, free_high, threshold)
     tail = ScenarioSet(losses=np.concatenate([p[1] for p in parts]), premium_base=np.concatenate([p[2] for p in parts]),
                        markets=chunked.markets)
     highest = np.concatenate([p[3] for p in parts])
     lowest = np.concatenate([p[4] for p in parts])
     stress = chunked.stress if (problem.survive_stress and chunked.n_stress) else None
     return TailFundModel.assemble(problem, tail, None, stress, highest, lowest, mean_base, scale_alpha=alpha,
-                                  n_random=n, largest_abs=max(s["largest_abs"] for s in summaries), n_total=n)
+                                  n_random=n, largest_abs=max(s["largest_abs"] for s in summaries),
+                                  largest_loss=max(s["largest_loss"] for s in summaries), n_total=n)
 
 
 def count_ruins_chunked(policy: Policy, chunked: ChunkedScenarioSet) -> tuple[int, int]:

@@ -31,7 +31,7 @@ The master program (scaled units, ``theta`` the fund target)::
 
     minimise    cost_fund theta + cost_rate @ u + curvature @ u^2
     subject to  theta >= Phi(u_i) + gamma_i @ (u - u_i)      every cut i
-                theta >= stress floor, theta >= 0, theta <= fund_max,   0 <= u <= 1
+                theta >= stress floor, theta >= fund_min (F0 >= 0), theta <= fund_max,   0 <= u <= 1
 
 is solved by Clarabel called directly (silent, no modelling overhead), falling back to scipy's
 HiGHS (``linprog``) when there is no quadratic term.
@@ -210,7 +210,9 @@ class CvarCuttingPlane:
         model = self.model
         nf = model.n_free
         var_floor = kth_largest(self._lowest, var_index(alpha, model.n_scenarios))
-        theta_low = max(0.0, self._stress_lowest)
+        # F0 >= 0 and the stress floor; Phi >= CVaR >= the VaR floor makes that a valid bound too,
+        # and a far tighter one than F0 >= 0 under a floor far above the losses (see CvarFormulation)
+        theta_low = max(model.fund_min, self._stress_lowest, var_floor)
         theta_high = solver_cap(model.fund_cap) if math.isfinite(model.fund_cap) else math.inf
         cut_points: list[np.ndarray] = []
         cut_values: list[float] = []
@@ -433,12 +435,12 @@ class ExactBranchAndBound:
         n_stress = model.stress_required0.shape[0]
         if n_stress:
             self._stress_lowest = model.stress_required(np.ones(nf))
-            stress_rows = model.screen(np.arange(n_stress), max(0.0, self._stress_lowest), stress=True)
+            stress_rows = model.screen(np.arange(n_stress), max(model.fund_min, self._stress_lowest), stress=True)
             if stress_rows.n_rows:
                 self._stress = MaxAffine.of(stress_rows)
         # Rows valid for every level in [min_alpha, max_alpha]: below the smallest root level
         # (largest alpha) or above the largest top (smallest alpha) a scenario never matters.
-        level = max(0.0, self._stress_lowest, self._order(lowest, allowed_ruins(max_alpha, n)))
+        level = max(model.fund_min, self._stress_lowest, self._order(lowest, allowed_ruins(max_alpha, n)))
         top = self._order(highest, allowed_ruins(self.min_alpha, n))
         candidates = np.flatnonzero((highest > level) & (lowest <= top))
         rows = model.screen(candidates, level)
@@ -627,7 +629,7 @@ class ExactBranchAndBound:
         highest, lowest = model.required_range()
         q_one, q_zero = self._order(lowest, k), self._order(highest, k)
         ruined = int(np.count_nonzero(lowest > q_zero))
-        level = max(0.0, self._stress_at(np.ones(nf)), q_one)
+        level = max(model.fund_min, self._stress_at(np.ones(nf)), q_one)
         keep = (highest[self._candidates] > level) & (lowest[self._candidates] <= q_zero)
         rows = np.flatnonzero(keep[self._scenario] & (self._required0 > level)).astype(np.int32)
 
@@ -766,7 +768,7 @@ class ExactBranchAndBound:
                 f"branch and bound stopped at the time limit ({time_limit:g} s) with {info['boxes']} boxes, "
                 f"relative gap {info['gap']:.2g}"
             )
-        elif not agree(point.objective, claimed, model.objective_scale):
+        elif not agree(point.objective - model.floor_cost, claimed, model.objective_scale):
             status = "feasible"
             info["reason"] = (
                 f"the numpy check's objective {point.objective!r} disagrees with the search's {claimed!r}"

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fundguard.models import ScenarioSet
-from fundguard.models.errors import InfeasibleError, ScenarioError
+from fundguard.models.errors import InfeasibleError, ProblemError, ScenarioError, SolverError
 
 from .problem import PolicyProblem
 
@@ -177,13 +177,21 @@ def objective_value(problem: PolicyProblem, fund_target: float, premium_rates: n
 class FundModel:
     """One (problem, scenarios) pair in the scaled units every formulation is written in.
 
-    Decisions are rescaled to order one: the fund target ``F0 = money_scale * f`` and, for the
-    markets whose rate is not fixed (``free``), ``p_j = rate_low_j + rate_span_j * u_j`` with
-    ``u_j`` in [0, 1]. In those units the required fund of scenario s is
-    ``R_s(u) = max_t ( required0[s, t] - relief[s, t, :] @ u )`` with::
+    Decisions are rescaled to order one: the fund target above the floor,
+    ``F0 = floor + money_scale * f``, and, for the markets whose rate is not fixed (``free``),
+    ``p_j = rate_low_j + rate_span_j * u_j`` with ``u_j`` in [0, 1]. In those units the required
+    fund of scenario s above the floor is ``R_s(u) = max_t ( required0[s, t] - relief[s, t, :] @ u )``
+    with::
 
-        required0[s, t] = (floor + sum_{v <= t} L[s, v] - sum_{v <= t} B[s, v, :] @ rate_low) / money_scale
+        required0[s, t] = (sum_{v <= t} L[s, v] - sum_{v <= t} B[s, v, :] @ rate_low) / money_scale
         relief[s, t, j] = sum_{v <= t} B[s, v, free_j] * rate_span[free_j] / money_scale   (>= 0)
+
+    Measuring the fund from the floor keeps the solvers' numbers of the size of the losses
+    whatever the floor is: with ``F0`` itself as the decision a floor of 1e12 on losses of 1e6
+    left the losses in the last six digits of every row, below the solvers' tolerances (the
+    "exact" fund above the floor came out 1% too high, cutting-plane "cvar" 5e-4). ``F0 >= 0``
+    becomes ``f >= fund_min = -floor / money_scale`` and the floor's capital cost
+    ``cost_of_capital * floor`` (:attr:`floor_cost`) stays out of the scaled objective.
 
     Those (N, T) and (N, T, Jf) arrays are never built for all scenarios (see the module
     notes): :meth:`screen` builds them for the scenarios that can matter.
@@ -203,13 +211,13 @@ class FundModel:
     free : (Jf,) int
         Markets whose rate is a decision (``rate_span > 0``).
     money_scale : float, currency units
-        Typical fund target: the required fund at ``premium_min`` of the
+        Typical fund target above the floor: the required fund at ``premium_min`` of the
         ``(floor(alpha N) + 1)``-th worst scenario (falls back to the largest, then to 1).
     objective_scale : float, currency units
         Divides the objective so that its largest coefficient is about one.
     highest, lowest : (N,) float64
-        Scaled ``R_s`` at ``premium_min`` (u = 0, its maximum over the box) and at
-        ``premium_max`` (u = 1, its minimum).
+        Scaled ``R_s`` (above the floor) at ``premium_min`` (u = 0, its maximum over the box) and
+        at ``premium_max`` (u = 1, its minimum).
     stress_required0, stress_relief : (Ns, T) and (Ns, T, Jf) float64
         ``required0`` and ``relief`` of the stress scenarios (few: kept whole).
     mean_base : (J,) float64, currency units
@@ -220,6 +228,9 @@ class FundModel:
         Linear and diagonal quadratic objective coefficients of ``u`` (scaled).
     cost_constant : float
         The rest of the scaled objective (fixed markets, constants).
+    largest_loss : float, currency units
+        ``max_s sum_t L[s, t]`` over the scenarios (random and kept stress): no fund target
+        needs more than ``floor`` plus this (:meth:`confirm`).
     """
 
     problem: PolicyProblem
@@ -241,6 +252,7 @@ class FundModel:
     cost_rate: np.ndarray
     curvature: np.ndarray
     cost_constant: float
+    largest_loss: float
 
     @classmethod
     def build(
@@ -292,19 +304,21 @@ class FundModel:
         span = high - low
         free = np.flatnonzero(span > 0.0)
 
-        # R_s at both corners: R_s(p) = floor - min_t cumsum_t(B @ p - L), the canonical check's form.
+        # R_s above the floor at both corners: -min_t cumsum_t(B @ p - L), the canonical check's sums.
         member = None
         if random_index is not None:
             member = np.zeros(scenarios.n_scenarios, dtype=bool)
             member[random_index] = True
-        worst_low, worst_high, total_base = _corner_pass(scenarios, low, high if free.size else None, member)
+        worst_low, worst_high, total_base, largest_loss = _corner_pass(
+            scenarios, low, high if free.size else None, member)
+        _check_finite_corners(problem, worst_low, worst_high)
         if random_index is not None:
             worst_low = worst_low[random_index]
             worst_high = worst_high[random_index] if free.size else worst_low
-        highest = problem.floor - worst_low
-        lowest = problem.floor - worst_high if free.size else highest.copy()
+        highest = -worst_low
+        lowest = -worst_high if free.size else highest.copy()
         return cls.assemble(problem, scenarios, random_index, stress, highest, lowest, total_base / worst_low.size,
-                            scale_alpha=scale_alpha)
+                            scale_alpha=scale_alpha, largest_loss=largest_loss)
 
     @classmethod
     def assemble(
@@ -320,6 +334,7 @@ class FundModel:
         scale_alpha: float | None = None,
         n_random: int | None = None,
         largest_abs: float | None = None,
+        largest_loss: float | None = None,
         **fields: object,
     ) -> FundModel:
         """A FundModel from the results of the streaming pass (the second half of :meth:`build`).
@@ -327,7 +342,8 @@ class FundModel:
         Parameters
         ----------
         highest, lowest : (K,) float64, currency units (unscaled; scaled in place)
-            ``floor - worst_net_flow`` at ``premium_min`` and at ``premium_max``: of every random
+            ``-worst_net_flow`` (the required fund above the floor) at ``premium_min`` and at
+            ``premium_max``: of every random
             scenario (K = N), or of a tail view holding at least the ``floor(alpha N) + 1``
             largest of both (:mod:`.distributed`).
         mean_base : (J,) float64, currency units
@@ -335,6 +351,9 @@ class FundModel:
             N, the random scenarios (default ``highest.size``).
         largest_abs : float, optional
             ``max |highest|`` over all N (default: over the given entries).
+        largest_loss : float, optional, currency units
+            The largest total loss over the horizon of any scenario the model stands for
+            (default: of ``source`` and ``stress``); bounds every sane fund target (:meth:`confirm`).
         **fields
             Extra fields of a subclass.
         """
@@ -347,7 +366,7 @@ class FundModel:
         alpha = problem.alpha if scale_alpha is None else scale_alpha
         scale = kth_largest(highest, min(allowed_ruins(alpha, n_random) + 1, n_random))
         if stress is not None:
-            s_losses, s_base = _cumulative(stress, problem.floor)
+            s_losses, s_base = _cumulative(stress)
             s_unscaled0 = s_losses - s_base @ low
             scale = max(scale, float(s_unscaled0.max()))
         if not scale > 0.0:
@@ -375,6 +394,11 @@ class FundModel:
         )
         if not obj_scale > 0.0:
             obj_scale = 1.0
+        if largest_loss is None:
+            largest_loss = _largest_loss(source.losses)
+        if stress is not None:
+            largest_loss = max(largest_loss, _largest_loss(stress.losses))
+        _check_representable(problem, largest_loss, (scale * problem.cost_of_capital, linear, quadratic, constant))
         return cls(
             problem=problem,
             source=source,
@@ -395,6 +419,7 @@ class FundModel:
             cost_rate=linear[free] / obj_scale,
             curvature=quadratic[free] / obj_scale,
             cost_constant=constant / obj_scale,
+            largest_loss=float(largest_loss),
             **fields,
         )
 
@@ -445,8 +470,8 @@ class FundModel:
         return worst if index is None else worst[index]
 
     def required(self, u: np.ndarray) -> np.ndarray:
-        """Scaled required fund ``R_s(u)`` of every random scenario, (N,): one streaming pass."""
-        return (self.problem.floor - self.worst(self.rates(u))) / self.money_scale
+        """Scaled required fund above the floor ``R_s(u)`` of every random scenario, (N,): one streaming pass."""
+        return -self.worst(self.rates(u)) / self.money_scale
 
     def stress_required(self, u: np.ndarray) -> float:
         """Largest scaled required fund over the stress scenarios that must be survived (-inf if none)."""
@@ -466,9 +491,23 @@ class FundModel:
 
     @property
     def fund_cap(self) -> float:
-        """Scaled ``fund_max`` (inf when unset)."""
+        """Scaled ``fund_max`` (above the floor; inf when unset)."""
         fund_max = self.problem.fund_max
-        return math.inf if fund_max is None else fund_max / self.money_scale
+        return math.inf if fund_max is None else (fund_max - self.problem.floor) / self.money_scale
+
+    @property
+    def fund_min(self) -> float:
+        """Scaled ``F0 >= 0``: the lowest ``f`` (above the floor) a fund target can have."""
+        return -self.problem.floor / self.money_scale
+
+    @property
+    def floor_cost(self) -> float:
+        """``cost_of_capital * floor``, currency units: the part of every objective the scaled one leaves out."""
+        return self.problem.cost_of_capital * self.problem.floor
+
+    def fund_target(self, f: float) -> float:
+        """The fund target in currency units of a scaled fund ``f`` (above the floor)."""
+        return self.problem.floor + self.money_scale * f
 
     # -- exact screening ------------------------------------------------------------------------
     def required_range(self) -> tuple[np.ndarray, np.ndarray]:
@@ -528,7 +567,6 @@ class FundModel:
         """``required0`` (K, T) and ``relief`` (K, T, Jf) of the random scenarios ``index``."""
         rows = index if self.random_index is None else self.random_index[index]
         cum_losses = np.cumsum(self.source.losses[rows], axis=1)
-        cum_losses += self.problem.floor
         cum_base = np.cumsum(self.source.premium_base[rows], axis=1)
         required0 = cum_losses - cum_base @ self.rate_low
         required0 /= self.money_scale
@@ -544,10 +582,42 @@ class FundModel:
         """
         cap = self.fund_cap
         if lowest_fund > cap:
-            need = lowest_fund * self.money_scale
+            need = self.fund_target(lowest_fund)
             raise InfeasibleError(
                 f"fund_max = {self.problem.fund_max:.6g} is below the smallest fund target that meets "
                 f"{what}: {need:.6g} even at premium_max (short by {need - self.problem.fund_max:.6g})"
+            )
+
+    def confirm(self, fund_target: float, premium_rates: np.ndarray, objective: float) -> None:
+        """Raise :class:`SolverError` unless a checked answer is finite and no larger than any scenario needs.
+
+        Every method's fund target is ``max(0, rule of the R_s(p), largest stress R_s(p))`` (the
+        rule an order statistic, a CVaR or a maximum) of required funds
+        ``R_s(p) = floor + max_t (sum_{v <= t} L - p . sum_{v <= t} B) <= floor + sum_t L[s, t]``
+        (premium bases are >= 0), so none exceeds ``max(0, floor + largest_loss)`` but for the
+        few ulps the numpy check lifts it by (:func:`~.check.fund_at`: rounding of the largest
+        flows). Anything beyond that, or a non-finite fund target or objective, is a bug or an
+        overflow, never an answer.
+        """
+        floor = self.problem.floor
+        if not (math.isfinite(fund_target) and math.isfinite(objective)):
+            raise SolverError(
+                f"the checked answer is not a finite number (fund_target = {fund_target!r}, objective = {objective!r}, "
+                f"floor = {floor!r}, cost_of_capital = {self.problem.cost_of_capital!r}): an overflow, not an answer"
+            )
+        bound = max(0.0, floor + self.largest_loss)
+        eps = np.finfo(np.float64).eps
+        slack = 1e-9 * max(bound, abs(floor), 1.0)
+        if fund_target <= bound + slack:
+            return
+        # rare: allow the rounding margin of the largest path flows at these rates (one more pass)
+        rates = np.asarray(premium_rates, dtype=np.float64)
+        flows = max(_largest_flow(s, rates) for s in (self.source, self.stress) if s is not None)
+        slack += 8 * (rates.size + 1) * self.horizon * eps * flows
+        if fund_target > bound + slack:
+            raise SolverError(
+                f"the fund target {fund_target:.6g} is more than any scenario can need ({bound:.6g}: the floor plus "
+                "the largest total loss of a scenario over the horizon); this is a bug, please report it"
             )
 
     def stress_binding(self, u: np.ndarray) -> int:
@@ -623,9 +693,10 @@ def _running_minimum(net: np.ndarray) -> np.ndarray:
 
 def _corner_pass(
     scenarios: ScenarioSet, low: np.ndarray, high: np.ndarray | None, member: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """One pass: :func:`worst_net_flow` at ``low`` and at ``high`` (skipped when None) for every
-    scenario, and the (J,) total premium base of the ``member`` ones (all when None)."""
+    scenario, the (J,) total premium base of the ``member`` ones (all when None) and the largest
+    total loss over the horizon of any scenario."""
     losses, base = scenarios.losses, scenarios.premium_base
     n, horizon, n_markets = base.shape
     worst_low = np.empty(n)
@@ -633,30 +704,85 @@ def _corner_pass(
     total = np.zeros(n_markets)
     random = member
     low_is_zero = not np.any(low)
+    largest_loss = 0.0
     for start, stop in _chunks(n, horizon * n_markets):
         chunk = base[start:stop]
         # sum over scenarios and periods as a matrix-vector product: 10x faster than a strided
         # chunk.sum(axis=(0, 1)) (measured), float64 either way
         flat = (chunk if random is None else chunk[random[start:stop]]).reshape(-1, n_markets)
         total += np.ones(flat.shape[0]) @ flat
-        if low_is_zero:
-            worst_low[start:stop] = _running_minimum(-losses[start:stop])
-        else:
-            net = chunk @ low
-            net -= losses[start:stop]
-            worst_low[start:stop] = _running_minimum(net)
-        if high is not None:
-            net = chunk @ high
-            net -= losses[start:stop]
-            worst_high[start:stop] = _running_minimum(net)
-    return worst_low, worst_high, total
+        largest_loss = max(largest_loss, float(losses[start:stop].sum(axis=1).max()))
+        # rates far above one can overflow p . B: the caller names the scenario (_check_finite_corners)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if low_is_zero:
+                worst_low[start:stop] = _running_minimum(-losses[start:stop])
+            else:
+                net = chunk @ low
+                net -= losses[start:stop]
+                worst_low[start:stop] = _running_minimum(net)
+            if high is not None:
+                net = chunk @ high
+                net -= losses[start:stop]
+                worst_high[start:stop] = _running_minimum(net)
+    return worst_low, worst_high, total, largest_loss
 
 
-def _cumulative(scenarios: ScenarioSet, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """``floor + cumsum_t L`` (N, T) and ``cumsum_t B`` (N, T, J)."""
-    cum_losses = np.cumsum(scenarios.losses, axis=1)
-    cum_losses += floor
-    return cum_losses, np.cumsum(scenarios.premium_base, axis=1)
+def _check_finite_corners(problem: PolicyProblem, worst_low: np.ndarray, worst_high: np.ndarray) -> None:
+    """ProblemError naming the first scenario whose fund overflows at a corner of the rate box.
+
+    A ScenarioSet's sums are finite (it checks), so only premium rates far above one can
+    overflow ``p . B``.
+    """
+    for rates, worst in (("premium_min", worst_low), ("premium_max", worst_high)):
+        if not np.isfinite(worst.min()) or not np.isfinite(worst.max()):
+            s = int(np.flatnonzero(~np.isfinite(worst))[0])
+            raise ProblemError(
+                f"the fund of scenario {s} overflows at {rates} = {getattr(problem, rates)!r} (rates are fractions "
+                "of the premium base: the premium income exceeds float64)"
+            )
+
+
+def _check_representable(problem: PolicyProblem, largest_loss: float, objective_parts: tuple) -> None:
+    """ProblemError when float64 cannot hold the answer: a floor that swallows the losses, or an objective that overflows.
+
+    ``F0 = floor + (fund above the floor)``: with ``|floor|`` above 4.5e7 times the largest
+    total loss of a scenario, one ulp of the floor is more than 1e-8 of any fund above it, so
+    the answer would be the floor plus rounding.
+    """
+    floor = problem.floor
+    if largest_loss > 0.0 and abs(floor) * np.finfo(np.float64).eps > 1e-8 * largest_loss:
+        raise ProblemError(
+            f"floor = {floor!r} is too large for the losses (the largest total loss of a scenario is "
+            f"{largest_loss:.6g}): float64 cannot resolve a fund target above it; measure the fund from the floor "
+            "(floor = 0) and add the floor afterwards"
+        )
+    for part in objective_parts:
+        if not np.all(np.isfinite(part)):
+            raise ProblemError(
+                f"the objective overflows float64 (cost_of_capital = {problem.cost_of_capital!r}, premium_weight = "
+                f"{problem.premium_weight!r}, rate_change_penalty = {problem.rate_change_penalty!r} on fund targets "
+                f"of about {largest_loss:.6g})"
+            )
+
+
+def _largest_loss(losses: np.ndarray) -> float:
+    """``max_s sum_t L[s, t]`` (0 for no scenario)."""
+    return float(losses.sum(axis=1).max()) if losses.shape[0] else 0.0
+
+
+def _largest_flow(scenarios: ScenarioSet, rates: np.ndarray) -> float:
+    """``max_s sum_t (p . B[s, t] + L[s, t])``, chunked over scenarios."""
+    n, horizon, n_markets = scenarios.premium_base.shape
+    largest = 0.0
+    for start, stop in _chunks(n, horizon * n_markets):
+        flows = scenarios.premium_base[start:stop].sum(axis=1) @ rates + scenarios.losses[start:stop].sum(axis=1)
+        largest = max(largest, float(flows.max()))
+    return largest
+
+
+def _cumulative(scenarios: ScenarioSet) -> tuple[np.ndarray, np.ndarray]:
+    """``cumsum_t L`` (N, T) and ``cumsum_t B`` (N, T, J)."""
+    return np.cumsum(scenarios.losses, axis=1), np.cumsum(scenarios.premium_base, axis=1)
 
 
 def _max_affine(required0: np.ndarray, relief: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -131,7 +131,7 @@ class CvarFormulation:
         minimise    cost_fund f + cost_rate @ u + curvature @ u^2
         subject to  z_s >= required0[s, t] - relief[s, t] @ u - eta     every kept row (s, t)
                     eta + sum_s z_s / (alpha N) <= f                    CVaR_alpha(R - f) <= 0
-                    eta >= VaR floor,  z >= 0,  f >= stress floor,  0 <= u <= 1
+                    eta >= VaR floor,  z >= 0,  f >= max(F0 >= 0, stress floor, VaR floor),  0 <= u <= 1
                     f + relief @ u >= required0                          every stress row
                     f <= fund_max (tightened by 1e-7 relative)
 
@@ -158,6 +158,10 @@ class CvarFormulation:
         var = cp.Variable(name="value_at_risk")
         self._inv_alpha_n = cp.Parameter(nonneg=True, name="inv_alpha_n")
         self._var_floor = cp.Parameter(name="var_floor")
+        # f >= F0 >= 0's bound and every stress floor; also >= the VaR floor (implied by the CVaR
+        # row): a floor far above the losses puts F0 >= 0 at f = -1e5 and more, a bound whose
+        # size alone costs Clarabel digits, so the tighter valid one is given instead
+        self._fund_low = cp.Parameter(name="fund_low")
         constraints = []
         if candidates.size:
             excess = cp.Variable(candidates.size, nonneg=True, name="excess")
@@ -171,7 +175,7 @@ class CvarFormulation:
         if stress_rows is not None and stress_rows.n_rows:
             # F[s, t] >= floor in every stress scenario
             constraints.append(fund + stress_rows.relief @ rates >= stress_rows.required0)
-        constraints += [fund >= self._stress_lowest, rates >= 0.0, rates <= 1.0]
+        constraints += [fund >= self._fund_low, rates >= 0.0, rates <= 1.0]
         if math.isfinite(model.fund_cap):
             constraints.append(fund <= solver_cap(model.fund_cap))
         cost = model.cost_fund * fund + model.cost_rate @ rates
@@ -191,13 +195,14 @@ class CvarFormulation:
         check_cap(model, sample_cvar(self._lowest, alpha, n), self._stress_lowest, f"CVaR_{alpha:g} of the required fund <= F0")
         self._inv_alpha_n.value = 1.0 / (alpha * n)
         self._var_floor.value = kth_largest(self._lowest, var_index(alpha, n))
+        self._fund_low.value = max(self._stress_lowest, self._var_floor.value)
 
         def check(status: str) -> tuple[CheckedPoint | None, bool, float]:
             if self._rates.value is None or self.problem.value is None:
                 return None, False, math.inf
             point = checked_point(model, rule, self._rates.value)
             claimed = (self.problem.value + model.cost_constant) * model.objective_scale
-            accepted = status == cp.OPTIMAL and agree(point.objective, claimed, model.objective_scale)
+            accepted = status == cp.OPTIMAL and agree(point.objective - model.floor_cost, claimed, model.objective_scale)
             return point, accepted, point.objective
 
         outcome = solve_with_fallback(self.problem, check, self.solvers)
@@ -411,7 +416,7 @@ def exact_on_model(
     if engine != "milp":
         search = ExactBranchAndBound(model, alpha) if search is None else search
         return search.solve(alpha, rtol=mip_rel_gap, time_limit=time_limit, started=start)
-    f_lo = max(0.0, order_lowest, stress_lowest)
+    f_lo = max(model.fund_min, order_lowest, stress_lowest)
     nf = model.n_free
 
     # Starting points: the box's corners and, optionally, the cvar policy.
@@ -867,7 +872,7 @@ def solve_scenario(
     if model.n_free == 0:
         # Every step of the greedy rule discards the scenario with the largest required fund.
         mask = np.zeros(n, dtype=bool)
-        required = model.problem.floor - model.worst(model.rate_low)
+        required = -model.worst(model.rate_low)
         mask[np.argsort(-required, kind="stable")[:k]] = True
         rule = FundRule("robust", alpha, discarded=mask)
         point = checked_point(model, rule, np.zeros(0))
@@ -878,7 +883,7 @@ def solve_scenario(
 
     # Scenarios below the (k+1)-th largest required fund at premium_max never bind while at
     # most k are discarded: screen them (and their rows) out exactly.
-    f_lo = max(0.0, order_lowest, stress_lowest)
+    f_lo = max(model.fund_min, order_lowest, stress_lowest)
     candidates = np.flatnonzero(highest > f_lo)
     rows = model.screen(candidates, f_lo)
     working_set = engine != "cvxpy"
@@ -901,7 +906,7 @@ def solve_scenario(
             return None, False, math.inf
         point = checked_point(model, FundRule("robust", alpha, discarded=mask.copy()), robust.rates.value)
         claimed = robust.claimed_objective()
-        accepted = status == cp.OPTIMAL and agree(point.objective, claimed, model.objective_scale)
+        accepted = status == cp.OPTIMAL and agree(point.objective - model.floor_cost, claimed, model.objective_scale)
         return point, accepted, point.objective
 
     def set_dropped() -> None:
@@ -924,7 +929,7 @@ def solve_scenario(
             point, solver_used = outcome.result, outcome.solver
             all_accepted &= outcome.accepted
             attempts = outcome.attempts
-            u, scaled_fund = point.u, point.fund_target / model.money_scale
+            u, scaled_fund = point.u, (point.fund_target - model.problem.floor) / model.money_scale
         required = required_at(u)
         # Put back discarded scenarios the solution satisfies: they do not change it.
         dropped &= ~(required <= scaled_fund - 1e-9)
@@ -954,7 +959,7 @@ def solve_scenario(
     }
     if working_set:
         details["working_set_rounds"] = robust.rounds
-        if not agree(point.objective, robust.claimed_objective(), model.objective_scale):
+        if not agree(point.objective - model.floor_cost, robust.claimed_objective(), model.objective_scale):
             all_accepted = False
     if not all_accepted:
         details["reason"] = "some robust solves did not pass the numpy check"

@@ -31,6 +31,7 @@ from fundguard.models import (
     fit_volatility,
     load_prices,
     simulate_returns,
+    stress_paths,
 )
 from fundguard.models.errors import InfeasibleError, ProblemError
 from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, solve
@@ -62,7 +63,7 @@ def _with(**changes):
 
 
 def _losses(value, where=(3, 2)):
-    losses = LOSSES.copy()
+    losses = LOSSES.astype(object) if value is None else LOSSES.copy()
     losses[where] = value
     return losses
 
@@ -134,6 +135,22 @@ CASES = {
     "markets mismatched": (lambda: ScenarioSet(LOSSES, BASE, ["A"]), ScenarioError, "1 markets"),
     "duplicate market names": (lambda: ScenarioSet(LOSSES, BASE, ["A", "A"]), ScenarioError, "unique"),
     # -- issue 13: numerics --
+    "losses overflowing over the horizon": (lambda: ScenarioSet(_losses(1e308, (7, slice(None))), BASE, ["A", "B"]),
+                                            ScenarioError, "scenario 7 sum to inf"),
+    "premium base overflowing over the horizon": (lambda: ScenarioSet(LOSSES, np.where(np.arange(N)[:, None, None] == 9,
+                                                                                       1e308, BASE), ["A", "B"]),
+                                                  ScenarioError, "premium_base of scenario 9"),
+    "losses complex": (lambda: ScenarioSet(LOSSES + 1j, BASE, ["A", "B"]), ScenarioError, "complex"),
+    "losses ragged": (lambda: ScenarioSet([[1.0, 2.0], [3.0]], BASE[:2, :2], ["A", "B"]), ScenarioError, "ragged"),
+    "losses object with None": (lambda: ScenarioSet(_losses(None), BASE, ["A", "B"]), ScenarioError,
+                                "losses[3, 2]"),
+    "losses text": (lambda: ScenarioSet(LOSSES.astype(str), BASE, ["A", "B"]), ScenarioError, "dtype <U"),
+    "floor swallowing the losses": (lambda: solve(PolicyProblem(alpha=0.05, cost_of_capital=0.1, floor=1e20), GOOD),
+                                    ProblemError, "floor = 1e+20"),
+    "objective overflowing": (lambda: solve(PolicyProblem(alpha=0.05, cost_of_capital=1e305), GOOD, method="exact"),
+                              ProblemError, "cost_of_capital = 1e+305"),
+    "premium income overflowing": (lambda: solve(PolicyProblem(alpha=0.05, cost_of_capital=0.1, premium_max=1e305), GOOD),
+                                   ProblemError, "premium_max = 1e+305"),
     # problem
     "alpha zero": (lambda: PolicyProblem(alpha=0.0, cost_of_capital=0.1), ProblemError, "alpha"),
     "alpha one": (lambda: PolicyProblem(alpha=1.0, cost_of_capital=0.1), ProblemError, "alpha"),
@@ -158,6 +175,15 @@ CASES = {
         ProblemError, "scenarios"),
     "scenario sample size epsilon out of range": (lambda: scenario_sample_size(1.5, 1e-6, 2), FundguardError, "epsilon"),
     # -- issue 13: library --
+    "daily volume implausibly small": (lambda: _book(daily_volume=1e-100), SpecificationError, "daily_volume = 1e-100"),
+    "forecast on a numbers-only model": (lambda: _numbers_only().forecast_variance(5), SpecificationError,
+                                         "forecast_variance needs a model fitted"),
+    "conditional volatility of a numbers-only model": (lambda: _numbers_only().conditional_volatility,
+                                                       SpecificationError, "has no fitted sample"),
+    "replay on a numbers-only model": (lambda: stress_paths({"X": _numbers_only()}, 5, dates=["2021-01-05"]),
+                                       ScenarioError, "models['X'] has none"),
+    "bootstrap on a numbers-only model": (lambda: simulate_returns({"X": _numbers_only()}, 5, 100, innovations="fhs"),
+                                          InsufficientHistoryError, "no standardized residuals"),
     # venue book
     "leverage below one": (lambda: LeverageTier(1.0, 0.5, 0.01), SpecificationError, "leverage"),
     "maintenance margin at initial margin": (lambda: LeverageTier(1.0, 10.0, 0.1), SpecificationError,
@@ -212,6 +238,13 @@ CASES = {
 }
 
 _MODEL = []
+
+
+def _numbers_only():
+    """A model rebuilt from numbers, as the built-in preset's are: no fitted sample, no arch result."""
+    from fundguard.models import VolModel
+
+    return VolModel.from_dict(_model().to_dict())
 
 
 def _model():

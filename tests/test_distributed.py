@@ -133,6 +133,29 @@ def test_solve_equals_the_in_memory_fast_path(chunked, world, method, problem_na
     assert info["tail_scenarios"] < N // 5  # the tail, not the whole set, came to the client
 
 
+@pytest.mark.parametrize("method", ["cvar", "exact"])
+def test_a_large_floor_and_the_answer_bound_on_a_chunked_set(chunked, world, method):
+    """Issue 13: the scaled fund is measured from the floor on the tail too, and the tail model
+    carries the largest total loss of all N scenarios (the bound every answer is checked against)."""
+    from fundguard.optimizer.distributed import tail_model
+    from fundguard.optimizer.fund import FundModel
+
+    in_memory = world[3]
+    problem = PolicyProblem(**PROBLEMS["interior"])
+    assert tail_model(problem, chunked).largest_loss == FundModel.build(problem, in_memory).largest_loss
+    base = solve(problem, chunked, method)
+    high = solve(dataclasses.replace(problem, floor=1e12), chunked, method)
+    assert high.fund_target - 1e12 == pytest.approx(base.fund_target, rel=1e-9)
+    np.testing.assert_allclose(high.premium_rates, base.premium_rates, rtol=0, atol=1e-9)
+
+
+def test_premium_income_overflowing_on_a_chunked_set_is_one_line(chunked):
+    from fundguard.models.errors import ProblemError
+
+    with pytest.raises(ProblemError, match=r"the fund of scenario \d+ overflows at premium_min"):
+        solve(PolicyProblem(alpha=0.01, cost_of_capital=0.1, premium_max=1e305), chunked, "cvar")
+
+
 def test_same_bits_whatever_the_chunking_and_persistence(client, world, chunked):
     from fundguard.models import chunked_scenarios
 

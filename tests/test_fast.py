@@ -385,11 +385,14 @@ def test_streaming_passes_equal_the_plain_formulas():
     problem = PolicyProblem(alpha=0.05, cost_of_capital=0.1, premium_min=[0.0, 0.01, 0.0], premium_max=0.04, floor=3.0)
     model = FundModel.build(problem, scenarios)
     random_part = scenarios.random_part()
-    cum_losses = np.cumsum(random_part.losses, axis=1) + 3.0
+    # the scaled required fund is measured from the floor: F0 = floor + money_scale * R
+    cum_losses = np.cumsum(random_part.losses, axis=1)
     cum_base = np.cumsum(random_part.premium_base, axis=1)
     for u in (np.zeros(3), np.ones(3), np.array([0.2, 0.7, 0.4])):
         expected = (cum_losses - cum_base @ model.rates(u)).max(axis=1) / model.money_scale
         np.testing.assert_allclose(model.required(u), expected, rtol=1e-12, atol=1e-12)
+    assert model.fund_target(1.0) == 3.0 + model.money_scale
+    assert model.fund_min == -3.0 / model.money_scale
     np.testing.assert_allclose(model.required_range()[0], model.required(np.zeros(3)), rtol=1e-12)
     np.testing.assert_allclose(model.required_range()[1], model.required(np.ones(3)), rtol=1e-12)
     np.testing.assert_allclose(model.mean_base, random_part.premium_base.sum(axis=1).mean(axis=0), rtol=1e-12)
