@@ -58,7 +58,7 @@ PREMIUM_KINDS = ("liquidation", "volume")
 # alone costs the notional itself, far outside the range the square-root law was measured on
 # (orders of a few percent of daily volume). Real books sit near OI / ADV = 0.3-3 (the presets:
 # 1/3). Issue 13: daily_volume = 1e-100 (a units slip) gave a fund target of 2.8e95 as an answer.
-_MAX_OI_PER_ADV = 1000.0
+MAX_OI_PER_ADV = 1000.0
 
 # Scenario-periods per chunk of build_scenarios: 512 KiB per (rows, T) float64 temporary, so the
 # loss model's dozen temporaries stay in cache (measured 10-20% faster than 2**18, 2x faster
@@ -140,7 +140,7 @@ class Market:
     daily_volume : float > 0, currency units per day
         ADV, typical traded notional per day: the liquidity liquidations are absorbed by. At
         least ``open_interest / 1000``: a thinner market would lose more than the notional to
-        the square-root impact alone (see ``_MAX_OI_PER_ADV``), which is a units mistake, not a book.
+        the square-root impact alone (see ``MAX_OI_PER_ADV``), which is a units mistake, not a book.
     tiers : sequence of LeverageTier, default ``DEFAULT_TIERS``
         How the open interest of each side spreads over leverage; shares sum to 1.
         Default: the ladder documented at ``DEFAULT_TIERS`` (Binance-bracket maintenance margins).
@@ -191,11 +191,11 @@ class Market:
             value = _finite(self, attr)
             if value <= 0.0:
                 raise SpecificationError(f"{where}: {attr} must be > 0, got {value!r}")
-        if self.open_interest > _MAX_OI_PER_ADV * self.daily_volume:
+        if self.open_interest > MAX_OI_PER_ADV * self.daily_volume:
             raise SpecificationError(
                 f"{where}: daily_volume = {self.daily_volume!r} is implausibly small for open_interest = "
                 f"{self.open_interest!r} (ratio {self.open_interest / self.daily_volume:.3g}, at most "
-                f"{_MAX_OI_PER_ADV:g}): liquidating the book would cost more than its notional in impact alone"
+                f"{MAX_OI_PER_ADV:g}): liquidating the book would cost more than its notional in impact alone"
             )
         for attr in ("impact", "volume_elasticity"):
             if _finite(self, attr) < 0.0:

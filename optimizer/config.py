@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fundguard.models.errors import ConfigError
+from fundguard.models.venue import MAX_OI_PER_ADV
 
 __all__ = [
     "CalibrationConfig",
@@ -274,6 +275,10 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
             if not resolved.is_file():
                 raise ConfigError(ctx.where(f"{path}.prices", f"{path}.prices: file {str(resolved)!r} does not exist"))
             fields["prices"] = resolved
+        if "open_interest" in fields and fields["open_interest"] > MAX_OI_PER_ADV * fields["daily_volume"]:
+            raise ConfigError(ctx.where(f"{path}.daily_volume", (
+                f"{path}.daily_volume = {fields['daily_volume']!r} is implausibly small for open_interest = "
+                f"{fields['open_interest']!r} (at least open_interest / {MAX_OI_PER_ADV:g}; a units slip?)")))
         markets.append(MarketConfig(tiers=tiers, **fields))
     names = [m.name for m in markets]
     duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -260,7 +260,7 @@ def test_a_worker_dying_at_start_up_is_one_line(tmp_path, capfd, monkeypatch):
 
 
 @pytest.mark.parametrize(("market", "problem", "fragment"), [
-    ("daily_volume = 1e-100", "", "daily_volume = 1e-100 is implausibly small"),
+    ("daily_volume = 1e-100", "", "fund.toml:11: markets[0].daily_volume = 1e-100 is implausibly small"),
     ("daily_volume = 3e9", "floor = 1e20\n", "floor = 1e+20 is too large for the losses"),
     ("daily_volume = 3e9", "cost_of_capital = 1e305\n", "the objective overflows"),
 ])
