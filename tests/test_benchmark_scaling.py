@@ -9,24 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from _shared import benchmarks_status
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _benchmarks_status() -> str | None:
-    """``git status --porcelain`` of benchmarks/, untracked files included; None without git."""
-    try:
-        done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "benchmarks"],
-                              cwd=REPO, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
 
 
 @pytest.fixture(scope="module")
 def tree_before() -> str | None:
     """benchmarks/ as git sees it before this module's quick runs (a developer's tree may be dirty)."""
-    return _benchmarks_status()
+    return benchmarks_status()
 
 
 @pytest.fixture(scope="module")
@@ -95,4 +86,4 @@ def test_quick_run_leaves_the_tracked_tree_as_it_found_it(tree_before, quick_run
     # The quick mode writes into tmp_path (--out), its workers nowhere: benchmarks/ is unchanged.
     if tree_before is None:
         pytest.skip("not a git checkout, or git is missing")
-    assert _benchmarks_status() == tree_before
+    assert benchmarks_status() == tree_before

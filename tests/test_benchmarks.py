@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _shared import benchmarks_status
 from scipy import stats
 
 # benchmarks/ is run from the repository, never installed: import it from the checkout.
@@ -35,20 +35,10 @@ BASELINE_PREFIXES = (
 )
 
 
-def _benchmarks_status() -> str | None:
-    """``git status --porcelain`` of benchmarks/, untracked files included; None without git."""
-    try:
-        done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "benchmarks"],
-                              cwd=REPO, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
 @pytest.fixture(scope="module")
 def tree_before() -> str | None:
     """benchmarks/ as git sees it before this module's quick runs (a developer's tree may be dirty)."""
-    return _benchmarks_status()
+    return benchmarks_status()
 
 
 @pytest.fixture(scope="module")
@@ -276,4 +266,4 @@ def test_quick_runs_leave_the_tracked_tree_as_they_found_it(request, tree_before
         request.getfixturevalue("backtest_quick")
     except pytest.skip.Exception:
         pass  # no market data: the backtest did not run, the methods benchmark did
-    assert _benchmarks_status() == tree_before
+    assert benchmarks_status() == tree_before

@@ -8,9 +8,8 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-from arch.univariate import GARCH, ConstantMean, StudentsT
+from _shared import two_market_price_files
 
 import fundguard.optimizer.report as report
 from fundguard.optimizer import certify
@@ -30,22 +29,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def price_files(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("prices")
-    files = {}
-    rng = np.random.default_rng(0)
-    common = rng.standard_t(5, 1200)
-    for i, name in enumerate(("AAA", "BBB")):
-        model = ConstantMean(None)
-        model.volatility = GARCH(1, 1, 1)
-        model.distribution = StudentsT(seed=np.random.default_rng(10 + i))
-        # about 4% a day, like a crypto market
-        returns = model.simulate([0.0, 0.8, 0.05, 0.1, 0.85, 5.0], 1200, burn=300).data.to_numpy() / 100
-        returns = 0.6 * returns + 0.4 * common * returns.std() / common.std()
-        dates = pd.date_range("2021-01-01", periods=1200, freq="D").strftime("%Y-%m-%d")
-        path = folder / f"{name.lower()}.csv"
-        pd.DataFrame({"date": dates, "close": 100 * np.exp(np.cumsum(returns))}).to_csv(path, index=False)
-        files[name] = path
-    return files
+    return two_market_price_files(tmp_path_factory.mktemp("prices"))
 
 
 def _config(price_files, **problem) -> dict:

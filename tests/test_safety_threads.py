@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from _shared import two_market_price_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,32 +123,11 @@ def test_every_highs_path_is_silent_in_a_fresh_process():
     assert done.stderr.strip().split(",").count("HIGHS") == 2  # the LP and the QP both reached HiGHS
 
 
-def _price_files(folder: Path) -> dict[str, Path]:
-    """Two markets of GARCH-t returns with a common factor (as tests/test_calibrate.py makes them)."""
-    import numpy as np
-    import pandas as pd
-    from arch.univariate import GARCH, ConstantMean, StudentsT
-
-    rng = np.random.default_rng(0)
-    common = rng.standard_t(5, 1200)
-    files = {}
-    for i, name in enumerate(("AAA", "BBB")):
-        model = ConstantMean(None)
-        model.volatility = GARCH(1, 1, 1)
-        model.distribution = StudentsT(seed=np.random.default_rng(10 + i))
-        returns = model.simulate([0.0, 0.8, 0.05, 0.1, 0.85, 5.0], 1200, burn=300).data.to_numpy() / 100
-        returns = 0.6 * returns + 0.4 * common * returns.std() / common.std()
-        dates = pd.date_range("2021-01-01", periods=1200, freq="D").strftime("%Y-%m-%d")
-        files[name] = folder / f"{name.lower()}.csv"
-        pd.DataFrame({"date": dates, "close": 100 * np.exp(np.cumsum(returns))}).to_csv(files[name], index=False)
-    return files
-
-
 @pytest.mark.slow
 def test_same_result_whatever_the_blas_thread_count(tmp_path):
     # Before the fix OPENBLAS_NUM_THREADS=1 vs 2 moved the fitted GARCH parameters by ~1e-5
     # relative (arch's SLSQP) and the fund target by ~90 (of 7.4 million) on this config.
-    files = _price_files(tmp_path)
+    files = two_market_price_files(tmp_path)
     config = tmp_path / "fund.toml"
     config.write_text(textwrap.dedent(
         f"""
@@ -207,7 +186,7 @@ def test_concurrent_fits_agree_and_leave_the_blas_thread_count_as_they_found_it(
 
     from fundguard.models import VolSpec, fit_volatility
 
-    prices = pd.read_csv(_price_files(tmp_path)["AAA"])
+    prices = pd.read_csv(two_market_price_files(tmp_path)["AAA"])
     returns = pd.Series(np.diff(np.log(prices["close"].to_numpy())))
     spec = VolSpec(vol="GARCH", dist="t", mean="constant")
     before = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
