@@ -420,3 +420,20 @@ def test_real_files_load_without_a_jump_warning(shared_data):
         warnings.simplefilter("error", PriceJumpWarning)
         for path in files:
             load_prices(path, min_returns=0)
+
+
+def test_gap_tolerance_boundary_is_inclusive():
+    # A step of exactly MAX_GAP_PERIODS periods (4 missing rows) is tolerated; one period more is not.
+    from fundguard.models.data import MAX_GAP_PERIODS
+
+    frame = _wide(n=60, markets=("BTC",))
+    at_tolerance = frame.drop(index=range(30, 30 + MAX_GAP_PERIODS - 1))
+    assert len(load_prices(at_tolerance, min_returns=0)) == 60 - (MAX_GAP_PERIODS - 1)
+    one_more = frame.drop(index=range(30, 30 + MAX_GAP_PERIODS))
+    with pytest.raises(GapError, match=rf"\({MAX_GAP_PERIODS + 1} periods\).*tolerance of {MAX_GAP_PERIODS} "):
+        load_prices(one_more, min_returns=0)
+    # the same boundary through detect_frequency and an explicit max_gap
+    days = pd.DatetimeIndex(["2021-01-01", "2021-01-02", "2021-01-05", "2021-01-06"], tz="UTC")
+    assert detect_frequency(days, max_gap=3).label == "daily"
+    with pytest.raises(GapError):
+        detect_frequency(days, max_gap=2.999)
