@@ -112,7 +112,7 @@ def volatility_models() -> dict[str, Any]:
 def generate(n: int, seed: int, folder: Path, name: str) -> dict[str, float]:
     """Simulate ``n`` scenarios, write ``<name>.losses`` / ``<name>.base`` (raw float64), return timings."""
     from fundguard.models import Copula, Market, VenueBook, build_scenarios, simulate_returns
-    from fundguard.models.scenarios import _thread_count  # the threads simulate_returns uses by default
+    from fundguard.models.parallel import thread_count  # the threads simulate_returns uses by default
 
     copula = Copula("t", np.array(CORRELATION), 4.0, MARKETS)
     start = time.perf_counter()
@@ -137,7 +137,7 @@ def generate(n: int, seed: int, folder: Path, name: str) -> dict[str, float]:
     steps = n * HORIZON
     return {
         "n": n, "seed": seed, "simulate_seconds": simulate_seconds, "build_seconds": build_seconds,
-        "simulate_threads": _thread_count(None), "simulate_single_thread_seconds": single,
+        "simulate_threads": thread_count(None), "simulate_single_thread_seconds": single,
         "simulate_single_thread_path_steps_per_second": steps * len(MARKETS) / single,
         "build_single_thread_seconds": build_single,
         "build_single_thread_path_steps_per_second": steps * len(MARKETS) / build_single,

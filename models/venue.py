@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import ScenarioError, SpecificationError
-from .scenarios import ReturnPaths, _in_threads
+from .parallel import in_threads
+from .scenarios import ReturnPaths
 from .scenarioset import ScenarioSet
 
 __all__ = [
@@ -487,7 +488,7 @@ def build_scenarios(
             losses[block] += loss
             premium_base[block, :, j] = base
 
-    _in_threads(work, range(0, n, rows), threads, "fundguard-losses")  # chunks write disjoint rows
+    in_threads(work, range(0, n, rows), threads, "fundguard-losses")  # chunks write disjoint rows
 
     info = dict(paths.metadata)
     info.update(

@@ -29,7 +29,7 @@ from fundguard.models import (
     simulate_returns,
     stress_paths,
 )
-from fundguard.models.scenarios import _exact_transform, _Marginal, _Score, _ScoreTransform
+from fundguard.models.scenarios.innovations import Marginal, Score, ScoreTransform, exact_transform
 
 N_HISTORY = 2500
 
@@ -326,15 +326,15 @@ def test_quantiles_and_table_match_arch_ppf(dist, nu, lam):
 
     arch_dist, params = {"t": (StudentsT(), [nu]), "skewt": (SkewStudent(), [nu, lam]),
                          "ged": (GeneralizedError(), [nu]), "normal": (Normal(), [])}[dist]
-    marginal = _Marginal(dist, nu, lam)
+    marginal = Marginal(dist, nu, lam)
     p = np.array([1e-9, 1e-4, 0.01, 0.2, 0.5, 0.7, 0.99, 1 - 1e-6])
     np.testing.assert_allclose(marginal.lower(p), arch_dist.ppf(p, params), rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(marginal.upper(1 - p), arch_dist.ppf(p, params), rtol=1e-6, atol=1e-8)
     # the tabulated score -> innovation map is within its documented 1e-8 of the exact one in
     # asinh(z) (relative 1e-8 in the tails, absolute near 0), in the body and beyond the grid
-    transform = _ScoreTransform(_Score(4.0), [marginal], None)
+    transform = ScoreTransform(Score(4.0), [marginal], None)
     x = np.concatenate([np.linspace(-60, 60, 20_001), [-1e7, 3e6]])[:, None]
-    exact = _exact_transform(x, _Score(4.0), marginal)
+    exact = exact_transform(x, Score(4.0), marginal)
     assert np.max(np.abs(np.arcsinh(transform(x.copy())) - np.arcsinh(exact))) < 1e-8
 
 

@@ -6,7 +6,6 @@ import json
 import math
 import warnings
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +29,6 @@ from fundguard.models import (
     stress_paths,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def paths_from(returns: np.ndarray, volatility: np.ndarray | float, markets=("A",), **kw) -> ReturnPaths:
@@ -307,10 +305,8 @@ def test_stress_flags_survive_into_the_scenario_set(three_markets):
 
 
 @pytest.fixture(scope="module")
-def btc_eth_models():
-    if not (DATA / "binance_BTCUSDT_daily.csv").is_file():
-        pytest.skip(f"real market data not found at {DATA} (shared/data beside the repository)")
-    prices = load_prices({"BTC": DATA / "binance_BTCUSDT_daily.csv", "ETH": DATA / "binance_ETHUSDT_daily.csv"})
+def btc_eth_models(shared_data):
+    prices = load_prices({"BTC": shared_data / "binance_BTCUSDT_daily.csv", "ETH": shared_data / "binance_ETHUSDT_daily.csv"})
     returns = log_returns(prices)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # BTC's GJR fit sits at persistence 1
