@@ -25,7 +25,9 @@ from .scenarios import (
 from .scenarioset import ScenarioSet
 from .chunked import ChunkedScenarioSet, chunked_scenarios, local_client
 from .venue import (
+    DEFAULT_LOSS_MODEL,
     DEFAULT_TIERS,
+    LOSS_MODELS,
     PREMIUM_KINDS,
     LeverageTier,
     LossModel,
@@ -33,6 +35,7 @@ from .venue import (
     VenueBook,
     build_scenarios,
     liquidation_gap,
+    loss_model,
 )
 from .volatility import AUTO_CANDIDATES, SIMULATION_CANDIDATES, VolDiagnostics, VolModel, VolSpec, fit_volatility
 
@@ -46,7 +49,7 @@ __all__ = [
     "plan_simulation", "SimulationPlan", "simulate_returns", "stress_paths",
     # venue and the seam
     "DEFAULT_TIERS", "PREMIUM_KINDS", "LeverageTier", "LossModel", "Market", "VenueBook", "build_scenarios",
-    "liquidation_gap", "ScenarioSet",
+    "liquidation_gap", "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "loss_model", "ScenarioSet",
     # distributed (dask is imported only when these are called)
     "ChunkedScenarioSet", "chunked_scenarios", "local_client",
     *_errors_all,

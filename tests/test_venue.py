@@ -325,3 +325,18 @@ def test_replay_of_2020_03_12_costs_the_fund(btc_eth_models):
     # order of the 8m (BitMEX) and 6.6m (Binance) reported, not 100k or 1bn
     btc_only = build_scenarios(as_it_was, VenueBook([Market("BTC", 1e9, 3e9)]))
     assert 3e6 < btc_only.losses[0, 0] < 30e6
+
+
+def test_loss_models_are_chosen_by_name():
+    from fundguard.models import LOSS_MODELS, SpecificationError, loss_model
+
+    assert loss_model("liquidation_gap") is liquidation_gap
+    assert LOSS_MODELS["liquidation_gap"] is liquidation_gap
+    with pytest.raises(SpecificationError, match=r"unknown loss model 'stateful'.*liquidation_gap"):
+        loss_model("stateful")
+    paths = paths_from(np.full((4, 3, 1), -0.05), 0.03)
+    venue = VenueBook([Market("A", 1e9, 3e9)])
+    by_name = build_scenarios(paths, venue, loss_model="liquidation_gap")
+    by_function = build_scenarios(paths, venue)
+    np.testing.assert_array_equal(by_name.losses, by_function.losses)
+    assert by_name.metadata["loss_model"] == "liquidation_gap"

@@ -1,0 +1,140 @@
+"""Return paths -> ScenarioSet: a loss model run over every market and chunk of scenarios."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ScenarioError
+from ..parallel import in_threads
+from ..scenarios import ReturnPaths
+from ..scenarioset import ScenarioSet
+from . import registry
+from .book import VenueBook
+from .gap import liquidation_gap
+from .registry import LossModel
+
+__all__ = ["build_scenarios"]
+
+# Scenario-periods per chunk of build_scenarios: 512 KiB per (rows, T) float64 temporary, so the
+# loss model's dozen temporaries stay in cache (measured 10-20% faster than 2**18, 2x faster
+# than 100,000 x 30 at once).
+_CHUNK_ELEMENTS = 2**16
+
+
+def build_scenarios(
+    paths: ReturnPaths,
+    venue: VenueBook,
+    *,
+    loss_model: LossModel | str = liquidation_gap,
+    chunk_size: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+) -> ScenarioSet:
+    """Fund losses and premium bases of a venue over simulated (or stress) return paths.
+
+    Parameters
+    ----------
+    paths : ReturnPaths
+        (N, T, J') returns and volatilities; must contain every market of ``venue`` (by name;
+        other markets are ignored).
+    venue : VenueBook
+    loss_model : LossModel or str, default :func:`liquidation_gap`
+        Called once per market and chunk of scenarios; a str names one of ``LOSS_MODELS``.
+    chunk_size : int, optional
+        Scenarios per chunk (default: about 2**16 scenario-periods); does not change the result.
+    metadata : mapping, optional
+        Extra JSON-serialisable entries for the ScenarioSet's metadata.
+    threads : int, optional
+        Chunks worked on at once, each in its own thread (numpy releases the GIL in the loss
+        model's array operations). Default: the CPUs this process may run on; 1 calls the loss
+        model from the calling thread only (use it for a loss model that is not safe to call
+        from several threads: pure functions of their arrays, like the default, are). Does not
+        change the result.
+
+    Returns
+    -------
+    ScenarioSet
+        ``losses`` (N, T): sum over markets of the model's loss, currency units;
+        ``premium_base`` (N, T, J): per venue market, in venue order; ``is_stress`` from the
+        paths; ``metadata``: the paths' metadata, the venue and the loss model's name.
+        Memory: the two returned arrays plus a few (chunk, T) temporaries.
+
+    Raises
+    ------
+    SpecificationError
+        ``loss_model`` names no loss model of ``LOSS_MODELS``.
+    ScenarioError
+        A venue market missing from the paths, or a loss model returning arrays of the wrong
+        shape or negative / non-finite values.
+    """
+    if not isinstance(paths, ReturnPaths):
+        raise ScenarioError(f"paths must be ReturnPaths, got {type(paths).__name__}")
+    if not isinstance(venue, VenueBook):
+        raise ScenarioError(f"venue must be a VenueBook, got {type(venue).__name__}")
+    columns = []
+    for market in venue.markets:
+        if market.name not in paths.markets:
+            raise ScenarioError(f"venue market {market.name!r} has no return paths; paths have {list(paths.markets)}")
+        column = paths.markets.index(market.name)
+        columns.append(column)
+        if market.premium_kind == "volume" and market.long_run_volatility is None and paths.long_run_volatility is None:
+            raise ScenarioError(
+                f"market {market.name!r}: premium_kind='volume' needs long_run_volatility (on the Market or the paths)"
+            )
+    n, horizon = paths.n_scenarios, paths.horizon
+    period_days = 1.0 if paths.period is None else paths.period / pd.Timedelta(days=1)
+    if chunk_size is None:
+        rows = max(1, _CHUNK_ELEMENTS // horizon)
+    elif isinstance(chunk_size, (int, np.integer)) and not isinstance(chunk_size, bool) and chunk_size >= 1:
+        rows = int(chunk_size)
+    else:
+        raise ScenarioError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if isinstance(loss_model, str):
+        loss_model = registry.loss_model(loss_model)
+    model_name = getattr(loss_model, "__name__", type(loss_model).__name__)
+
+    losses = np.zeros((n, horizon))
+    premium_base = np.empty((n, horizon, len(venue.markets)))
+    def work(start: int) -> None:
+        block = slice(start, min(start + rows, n))
+        for j, (market, column) in enumerate(zip(venue.markets, columns)):
+            reference = None if paths.long_run_volatility is None else float(paths.long_run_volatility[column])
+            loss, base = loss_model(
+                market,
+                paths.returns[block, :, column],
+                paths.volatility[block, :, column],
+                period_days=period_days,
+                long_run_volatility=reference,
+            )
+            expected = (block.stop - block.start, horizon)
+            for what, array in (("loss", loss), ("premium_base", base)):
+                if np.shape(array) != expected:
+                    raise ScenarioError(
+                        f"loss model {model_name!r} returned {what} of shape {np.shape(array)} for market "
+                        f"{market.name!r}, expected {expected}"
+                    )
+            losses[block] += loss
+            premium_base[block, :, j] = base
+
+    in_threads(work, range(0, n, rows), threads, "fundguard-losses")  # chunks write disjoint rows
+
+    info = dict(paths.metadata)
+    info.update(
+        loss_model=model_name,
+        venue=venue.describe(),
+        period_days=period_days,
+        period_assumed=paths.period is None,
+    )
+    if paths.labels is not None:
+        info["labels"] = list(paths.labels)
+    if metadata:
+        info.update(metadata)
+    try:
+        return ScenarioSet(losses=losses, premium_base=premium_base, markets=venue.names,
+                           is_stress=paths.is_stress, metadata=info)
+    except ScenarioError as exc:
+        raise ScenarioError(f"loss model {model_name!r}: {exc}") from None

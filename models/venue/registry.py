@@ -1,0 +1,74 @@
+"""Loss models by name: what a loss model is (:class:`LossModel`) and the ones fundguard ships.
+
+A configuration names its loss model (``[venue] loss_model = "liquidation_gap"``);
+:func:`loss_model` turns the name into the function. Adding a loss model is one module in
+this package (the function and the notes of its parameters) plus one line in ``LOSS_MODELS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import SpecificationError
+from .book import Market
+from .gap import liquidation_gap
+
+__all__ = ["LossModel", "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "loss_model"]
+
+
+class LossModel(Protocol):
+    """What a venue loss model is: one market's losses and premium base over a chunk of paths.
+
+    Parameters
+    ----------
+    market : Market
+    returns : (n, T) float64 array, log returns of this market
+    volatility : (n, T) float64 array, conditional standard deviation per period, same units
+    period_days : float
+        Length of a period in days (1.0 for daily paths, 1/24 for hourly).
+    long_run_volatility : float or None
+        sigma_long_run per period (``Market.long_run_volatility`` or the paths').
+
+    Returns
+    -------
+    (loss, premium_base) : two (n, T) float64 arrays >= 0, currency units
+        What the fund pays, and what this market's premium rate is charged on, per period.
+    """
+
+    def __call__(
+        self,
+        market: Market,
+        returns: np.ndarray,
+        volatility: np.ndarray,
+        *,
+        period_days: float,
+        long_run_volatility: float | None,
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+#: The loss models fundguard ships, by the name a configuration gives (read-only).
+LOSS_MODELS: Mapping[str, LossModel] = MappingProxyType({
+    "liquidation_gap": liquidation_gap,
+})
+
+#: The name :func:`~fundguard.models.build_scenarios` uses when none is given.
+DEFAULT_LOSS_MODEL = "liquidation_gap"
+
+
+def loss_model(name: str) -> LossModel:
+    """The loss model called ``name`` in :data:`LOSS_MODELS`.
+
+    Raises
+    ------
+    SpecificationError
+        ``name`` is not a known loss model (the message lists the known ones).
+    """
+    try:
+        return LOSS_MODELS[name]
+    except (KeyError, TypeError):
+        raise SpecificationError(
+            f"unknown loss model {name!r}; known loss models: {', '.join(LOSS_MODELS)}") from None
