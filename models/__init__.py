@@ -23,6 +23,7 @@ from .scenarios import (
     stress_paths,
 )
 from .scenarioset import ScenarioSet
+from .store import ScenarioStore
 from .chunked import ChunkedScenarioSet, chunked_scenarios, local_client
 from .venue import (
     DEFAULT_LOSS_MODEL,
@@ -49,7 +50,7 @@ __all__ = [
     "plan_simulation", "SimulationPlan", "simulate_returns", "stress_paths",
     # venue and the seam
     "DEFAULT_TIERS", "PREMIUM_KINDS", "LeverageTier", "LossModel", "Market", "VenueBook", "build_scenarios",
-    "liquidation_gap", "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "loss_model", "ScenarioSet",
+    "liquidation_gap", "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "loss_model", "ScenarioSet", "ScenarioStore",
     # distributed (dask is imported only when these are called)
     "ChunkedScenarioSet", "chunked_scenarios", "local_client",
     *_errors_all,

@@ -238,7 +238,8 @@ class ChunkedScenarioSet:
 
     Build it with :func:`chunked_scenarios`. It stands for the in-memory
     ``ScenarioSet.concat([build_scenarios(plan.simulate(), venue), stress])``: random scenarios
-    first, in plan order, then the stress ones.
+    first, in plan order, then the stress ones. It is a :class:`~fundguard.models.ScenarioStore`
+    (:meth:`map`, :meth:`stress_part`, ``n_random``, ``distributed`` True).
 
     Attributes
     ----------
@@ -295,7 +296,17 @@ class ChunkedScenarioSet:
 
     @property
     def n_chunks(self) -> int:
+        """Chunks of random scenarios on the workers."""
         return len(self.blocks)
+
+    @property
+    def distributed(self) -> bool:
+        """True: the random scenarios live on the Dask workers (see :class:`~fundguard.models.ScenarioStore`)."""
+        return True
+
+    def stress_part(self) -> ScenarioSet | None:
+        """The stress scenarios (kept whole on the client), or None: ``stress`` as a store method."""
+        return self.stress
 
     @property
     def persisted(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
@@ -50,6 +50,8 @@ class ScenarioSet:
     The fund in scenario s after period t is
     ``F[s, t] = F0 + sum_{u <= t} (sum_j p_j * B[s, u, j] - L[s, u])``; see DESIGN.md.
     Arrays are stored as float64 without copying when they already are.
+    A ScenarioSet is a :class:`~fundguard.models.ScenarioStore` of one in-memory chunk
+    (:meth:`map`, :meth:`stress_part`, ``n_random``, ``distributed`` False).
     Every entry must be finite and >= 0, and so must every scenario's total over the horizon
     and the total over all scenarios (losses near 1e308 whose sums overflow would otherwise
     make an infinite fund target).
@@ -115,6 +117,31 @@ class ScenarioSet:
     def n_stress(self) -> int:
         """How many scenarios are flagged as stress scenarios."""
         return int(self.is_stress.sum())
+
+    @property
+    def n_random(self) -> int:
+        """How many scenarios are random (not stress): the ones probabilities are estimated on."""
+        return self.n_scenarios - self.n_stress
+
+    @property
+    def distributed(self) -> bool:
+        """False: every scenario is in this process's memory (see :class:`~fundguard.models.ScenarioStore`)."""
+        return False
+
+    def map(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """``[function(self.random_part(), 0, *args, **kwargs)]``: a pass over the random scenarios.
+
+        The in-memory form of :meth:`ScenarioStore.map <fundguard.models.ScenarioStore.map>`:
+        one chunk, starting at row 0, called in this thread; ``[]`` when every scenario is a
+        stress scenario.
+        """
+        if self.n_random == 0:
+            return []
+        return [function(self.random_part(), 0, *args, **kwargs)]
+
+    def stress_part(self) -> ScenarioSet | None:
+        """The stress scenarios (``is_stress`` True), or None when there are none."""
+        return self.subset(self.is_stress) if self.n_stress else None
 
     def __repr__(self) -> str:
         return (

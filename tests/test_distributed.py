@@ -179,6 +179,26 @@ def test_certify_and_ruin_probability_count_exactly(chunked, world):
     assert certify(shifted, chunked).ruins > certify(policy, chunked).ruins
 
 
+def test_a_chunked_set_is_a_store_like_the_in_memory_set(chunked, world):
+    from fundguard.models import ScenarioStore
+
+    in_memory = world[3]
+    assert isinstance(chunked, ScenarioStore) and chunked.distributed and not in_memory.distributed
+    for attr in ("markets", "n_markets", "n_scenarios", "n_random", "n_stress", "horizon"):
+        assert getattr(chunked, attr) == getattr(in_memory, attr)
+    np.testing.assert_array_equal(chunked.stress_part().losses, in_memory.stress_part().losses)
+
+    def rows(chunk, start, scale):
+        return start, scale * chunk.losses.sum(axis=1)
+
+    def stitched(store):
+        parts = store.map(rows, 2.0)
+        assert [p[0] for p in parts] == sorted(p[0] for p in parts)
+        return np.concatenate([p[1] for p in parts])
+
+    np.testing.assert_array_equal(stitched(chunked), stitched(in_memory))
+
+
 def test_frontier_equals_the_in_memory_frontier(chunked, world):
     problem = PolicyProblem(**PROBLEMS["preset"])
     alphas = [0.005, 0.02]

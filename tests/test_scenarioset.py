@@ -194,3 +194,22 @@ def test_load_rejects_unknown_format_version(tmp_path):
              header=np.array('{"format_version": 99, "markets": ["A"], "metadata": {}}'))
     with pytest.raises(ScenarioError, match="unsupported format_version 99"):
         ScenarioSet.load(path)
+
+
+def test_a_scenario_set_is_a_store_of_one_chunk():
+    from fundguard.models import ScenarioStore
+
+    rng = np.random.default_rng(5)
+    losses, base = rng.uniform(0, 1, (6, 3)), rng.uniform(0, 1, (6, 3, 2))
+    stress = np.array([False, True, False, False, True, False])
+    s = ScenarioSet(losses=losses, premium_base=base, markets=("A", "B"), is_stress=stress)
+    assert isinstance(s, ScenarioStore) and not s.distributed
+    assert (s.n_random, s.n_stress, s.n_scenarios) == (4, 2, 6)
+    [(rows, start)] = s.map(lambda chunk, start, scale: (chunk.losses * scale, start), 2.0)
+    assert start == 0
+    np.testing.assert_array_equal(rows, 2.0 * losses[~stress])
+    np.testing.assert_array_equal(s.stress_part().losses, losses[stress])
+    plain = ScenarioSet(losses=losses, premium_base=base, markets=("A", "B"))
+    assert plain.stress_part() is None and plain.map(lambda chunk, start: chunk) == [plain]
+    only_stress = ScenarioSet(losses=losses, premium_base=base, markets=("A", "B"), is_stress=np.ones(6, dtype=bool))
+    assert only_stress.n_random == 0 and only_stress.map(lambda chunk, start: 1) == []
