@@ -100,6 +100,29 @@ class VolSpec:
     def __str__(self) -> str:
         return f"{self.vol}-{self.dist}" + (" (zero mean)" if self.mean == "zero" else "")
 
+    @classmethod
+    def parse(cls, text: str) -> VolSpec:
+        """The spec written ``VOL-DIST`` (``"GJR-t"``, ``"egarch-ged"``), constant mean.
+
+        The one parser of that notation (command line ``--spec``, configuration
+        ``[volatility] spec``). ``"auto"`` is not a spec: callers that accept it test for it first.
+
+        Raises
+        ------
+        SpecificationError
+            ``text`` is not ``VOL-DIST`` with VOL in ``VOLS`` and DIST in ``DISTS``; the message
+            names ``text``.
+        """
+        vol, sep, dist = str(text).partition("-")
+        try:
+            if not sep:
+                raise SpecificationError("no '-' between VOL and DIST")
+            return cls(vol, dist)
+        except SpecificationError as exc:
+            raise SpecificationError(
+                f"volatility spec must be VOL-DIST with VOL in {', '.join(VOLS)} and DIST in {', '.join(DISTS)} "
+                f"(e.g. 'GJR-t'), got {text!r} ({exc})") from None
+
 
 #: Candidates of ``spec="auto"``: every volatility process x every distribution, constant mean
 #: (12 fits). The constant mean costs one parameter of BIC and guards against drift bias.

@@ -254,3 +254,11 @@ def test_to_dict_from_dict_simulates_identically(gjr_t_series):
     np.testing.assert_array_equal(a.volatility, b.volatility)
     with pytest.raises(SpecificationError, match="VolModel description"):
         VolModel.from_dict({"spec": {"vol": "GJR"}})
+
+
+def test_vol_spec_parse_is_the_one_vol_dist_notation():
+    assert VolSpec.parse("GJR-t") == VolSpec("GJR", "t")
+    assert VolSpec.parse("egarch-ged") == VolSpec("EGARCH", "ged")
+    for bad in ("GJR", "GJR-cauchy", "ARCH-t", "", "auto"):
+        with pytest.raises(SpecificationError, match=f"VOL-DIST.*got {bad!r}"):
+            VolSpec.parse(bad)
