@@ -72,7 +72,7 @@ from .errors import (
 
 __all__ = [
     "Frequency", "detect_frequency", "load_prices", "log_returns", "MIN_RETURNS", "MAX_GAP_PERIODS",
-    "MAX_LOG_RETURN", "PriceJumpWarning",
+    "MAX_LOG_RETURN", "NUMERIC_TIME_UNITS", "PriceJumpWarning",
 ]
 
 PriceSource = Union[str, os.PathLike, pd.DataFrame]
@@ -98,7 +98,9 @@ MAX_LOG_RETURN = 2.0
 _PLAUSIBLE = (pd.Timestamp("1990-01-01"), pd.Timestamp("2200-01-01"))
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")  # day 0 of Excel's 1900 date system (its 1900-02-29 bug included)
 _EPOCH_SECONDS = tuple(t.value // 10**9 for t in _PLAUSIBLE)
-_NUMERIC_UNITS = (  # name, low, high, nanoseconds per unit (None: not a plain multiple of an epoch)
+#: Units numeric timestamps are read in, by magnitude: (name, low, high, nanoseconds per unit,
+#: None when not a plain multiple of an epoch); a value in [low, high) is read in that unit.
+NUMERIC_TIME_UNITS = (
     ("Excel serial days", *((t - _EXCEL_EPOCH).days for t in _PLAUSIBLE), None),
     ("YYYYMMDD integers", 19900101, 22000101, None),
     ("epoch seconds", _EPOCH_SECONDS[0], _EPOCH_SECONDS[1], 10**9),
@@ -492,14 +494,14 @@ def _is_number(value: object) -> bool:
 
 
 def _parse_numeric_times(values: np.ndarray, column: object) -> pd.DatetimeIndex:
-    """Numeric timestamps -> UTC times, the unit read from the magnitude (see ``_NUMERIC_UNITS``).
+    """Numeric timestamps -> UTC times, the unit read from the magnitude (see ``NUMERIC_TIME_UNITS``).
 
     ``values`` is int64 (converted exactly) or float64 (exact up to 2^53; beyond, and for
     fractions of a unit, kept to the microsecond, about what float64 resolves here).
     """
-    accepted = "; ".join(f"{name} {low:.6g}..{high:.6g}" for name, low, high, _ in _NUMERIC_UNITS)
+    accepted = "; ".join(f"{name} {low:.6g}..{high:.6g}" for name, low, high, _ in NUMERIC_TIME_UNITS)
     unit = np.full(len(values), -1)
-    for k, (_, low, high, _) in enumerate(_NUMERIC_UNITS):
+    for k, (_, low, high, _) in enumerate(NUMERIC_TIME_UNITS):
         unit[(values >= low) & (values < high)] = k
     if (unit < 0).any():
         i = int(np.argmax(unit < 0))
@@ -513,9 +515,9 @@ def _parse_numeric_times(values: np.ndarray, column: object) -> pd.DatetimeIndex
         i = int(np.argmax(unit != unit[0]))
         raise DateParseError(
             f"column {column!r} mixes timestamp units: row 0 ({_number(values[0])}) reads as "
-            f"{_NUMERIC_UNITS[unit[0]][0]}, row {i} ({_number(values[i])}) as {_NUMERIC_UNITS[unit[i]][0]}"
+            f"{NUMERIC_TIME_UNITS[unit[0]][0]}, row {i} ({_number(values[i])}) as {NUMERIC_TIME_UNITS[unit[i]][0]}"
         )
-    name, _, _, ns_per_unit = _NUMERIC_UNITS[unit[0]]
+    name, _, _, ns_per_unit = NUMERIC_TIME_UNITS[unit[0]]
     if name == "Excel serial days":
         # A day fraction is the time of day; Excel itself resolves it to the millisecond.
         ms = np.round(values * 86_400_000).astype(np.int64)

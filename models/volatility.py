@@ -46,6 +46,7 @@ from .errors import (
     NonStationaryWarning,
     SpecificationError,
 )
+from .serial import json_safe
 
 __all__ = ["VolSpec", "VolDiagnostics", "VolModel", "fit_volatility", "AUTO_CANDIDATES", "SIMULATION_CANDIDATES", "ljung_box"]
 
@@ -262,8 +263,7 @@ class VolModel:
             "period_seconds": None if self.frequency is None else self.frequency.period.total_seconds(),
             "first": None if len(self.index) == 0 else str(self.index[0]),
             "last": None if len(self.index) == 0 else str(self.index[-1]),
-            "diagnostics": {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-                            for k, v in self.diagnostics.__dict__.items()},
+            "diagnostics": json_safe(self.diagnostics.__dict__),  # an infinite half-life as None
         }
 
     @classmethod

@@ -242,9 +242,9 @@ def test_parquet_integer_and_date_columns(tmp_path):
 
 
 def test_unit_ranges_cover_1990_to_2200_and_do_not_overlap():
-    from fundguard.models.data import _NUMERIC_UNITS
+    from fundguard.models.data import NUMERIC_TIME_UNITS
 
-    for (_, _, high, _), (_, low, _, _) in zip(_NUMERIC_UNITS, _NUMERIC_UNITS[1:]):
+    for (_, _, high, _), (_, low, _, _) in zip(NUMERIC_TIME_UNITS, NUMERIC_TIME_UNITS[1:]):
         assert high * 10 < low  # at least a factor of 10 between neighbouring units
     edges = pd.DatetimeIndex(["1990-01-01", "2199-12-31"], tz="UTC")
     for unit, values in _encodings(edges).items():
