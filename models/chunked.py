@@ -57,6 +57,7 @@ from .errors import ConfigError, MissingDependencyError, ScenarioError
 from .scenarios import SCENARIO_BLOCK, SimulationPlan
 from .scenarioset import ScenarioSet
 from .venue import LossModel, VenueBook, build_scenarios, liquidation_gap
+from .venue import loss_model as named_loss_model
 
 __all__ = [
     "ChunkedScenarioSet",
@@ -364,7 +365,7 @@ def chunked_scenarios(
     *,
     chunk_size: int | None = None,
     stress: ScenarioSet | None = None,
-    loss_model: LossModel = liquidation_gap,
+    loss_model: LossModel | str = liquidation_gap,
     persist: bool = True,
 ) -> ChunkedScenarioSet:
     """Simulate ``plan``'s scenarios and their venue losses in chunks on the workers of ``client``.
@@ -384,7 +385,8 @@ def chunked_scenarios(
         numbers.
     stress : ScenarioSet, optional
         Stress scenarios (from ``build_scenarios(stress_paths(...), venue)``), kept on the client.
-    loss_model : LossModel, default :func:`~fundguard.models.liquidation_gap`
+    loss_model : LossModel or str, default :func:`~fundguard.models.liquidation_gap`
+        A str names one of ``LOSS_MODELS`` (:func:`~fundguard.models.loss_model`).
         Must pickle (a module-level function).
     persist : bool, default True
         Keep the chunks in worker memory (True) or regenerate them in every pass (False).
@@ -400,6 +402,8 @@ def chunked_scenarios(
     ScenarioError
         Bad arguments: a venue market the plan does not simulate, stress scenarios with other
         markets or horizon, a bad chunk size.
+    SpecificationError
+        ``loss_model`` names no loss model of ``LOSS_MODELS``.
     MissingDependencyError
         dask.distributed is not installed.
     """
@@ -423,6 +427,8 @@ def chunked_scenarios(
                 f"expected {list(markets)} and {plan.horizon}")
         stress = ScenarioSet(losses=stress.losses, premium_base=stress.premium_base, markets=markets,
                              is_stress=np.ones(stress.n_scenarios, dtype=bool), metadata=stress.metadata)
+    if isinstance(loss_model, str):
+        loss_model = named_loss_model(loss_model)
     blocks = _layout(plan, len(markets), chunk_size)
     parts = None
     if persist:

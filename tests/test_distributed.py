@@ -199,6 +199,17 @@ def test_a_chunked_set_is_a_store_like_the_in_memory_set(chunked, world):
     np.testing.assert_array_equal(stitched(chunked), stitched(in_memory))
 
 
+def test_a_chunked_set_takes_its_loss_model_by_name(client, world):
+    from fundguard.models import SpecificationError, chunked_scenarios, liquidation_gap
+
+    plan, venue, _, in_memory = world
+    named = chunked_scenarios(plan, venue, client, chunk_size=9000, loss_model="liquidation_gap", persist=False)
+    assert named.loss_model is liquidation_gap
+    np.testing.assert_array_equal(named.gather().losses, in_memory.random_part().losses)
+    with pytest.raises(SpecificationError, match="unknown loss model 'stateful'"):
+        chunked_scenarios(plan, venue, client, loss_model="stateful")
+
+
 def test_frontier_equals_the_in_memory_frontier(chunked, world):
     problem = PolicyProblem(**PROBLEMS["preset"])
     alphas = [0.005, 0.02]

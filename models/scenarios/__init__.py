@@ -8,12 +8,8 @@ volatility) and hypothetical instantaneous shocks. Both return :class:`ReturnPat
 
 Notes
 -----
-Each market follows its fitted recursion (arch's conventions, see ``models.volatility``):
-
-* GARCH / GJR:  sigma_{t+1}^2 = omega + (alpha + gamma 1[eps_t < 0]) eps_t^2 + beta sigma_t^2
-* EGARCH:       ln sigma_{t+1}^2 = omega + alpha (|z_t| - sqrt(2/pi)) + gamma z_t + beta ln sigma_t^2
-
-with r_t = mu + eps_t, eps_t = sigma_t z_t. Paths start at sigma_1^2 = the model's
+Each market follows its fitted GARCH, GJR or EGARCH recursion (the formulas:
+:mod:`fundguard.models.scenarios.dynamics`), r_t = mu + sigma_t z_t. Paths start at sigma_1^2 = the model's
 ``next_variance``, the one-step forecast made from the last observed variance and residual,
 so a calm day and a stormy day give different scenarios.
 

@@ -123,8 +123,8 @@ class SimulationPlan:
     n_scenarios: int
     innovations: str
     root: np.random.SeedSequence
-    sampler: Any
-    dynamics: Any
+    sampler: Parametric | Bootstrap
+    dynamics: Dynamics
     period: pd.Timedelta | None
     long_run_volatility: np.ndarray
     tails: Mapping[str, TailFit]
