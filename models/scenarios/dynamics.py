@@ -50,6 +50,7 @@ class Dynamics:
         return state
 
     def volatility(self, state: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """sigma_t of the (m, J) ``state`` (sigma^2, or ln sigma^2 for EGARCH columns), written into ``out``."""
         if self.all_egarch:
             np.multiply(state, 0.5, out=out)
             return np.exp(out, out=out)

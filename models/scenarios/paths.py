@@ -145,6 +145,7 @@ def _check_finite(name: str, array: np.ndarray) -> None:
 
 
 def validate_models(models: Mapping[str, VolModel]) -> tuple[tuple[str, ...], list[VolModel]]:
+    """``(names, models)`` of a mapping market -> VolModel, in its order; SpecificationError naming a bad entry."""
     if not isinstance(models, Mapping):
         raise SpecificationError(
             f"models must be a mapping of market name -> VolModel, got {type(models).__name__}"
@@ -163,8 +164,8 @@ def validate_models(models: Mapping[str, VolModel]) -> tuple[tuple[str, ...], li
     return tuple(models), list(models.values())
 
 
-
 def common_period(names: tuple[str, ...], models: Sequence[VolModel]) -> pd.Timedelta | None:
+    """The sampling period all ``models`` share (None when unknown); SpecificationError if they differ."""
     periods = {m.frequency.period if m.frequency is not None else None for m in models}
     if len(periods) > 1:
         found = {n: (str(m.frequency.period) if m.frequency is not None else None) for n, m in zip(names, models)}
@@ -173,6 +174,7 @@ def common_period(names: tuple[str, ...], models: Sequence[VolModel]) -> pd.Time
 
 
 def long_run_volatility_of(models: Sequence[VolModel]) -> np.ndarray:
+    """(J,) float64, a typical per-period volatility of each model (``ReturnPaths.long_run_volatility``)."""
     # The median conditional volatility over the fit sample: the level of a typical day, at which
     # a typical day's volume is traded. (The unconditional variance is infinite or nearly so for
     # integrated fits, common on crypto.)
