@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from _shared import two_market_price_files
 
-import fundguard.optimizer.report as report
+import fundguard.optimizer.job.report as report
 from fundguard.optimizer import certify
-from fundguard.optimizer.calibrate import calibrate, check_balance, required_fund
-from fundguard.optimizer.cli import EXIT_BELOW_TARGET, EXIT_INPUT, EXIT_OK, main
-from fundguard.optimizer.preset import default_config, load_preset
-from fundguard.optimizer.report import PLOTS, validate_result, write_outputs
+from fundguard.optimizer.job.calibrate import calibrate, check_balance, required_fund
+from fundguard.optimizer.job.cli import EXIT_BELOW_TARGET, EXIT_INPUT, EXIT_OK, main
+from fundguard.optimizer.job.preset import default_config, load_preset
+from fundguard.optimizer.job.report import PLOTS, validate_result, write_outputs
 
 SMALL = {"n_scenarios": 4000, "certify_scenarios": 20000, "horizon": 10, "seed": 5}
 
@@ -284,7 +284,7 @@ def test_cli_killed_at_random_times_leaves_old_or_new_outputs(price_files, tmp_p
     path = tmp_path / "fund.toml"
     path.write_text(_to_toml(_config(price_files)))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "fundguard.optimizer.cli", "calibrate", "--config", str(path), "--out", str(out),
+    command = [sys.executable, "-m", "fundguard.optimizer.job.cli", "calibrate", "--config", str(path), "--out", str(out),
                "--quiet", "--no-frontier"]
     subprocess.run(command, check=False, capture_output=True, timeout=300)
     reference = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -310,7 +310,7 @@ def _count_fits(monkeypatch) -> list[str]:
     import importlib
 
     # (the package's `calibrate` attribute is the function, so import the module by name)
-    calibrate_module = importlib.import_module("fundguard.optimizer.calibrate")
+    calibrate_module = importlib.import_module("fundguard.optimizer.job.calibrate")
     calls: list[str] = []
     real = calibrate_module.fit_volatility
 
