@@ -15,7 +15,8 @@ from .certify import (
     scenario_epsilon,
     scenario_sample_size,
 )
-from .job.calibrate import CalibrationResult, calibrate, check_balance
+from .job.balance import check_balance
+from .job.calibrate import CalibrationResult, calibrate
 from .methods import certification_splits
 from .policy import Policy
 from .problem import PolicyProblem

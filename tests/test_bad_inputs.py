@@ -36,7 +36,8 @@ from fundguard.models import (
 from fundguard.models.errors import InfeasibleError, ProblemError
 from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, solve
 from fundguard.optimizer.job.config import parse_config
-from fundguard.optimizer.job.calibrate import calibrate, check_balance
+from fundguard.optimizer.job.balance import check_balance
+from fundguard.optimizer.job.calibrate import calibrate
 from fundguard.optimizer.job.preset import build_preset
 
 RNG = np.random.default_rng(0)

@@ -425,7 +425,7 @@ def test_a_failing_disk_is_one_line_and_keeps_the_previous_outputs(tmp_path, mon
     def broken(result, folder):
         raise OSError(code, os.strerror(code), str(folder / "fund_paths.png"))
 
-    monkeypatch.setattr(report, "_plots", broken)
+    monkeypatch.setattr(report, "write_plots", broken)
     capsys.readouterr()
     assert _calibrate(config_file, out) == EXIT_INPUT
     err = _one_line(capsys)

@@ -135,7 +135,7 @@ def test_the_refusal_points_to_chunked_mode_only_when_that_fits(tmp_path):
     import dataclasses
 
     from fundguard.models.errors import ConfigError
-    from fundguard.optimizer.job.calibrate import check_memory, estimate_memory, usable_cpus
+    from fundguard.optimizer.job.compute import check_memory, estimate_memory, usable_cpus
     from fundguard.optimizer.job.config import load_config
 
     cfg = load_config(_sized_config(tmp_path, "n_scenarios = 5_000_000"))
@@ -165,7 +165,8 @@ def test_the_estimate_is_within_the_stated_factor_of_a_real_peak():
     import dataclasses
     import tracemalloc
 
-    from fundguard.optimizer.job.calibrate import calibrate, estimate_memory
+    from fundguard.optimizer.job.calibrate import calibrate
+    from fundguard.optimizer.job.compute import estimate_memory
     from fundguard.optimizer.job.preset import default_config
 
     cfg = default_config()

@@ -20,6 +20,7 @@ Exit codes (also in the README):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -29,9 +30,11 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from fundguard.models import FundguardError, VolSpec, fit_volatility, load_prices, log_returns
-from fundguard.models.errors import CertificationError, InfeasibleError
+from fundguard.models import FundguardError, fit_volatility, load_prices, log_returns
+from fundguard.models.errors import CertificationError, ConfigError, InfeasibleError
 
+from ..solve import METHODS
+from .config import parse_vol_spec
 from .outputs import json_safe, package_versions
 
 __all__ = ["main", "UsageError", "FRONTIER_ALPHAS", "EXIT_OK", "EXIT_INTERNAL", "EXIT_INPUT", "EXIT_BELOW_TARGET",
@@ -100,7 +103,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """Numeric options argparse cannot range-check, refused before any work with one line naming the option."""
-    from .calibrate import check_workers
+    from .compute import check_workers
 
     seed = getattr(args, "seed", None)
     if seed is not None and seed < 0:
@@ -147,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", type=Path, help="calibration TOML file (default: the built-in preset)")
     common.add_argument("--preset", type=Path, help="preset JSON for markets without prices (default: built-in)")
     common.add_argument("--seed", type=int, help="overrides scenarios.seed")
-    common.add_argument("--method", choices=("cvar", "exact", "scenario", "certified"), help="overrides problem.method")
+    common.add_argument("--method", choices=tuple(METHODS), help="overrides problem.method")
     common.add_argument("--quiet", "-q", action="store_true", help="no progress and no warnings on stderr")
     common.add_argument("--verbose", "-v", action="store_true", help="log each step")
 
@@ -247,15 +250,12 @@ def _load_preset(args: argparse.Namespace):
 def _calibrate_on_cluster(args: argparse.Namespace, options: dict):
     """``calibrate`` on the Dask cluster named by --scheduler / --workers (made and closed by
     :func:`calibrate` itself, after its size checks)."""
-    import dataclasses
-
-    from fundguard.models.errors import ConfigError
-
-    from .calibrate import _resolve_config, calibrate
+    from .build import check_mode, resolve_config
+    from .calibrate import calibrate
 
     if args.scheduler is not None and "://" not in args.scheduler:
         raise ConfigError(f"--scheduler must be a Dask scheduler address such as tcp://host:8786, got {args.scheduler!r}")
-    cfg = _resolve_config(args.config)
+    cfg = resolve_config(args.config)
     compute = cfg.compute
     if args.scheduler is not None or args.workers is not None:
         compute = dataclasses.replace(compute, scheduler=args.scheduler,
@@ -263,8 +263,7 @@ def _calibrate_on_cluster(args: argparse.Namespace, options: dict):
     compute = dataclasses.replace(compute, force_workers=compute.force_workers or args.force_workers)
     cfg = dataclasses.replace(cfg, compute=compute)
     method = options.get("method") or cfg.problem.method
-    if method in ("scenario", "certified") and compute.distributed:
-        raise ConfigError(f"method {method!r} is not available with --workers / --scheduler; use --method cvar or exact")
+    check_mode(method, compute.distributed, how="with --workers / --scheduler; use --method cvar or exact")
     return calibrate(cfg, **options)
 
 
@@ -318,12 +317,12 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
               + ", ".join(f"{m} {x:.4%}" for m, x in r["premium_rates"].items()) + " |" for r in rows]
     if args.out is not None:
         from .outputs import staged_output
-        from .report import _plots  # noqa: PLC2701 - same package
+        from .report import write_plots
 
         with staged_output(args.out) as stage:
             (stage / "frontier.md").write_text(f"# Cost of solvency ({method})\n\n" + "\n".join(table) + "\n")
             (stage / "frontier.json").write_text(json.dumps(rows, indent=2) + "\n")
-            _plots(result, stage)
+            write_plots(result, stage)
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -333,7 +332,7 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .calibrate import check_balance
+    from .balance import check_balance
 
     if not math.isfinite(args.fund) or args.fund < 0:
         raise UsageError(f"--fund must be a finite balance >= 0, got {args.fund!r}")
@@ -375,7 +374,7 @@ def _cmd_preset_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    spec = _parse_spec(args.spec)
+    spec = parse_vol_spec(args.spec, "--spec")
     rows = []
     for item in args.prices:
         name, _, path = item.rpartition("=") if "=" in item else (None, "", item)
@@ -423,15 +422,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         for message in r["warnings"]:
             print(f"  warning: {message}")
     return EXIT_OK
-
-
-def _parse_spec(text: str) -> VolSpec | str:
-    if text == "auto":
-        return text
-    vol, sep, dist = text.partition("-")
-    if not sep:
-        raise UsageError(f"--spec must be 'auto' or VOL-DIST (e.g. GJR-t), got {text!r}")
-    return VolSpec(vol, dist)
 
 
 class UsageError(FundguardError, ValueError):

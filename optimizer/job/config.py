@@ -33,8 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fundguard.models.errors import ConfigError
+from fundguard.models import VolSpec
+from fundguard.models.errors import ConfigError, SpecificationError
 from fundguard.models.venue import MAX_OI_PER_ADV
+
+from ..solve import METHODS
+from .outputs import json_safe
 
 __all__ = [
     "CalibrationConfig",
@@ -47,6 +51,7 @@ __all__ = [
     "config_where",
     "load_config",
     "parse_config",
+    "parse_vol_spec",
 ]
 
 INNOVATIONS = ("parametric", "fhs", "evt")
@@ -149,7 +154,7 @@ class ComputeConfig:
     this process. ``chunk_size``: scenarios per chunk on the workers (rounded up to whole blocks
     of 1024; default about 64 MiB a chunk). ``force_workers``: start a local cluster of more
     workers than the stated multiple of this machine's CPUs (refused otherwise, see
-    :func:`~fundguard.optimizer.calibrate.check_workers`). None of them changes the numbers, so
+    :func:`~fundguard.optimizer.job.compute.check_workers`). None of them changes the numbers, so
     they are not part of the config digest.
     """
 
@@ -230,7 +235,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         "fund_max": (float, _greater(0.0)),
         "floor": (float, _finite),
         "rate_change_penalty": (float, _at_least(0.0)),
-        "method": (str, _one_of(("cvar", "exact", "scenario", "certified"))),
+        "method": (str, _one_of(tuple(METHODS))),
         "confidence": (float, _open_interval(0.0, 1.0)),
     })
     compute = ctx.section(raw, "compute", {
@@ -301,7 +306,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
                                                           f"{hi:g} for market {name!r}"))
     scen = {k: tuple(v) if isinstance(v, list) else v for k, v in scen.items()}
     # [compute] says where to run, not what: it never changes the numbers, so it is not digested
-    canonical = json.dumps(_jsonable({k: v for k, v in raw.items() if k != "compute"}), sort_keys=True,
+    canonical = json.dumps(json_safe({k: v for k, v in raw.items() if k != "compute"}), sort_keys=True,
                            separators=(",", ":"))
     return CalibrationConfig(
         markets=tuple(markets),
@@ -504,17 +509,25 @@ def _one_of(options: tuple[str, ...]) -> Check:
     return lambda key, v: None if v in options else f"{key} must be one of {', '.join(options)}; got {v!r}"
 
 
-def _check_spec(key: str, v: str) -> str | None:
-    from fundguard.models import VolSpec
+def parse_vol_spec(text: str, name: str = "spec") -> VolSpec | str:
+    """``"auto"``, or the :class:`~fundguard.models.VolSpec` of VOL-DIST text such as ``"GJR-t"``.
 
-    if v == "auto":
-        return None
-    vol, sep, dist = v.partition("-")
+    The one reader of the VOL-DIST form (config ``volatility.spec``, ``fundguard fit --spec``).
+    Raises :class:`~fundguard.models.errors.SpecificationError`: text without "-" (the message
+    names ``name`` and the text), or an unknown VOL or DIST (VolSpec's message).
+    """
+    if text == "auto":
+        return text
+    vol, sep, dist = text.partition("-")
+    if not sep:
+        raise SpecificationError(f"{name} must be 'auto' or VOL-DIST (e.g. GJR-t), got {text!r}")
+    return VolSpec(vol, dist)
+
+
+def _check_spec(key: str, v: str) -> str | None:
     try:
-        if not sep:
-            raise ValueError
-        VolSpec(vol, dist)
-    except ValueError:
+        parse_vol_spec(v, key)
+    except SpecificationError:
         return f"{key} must be 'auto' or VOL-DIST with VOL in GARCH, GJR, EGARCH and DIST in normal, t, skewt, ged (e.g. 'GJR-t'); got {v!r}"
     return None
 
@@ -565,12 +578,3 @@ def _per_market_rate(key: str, v: float | dict) -> str | None:
             return problem
     return None
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)

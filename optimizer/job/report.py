@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .calibrate import RESULT_SCHEMA_VERSION, CalibrationResult, fund_paths, required_fund
+from .calibrate import RESULT_SCHEMA_VERSION, CalibrationResult
 from .outputs import staged_output
+from .summaries import fund_paths, required_fund
 
-__all__ = ["RESULT_SCHEMA", "PLOTS", "write_outputs", "validate_result", "render_report", "summary_lines"]
+__all__ = ["RESULT_SCHEMA", "PLOTS", "write_outputs", "validate_result", "render_report", "summary_lines", "write_plots"]
 
 #: Plot files and their size in pixels (width, height): 8 x 5 inches at 100 dpi.
 PLOTS = {"fund_paths.png": (800, 500), "loss_distribution.png": (800, 500), "frontier.png": (800, 500),
@@ -217,11 +218,12 @@ def write_outputs(result: CalibrationResult, out: str | os.PathLike[str]) -> Pat
     with staged_output(out) as stage:
         (stage / "result.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         (stage / "report.md").write_text(render_report(result), encoding="utf-8")
-        _plots(result, stage)
+        write_plots(result, stage)
     return out
 
 
-def _plots(result: CalibrationResult, folder: Path) -> None:
+def write_plots(result: CalibrationResult, folder: Path) -> None:
+    """Write the PNG plots of :data:`PLOTS` into ``folder`` (matplotlib Figure objects, no pyplot state)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
