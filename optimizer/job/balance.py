@@ -21,8 +21,8 @@ from fundguard.models.errors import ConfigError
 
 from ..certify import certify
 from ..policy import Policy
-from .build import check_mode, fit_models, resolve_config, run_seed, run_seeds, venue_book
-from .calibrate import Progress, run_calibration
+from .build import Progress, check_mode, fit_models, resolve_config, run_seed, run_seeds, venue_book
+from .calibrate import run_calibration
 from .compute import check_local_cluster, check_memory, compute_client
 from .config import CalibrationConfig
 from .preset import Preset

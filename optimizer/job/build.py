@@ -38,9 +38,10 @@ from .outputs import sha256_file
 from .preset import Preset, default_config, load_preset
 from .summaries import model_notes, model_summary
 
-__all__ = ["Fitted", "RunSeeds", "resolve_config", "run_seed", "run_seeds", "check_mode", "fit_models", "venue_book",
+__all__ = ["Fitted", "Progress", "RunSeeds", "resolve_config", "run_seed", "run_seeds", "check_mode", "fit_models", "venue_book",
            "stress_scenarios", "policy_problem", "DISTRIBUTED_METHODS"]
 
+#: A run's progress callback: called with a short description at the start of each step.
 Progress = Callable[[str], None]
 #: What :func:`fit_models` returns: models and result info per market, from the preset or not, the preset copula.
 Fitted = tuple[dict[str, VolModel], dict[str, Any], bool, Copula | None]

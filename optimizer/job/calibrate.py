@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from ..problem import PolicyProblem
 from ..solve import frontier, solve
 from .build import (
     Fitted,
+    Progress,
     check_mode,
     fit_models,
     policy_problem,
@@ -58,8 +59,6 @@ __all__ = ["CalibrationResult", "calibrate", "run_calibration", "RESULT_SCHEMA_V
 RESULT_SCHEMA_VERSION = 1
 logger = logging.getLogger("fundguard")
 logger.addHandler(logging.NullHandler())
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, eq=False)
