@@ -13,10 +13,11 @@ report's per-scenario vectors differ between the two.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from fundguard.models import (
     ScenarioSet,
     VenueBook,
+    VolModel,
     build_scenarios,
     chunked_scenarios,
     plan_simulation,
@@ -39,6 +41,7 @@ from ..solve import frontier, solve
 from .build import (
     Fitted,
     Progress,
+    RunSeeds,
     check_mode,
     fit_models,
     policy_problem,
@@ -52,9 +55,9 @@ from .compute import check_local_cluster, check_memory, compute_client
 from .config import CalibrationConfig
 from .outputs import json_safe, package_versions
 from .preset import Preset
-from .summaries import required_fund, result_notes, stress_summary, tail_from, tail_summary
+from .summaries import required_fund, result_notes, stress_summary, tail_from
 
-__all__ = ["CalibrationResult", "calibrate", "run_calibration", "RESULT_SCHEMA_VERSION"]
+__all__ = ["CalibrationResult", "calibrate", "run_calibration", "market_horizon_losses", "RESULT_SCHEMA_VERSION"]
 
 RESULT_SCHEMA_VERSION = 1
 logger = logging.getLogger("fundguard")
@@ -208,63 +211,141 @@ def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: s
                     frontier_alphas: tuple[float, ...], frontier_method: str, say: Progress,
                     timings: dict[str, float], notes: list[str], client: Any) -> CalibrationResult:
     """:func:`calibrate` from fitted models on, in this process (``client`` None) or on ``client``'s
-    Dask workers; ``timings`` and ``notes`` are filled in as the steps run."""
-    scen, prob = cfg.scenarios, cfg.problem
-    names = cfg.market_names
-    models, model_info, from_preset, copula = fitted
+    Dask workers; ``timings`` and ``notes`` are filled in as the steps run.
 
-    clock = time.perf_counter()
-    seeds = run_seeds(seed)
-    innovations = scen.innovations
+    Only where the scenarios are built and how the report's per-scenario vectors are gathered
+    depend on ``client`` (:func:`_scenarios_in_memory`, :func:`_scenarios_on_workers`); the solve,
+    the certificate, the frontier and the result are the same calls either way.
+    """
+    prob = cfg.problem
+    models, model_info, from_preset, copula = fitted
+    innovations = cfg.scenarios.innovations
     if from_preset and innovations != "parametric":
         raise ConfigError(
             f"scenarios.innovations = {innovations!r} needs each market's residual history, which the built-in "
             "preset does not carry: use 'parametric' or give every market a prices file"
         )
     copula_arg: Any = copula if copula is not None else "t"
-    if client is not None:
-        return _calibrate_distributed(cfg, client, seed, method, models, model_info, copula_arg, seeds.fit,
-                                      seeds.certify, frontier_alphas, frontier_method, say, timings, notes)
-    say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods")
-    paths = simulate_returns(models, scen.horizon, scen.n_scenarios, innovations=innovations, seed=seeds.fit,
-                             copula=copula_arg, chunk_size=scen.chunk_size)
-    fresh = simulate_returns(models, scen.horizon, scen.certify_scenarios, innovations=innovations,
-                             seed=seeds.certify, copula=copula_arg, chunk_size=scen.chunk_size)
-    timings["simulate"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    say("building venue losses")
     book = venue_book(cfg, models)
-    random_set = build_scenarios(paths, book)
-    certify_set = build_scenarios(fresh, book)
     stress_set, stress_labels = stress_scenarios(cfg, models, book)
-    scenarios = random_set if stress_set is None else ScenarioSet.concat([random_set, stress_set])
-    market_losses = market_horizon_losses(paths, book)
-    # The return paths are spent: free them before the solver's working set is allocated
-    # (the peak memory that estimate_memory models).
-    del paths, fresh
-    timings["losses"] = time.perf_counter() - clock
-
     problem = policy_problem(cfg)
-    policy, certificate, frontier_policies = _solve_and_certify(
-        problem, scenarios, certify_set, method, prob.confidence, frontier_alphas, frontier_method, say, timings,
-        notes, f"solving (method {method!r})", certify_set.n_scenarios)
+    place = _RunScenarios.in_memory if client is None else functools.partial(_RunScenarios.on_workers, client)
+    run = place(cfg, models, copula_arg, run_seeds(seed), book, stress_set, method, say, timings)
+    try:
+        policy, certificate, frontier_policies = _solve_and_certify(
+            problem, run.scenarios, run.fresh, method, prob.confidence, frontier_alphas, frontier_method, say,
+            timings, notes, run.solving, run.n_fresh)
+        horizon_loss, need, base_totals, market_losses, plot_set = run.vectors(policy)
+    finally:
+        run.release()
 
-    result_notes(notes, not random_set.losses.any(), policy, method, certificate, prob.alpha)
+    result_notes(notes, not horizon_loss.any(), policy, method, certificate, prob.alpha)
     return CalibrationResult(
         policy=policy,
         certificate=certificate,
-        markets=names,
+        markets=cfg.market_names,
         models=model_info,
-        tail=tail_summary(policy, random_set, market_losses, names),
+        tail=tail_from(policy, horizon_loss, need, market_losses, base_totals, cfg.market_names),
         stress=tuple(stress_summary(policy, stress_set, stress_labels)) if stress_set is not None else (),
         inputs=_inputs(cfg, model_info, seed, method, problem, book, stress_set, innovations),
         notes=tuple(notes),
         timings=timings,
-        scenarios=scenarios,
+        scenarios=plot_set,
         market_losses=market_losses,
         frontier=frontier_policies,
     )
+
+
+#: What :meth:`_RunScenarios.vectors` returns, per random scenario: horizon loss (N,), required
+#: fund (N,), premium-base totals (N, J), per-market horizon losses (N, J); and the scenarios kept
+#: for the plots (random then stress).
+Vectors = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, ScenarioSet]
+
+
+@dataclass(frozen=True)
+class _RunScenarios:
+    """A run's scenarios where they were built: the fit set (random then stress), the fresh set of
+    the certificate, the progress line of the solve, the report's vectors and what frees them."""
+
+    scenarios: Any
+    fresh: Any
+    n_fresh: int
+    solving: str
+    vectors: Callable[[Policy], Vectors]
+    release: Callable[[], None]
+
+    @classmethod
+    def in_memory(cls, cfg: CalibrationConfig, models: Mapping[str, VolModel], copula_arg: Any, seeds: RunSeeds,
+                  book: VenueBook, stress_set: ScenarioSet | None, method: str, say: Progress,
+                  timings: dict[str, float]) -> _RunScenarios:
+        """Simulate and build every scenario in this process."""
+        scen = cfg.scenarios
+        clock = time.perf_counter()
+        say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods")
+        paths = simulate_returns(models, scen.horizon, scen.n_scenarios, innovations=scen.innovations, seed=seeds.fit,
+                                 copula=copula_arg, chunk_size=scen.chunk_size)
+        fresh = simulate_returns(models, scen.horizon, scen.certify_scenarios, innovations=scen.innovations,
+                                 seed=seeds.certify, copula=copula_arg, chunk_size=scen.chunk_size)
+        timings["simulate"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        say("building venue losses")
+        random_set = build_scenarios(paths, book)
+        certify_set = build_scenarios(fresh, book)
+        scenarios = random_set if stress_set is None else ScenarioSet.concat([random_set, stress_set])
+        market_losses = market_horizon_losses(paths, book)
+        # The return paths are spent: free them before the solver's working set is allocated
+        # (the peak memory that estimate_memory models).
+        del paths, fresh
+        timings["losses"] = time.perf_counter() - clock
+
+        def vectors(policy: Policy) -> Vectors:
+            return (random_set.losses.sum(axis=1), required_fund(policy, random_set),
+                    random_set.premium_base.sum(axis=1), market_losses, scenarios)
+
+        return cls(scenarios, certify_set, certify_set.n_scenarios, f"solving (method {method!r})", vectors,
+                   lambda: None)
+
+    @classmethod
+    def on_workers(cls, client: Any, cfg: CalibrationConfig, models: Mapping[str, VolModel], copula_arg: Any,
+                   seeds: RunSeeds, book: VenueBook, stress_set: ScenarioSet | None, method: str, say: Progress,
+                   timings: dict[str, float]) -> _RunScenarios:
+        """Simulate and build the scenarios in chunks on ``client``'s workers; the vectors are gathered
+        from them (O(N), never the (N, T, J) arrays) with the first 20,000 random scenarios for the plots."""
+        scen = cfg.scenarios
+        chunk_size = cfg.compute.chunk_size
+        clock = time.perf_counter()
+        say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods "
+            "and building venue losses on the Dask workers")
+        fit_plan = plan_simulation(models, scen.horizon, scen.n_scenarios, innovations=scen.innovations,
+                                   seed=seeds.fit, copula=copula_arg)
+        certify_plan = plan_simulation(models, scen.horizon, scen.certify_scenarios, innovations=scen.innovations,
+                                       seed=seeds.certify, copula=copula_arg)
+        chunked = chunked_scenarios(fit_plan, book, client, chunk_size=chunk_size, stress=stress_set)
+        fresh = chunked_scenarios(certify_plan, book, client, chunk_size=chunk_size)
+        timings["simulate"] = time.perf_counter() - clock
+
+        def vectors(policy: Policy) -> Vectors:
+            clock = time.perf_counter()
+            say("gathering per-scenario summaries for the report")
+            parts = chunked.map(_report_vectors, policy)
+            horizon_loss = np.concatenate([p[0] for p in parts])
+            need = np.concatenate([p[1] for p in parts])
+            base_totals = np.concatenate([p[2] for p in parts])
+            futures = [client.submit(_market_losses, fit_plan, book, b0, b1, pure=False) for b0, b1 in chunked.blocks]
+            market_losses = np.concatenate(client.gather(futures))
+            head = chunked.map(_head_rows, _PLOT_SCENARIOS)
+            plot_set = ScenarioSet.concat([part for part in head if part is not None]
+                                          + ([stress_set] if stress_set is not None else []))
+            timings["losses"] = time.perf_counter() - clock
+            return horizon_loss, need, base_totals, market_losses, plot_set
+
+        def release() -> None:
+            chunked.release()
+            fresh.release()
+
+        return cls(chunked, fresh, fresh.n_random, f"solving (method {method!r}) on {chunked.n_chunks} chunks",
+                   vectors, release)
 
 
 def _report_vectors(chunk: ScenarioSet, start: int, policy: Policy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -280,68 +361,6 @@ def market_horizon_losses(paths: Any, book: VenueBook) -> np.ndarray:
 def _market_losses(plan: Any, book: VenueBook, first: int, stop: int) -> np.ndarray:
     """Horizon loss per scenario and market of blocks ``[first, stop)`` (on a worker), (n, J)."""
     return market_horizon_losses(plan.simulate(first, stop), book)
-
-
-def _calibrate_distributed(cfg: CalibrationConfig, client: Any, seed: int, method: str, models: Mapping[str, VolModel],
-                           model_info: Mapping[str, Any], copula_arg: Any, fit_seed: np.random.SeedSequence,
-                           certify_seed: np.random.SeedSequence, frontier_alphas: tuple[float, ...],
-                           frontier_method: str, say: Progress, timings: dict[str, float],
-                           notes: list[str]) -> CalibrationResult:
-    """:func:`run_calibration` from the simulation on, with the scenarios in chunks on ``client``'s workers."""
-    scen, prob = cfg.scenarios, cfg.problem
-    names = cfg.market_names
-    innovations = scen.innovations
-    chunk_size = cfg.compute.chunk_size
-    clock = time.perf_counter()
-    say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods "
-        "and building venue losses on the Dask workers")
-    book = venue_book(cfg, models)
-    stress_set, stress_labels = stress_scenarios(cfg, models, book)
-    fit_plan = plan_simulation(models, scen.horizon, scen.n_scenarios, innovations=innovations, seed=fit_seed,
-                               copula=copula_arg)
-    certify_plan = plan_simulation(models, scen.horizon, scen.certify_scenarios, innovations=innovations,
-                                   seed=certify_seed, copula=copula_arg)
-    chunked = chunked_scenarios(fit_plan, book, client, chunk_size=chunk_size, stress=stress_set)
-    fresh = chunked_scenarios(certify_plan, book, client, chunk_size=chunk_size)
-    timings["simulate"] = time.perf_counter() - clock
-    try:
-        problem = policy_problem(cfg)
-        policy, certificate, frontier_policies = _solve_and_certify(
-            problem, chunked, fresh, method, prob.confidence, frontier_alphas, frontier_method, say, timings,
-            notes, f"solving (method {method!r}) on {chunked.n_chunks} chunks", fresh.n_random)
-
-        clock = time.perf_counter()
-        say("gathering per-scenario summaries for the report")
-        parts = chunked.map(_report_vectors, policy)
-        horizon_loss = np.concatenate([p[0] for p in parts])
-        need = np.concatenate([p[1] for p in parts])
-        base_totals = np.concatenate([p[2] for p in parts])
-        futures = [client.submit(_market_losses, fit_plan, book, b0, b1, pure=False) for b0, b1 in chunked.blocks]
-        market_losses = np.concatenate(client.gather(futures))
-        head = chunked.map(_head_rows, _PLOT_SCENARIOS)
-        plot_set = ScenarioSet.concat([part for part in head if part is not None]
-                                      + ([stress_set] if stress_set is not None else []))
-        timings["losses"] = time.perf_counter() - clock
-    finally:
-        chunked.release()
-        fresh.release()
-
-    result_notes(notes, not horizon_loss.any(), policy, method, certificate, prob.alpha)
-    inputs = _inputs(cfg, model_info, seed, method, problem, book, stress_set, innovations)
-    return CalibrationResult(
-        policy=policy,
-        certificate=certificate,
-        markets=names,
-        models=model_info,
-        tail=tail_from(policy, horizon_loss, need, market_losses, base_totals, names),
-        stress=tuple(stress_summary(policy, stress_set, stress_labels)) if stress_set is not None else (),
-        inputs=inputs,
-        notes=tuple(notes),
-        timings=timings,
-        scenarios=plot_set,
-        market_losses=market_losses,
-        frontier=frontier_policies,
-    )
 
 
 #: Random scenarios a distributed run keeps in ``CalibrationResult.scenarios`` (for the plots).

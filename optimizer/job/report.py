@@ -1,7 +1,7 @@
 """Outputs of a calibration: ``result.json``, ``report.md`` and PNG plots, written all at once.
 
 :func:`write_outputs` stages every file in a folder beside ``out`` and swaps it in with one
-atomic rename (:func:`~fundguard.optimizer.outputs.staged_output`), so an interrupted run leaves
+atomic rename (:func:`~fundguard.optimizer.job.outputs.staged_output`), so an interrupted run leaves
 the previous complete outputs. ``RESULT_SCHEMA`` is the JSON Schema of ``result.json``;
 :func:`validate_result` checks a document against it without extra dependencies.
 """
@@ -207,7 +207,7 @@ def write_outputs(result: CalibrationResult, out: str | os.PathLike[str]) -> Pat
     """Write result.json, report.md and the PNG plots into ``out``, atomically as a whole.
 
     ``out`` must be missing, empty or a folder a previous run published
-    (:func:`~fundguard.optimizer.outputs.check_output_folder`), else ``OutputPlaceError``; an
+    (:func:`~fundguard.optimizer.job.outputs.check_output_folder`), else ``OutputPlaceError``; an
     operating-system error while writing (read-only, full disk) is ``OutputWriteError``.
     """
     out = Path(out)

@@ -19,7 +19,7 @@ from fundguard.models import ScenarioSet, VolModel
 from ..fund import count_ruined, worst_net_flow
 from ..policy import Certificate, Policy
 
-__all__ = ["LOSS_QUANTILES", "fund_paths", "required_fund", "tail_summary", "tail_from", "stress_summary",
+__all__ = ["LOSS_QUANTILES", "fund_paths", "required_fund", "tail_from", "stress_summary",
            "model_summary", "model_notes", "result_notes"]
 
 #: Horizon-loss quantiles reported (of the total fund loss over the horizon, per scenario).
@@ -36,13 +36,6 @@ def required_fund(policy: Policy, scenarios: ScenarioSet) -> np.ndarray:
     """Per scenario, the smallest F0 that survives it at the policy's rates: max(0, floor - min_t(F[s,t] - F0)); (N,)."""
     worst = worst_net_flow(scenarios.losses, scenarios.premium_base, np.asarray(policy.premium_rates))
     return np.maximum(0.0, policy.floor - worst)
-
-
-def tail_summary(policy: Policy, random_set: ScenarioSet, market_losses: np.ndarray, names: tuple[str, ...]
-                 ) -> dict[str, Any]:
-    """The ``tail`` section of a result from the random scenarios (see :func:`tail_from`)."""
-    return tail_from(policy, random_set.losses.sum(axis=1), required_fund(policy, random_set), market_losses,
-                     random_set.premium_base.sum(axis=1), names)
 
 
 def tail_from(policy: Policy, horizon_loss: np.ndarray, need: np.ndarray, market_losses: np.ndarray,
