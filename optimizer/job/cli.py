@@ -35,7 +35,7 @@ from fundguard.models.errors import CertificationError, ConfigError, InfeasibleE
 
 from ..solve import METHODS
 from .config import parse_vol_spec
-from .outputs import json_safe, package_versions
+from .outputs import OutputBusyError, check_output_file, check_output_folder, json_safe, package_versions, staged_output
 
 __all__ = ["main", "UsageError", "FRONTIER_ALPHAS", "EXIT_OK", "EXIT_INTERNAL", "EXIT_INPUT", "EXIT_BELOW_TARGET",
            "EXIT_INFEASIBLE", "EXIT_BUSY", "EXIT_INTERRUPTED"]
@@ -54,8 +54,6 @@ logger = logging.getLogger("fundguard")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fundguard`` console script; returns the process exit code."""
-    from .outputs import OutputBusyError
-
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
@@ -277,7 +275,6 @@ def _run_calibrate(args: argparse.Namespace, options: dict):
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from .outputs import check_output_folder
     from .report import summary_lines, write_outputs
 
     check_output_folder(args.out)  # before the calibration: a refused --out should not cost a run
@@ -302,8 +299,6 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--alphas must be comma-separated numbers, got {args.alphas!r}") from None
     if args.out is not None:
-        from .outputs import check_output_folder
-
         check_output_folder(args.out)  # before the calibration: a refused --out should not cost a run
     method = args.method or "cvar"
     result = _run_calibrate(args, dict(seed=args.seed, method=method, preset=_load_preset(args),
@@ -316,7 +311,6 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
     table += [f"| {r['alpha']:.2%} | {r['fund_target']:,.0f} | {r['objective']:,.0f} | {r['in_sample_ruin']:.3%} | "
               + ", ".join(f"{m} {x:.4%}" for m, x in r["premium_rates"].items()) + " |" for r in rows]
     if args.out is not None:
-        from .outputs import staged_output
         from .report import write_plots
 
         with staged_output(args.out) as stage:
@@ -354,7 +348,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_preset_build(args: argparse.Namespace) -> int:
-    from .outputs import check_output_file
     from .preset import build_preset, write_preset
 
     # Before the fits: a folder, a link or a missing folder as --out (whether an existing file is
