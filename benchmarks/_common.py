@@ -2,7 +2,7 @@
 
 A benchmark is one command, reproducible from a seed; every table and figure it writes says
 which command, seed, machine and date produced it (:class:`Provenance`). Files are written one
-at a time with :func:`fundguard.optimizer.outputs.atomic_write_text` / ``atomic_write_bytes``
+at a time with :func:`fundguard.optimizer.job.outputs.atomic_write_text` / ``atomic_write_bytes``
 (never a folder swap: several benchmarks share ``benchmarks/results/``), so a reader never sees
 half a file.
 """
@@ -28,7 +28,7 @@ matplotlib.use("Agg")  # no display: figures go to files only
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fundguard.optimizer.outputs import atomic_write_bytes, atomic_write_text  # noqa: E402
+from fundguard.optimizer.job.outputs import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 __all__ = [
     "REPO_ROOT",

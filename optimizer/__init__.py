@@ -7,7 +7,6 @@
 side by side. The library never prints and keeps no global state.
 """
 
-from .calibrate import CalibrationResult, calibrate, check_balance
 from .certify import (
     Certificate,
     certify,
@@ -16,6 +15,8 @@ from .certify import (
     scenario_epsilon,
     scenario_sample_size,
 )
+from .job.balance import check_balance
+from .job.calibrate import CalibrationResult, calibrate
 from .methods import certification_splits
 from .policy import Policy
 from .problem import PolicyProblem

@@ -35,9 +35,10 @@ from fundguard.models import (
 )
 from fundguard.models.errors import InfeasibleError, ProblemError
 from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, solve
-from fundguard.optimizer.config import parse_config
-from fundguard.optimizer.calibrate import calibrate, check_balance
-from fundguard.optimizer.preset import build_preset
+from fundguard.optimizer.job.config import parse_config
+from fundguard.optimizer.job.balance import check_balance
+from fundguard.optimizer.job.calibrate import calibrate
+from fundguard.optimizer.job.preset import build_preset
 
 RNG = np.random.default_rng(0)
 N, T, J = 400, 5, 2

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from _shared import two_market_price_files
 
-import fundguard.optimizer.report as report
+import fundguard.optimizer.job.report as report
 from fundguard.optimizer import certify
-from fundguard.optimizer.calibrate import calibrate, check_balance, required_fund
-from fundguard.optimizer.cli import EXIT_BELOW_TARGET, EXIT_INPUT, EXIT_OK, main
-from fundguard.optimizer.preset import default_config, load_preset
-from fundguard.optimizer.report import PLOTS, validate_result, write_outputs
+from fundguard.optimizer.job.balance import check_balance
+from fundguard.optimizer.job.calibrate import calibrate
+from fundguard.optimizer.job.cli import EXIT_BELOW_TARGET, EXIT_INPUT, EXIT_OK, main
+from fundguard.optimizer.job.preset import default_config, load_preset
+from fundguard.optimizer.job.report import PLOTS, validate_result, write_outputs
+from fundguard.optimizer.job.summaries import required_fund
 
 SMALL = {"n_scenarios": 4000, "certify_scenarios": 20000, "horizon": 10, "seed": 5}
 
@@ -138,7 +140,7 @@ def test_interrupted_write_keeps_previous_outputs(fitted, tmp_path, monkeypatch)
         (folder / "fund_paths.png").write_bytes(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(report, "_plots", broken)
+    monkeypatch.setattr(report, "write_plots", broken)
     with pytest.raises(OSError, match="disk full"):
         write_outputs(fitted, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -284,7 +286,7 @@ def test_cli_killed_at_random_times_leaves_old_or_new_outputs(price_files, tmp_p
     path = tmp_path / "fund.toml"
     path.write_text(_to_toml(_config(price_files)))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "fundguard.optimizer.cli", "calibrate", "--config", str(path), "--out", str(out),
+    command = [sys.executable, "-m", "fundguard.optimizer.job.cli", "calibrate", "--config", str(path), "--out", str(out),
                "--quiet", "--no-frontier"]
     subprocess.run(command, check=False, capture_output=True, timeout=300)
     reference = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -306,19 +308,17 @@ def test_cli_killed_at_random_times_leaves_old_or_new_outputs(price_files, tmp_p
 
 
 def _count_fits(monkeypatch) -> list[str]:
-    """Wrap the fit calibrate.py uses; returns the list of market names it was called for."""
-    import importlib
+    """Wrap the fit the calibration uses (job/build.py); returns the list of market names it was called for."""
+    import fundguard.optimizer.job.build as build_module
 
-    # (the package's `calibrate` attribute is the function, so import the module by name)
-    calibrate_module = importlib.import_module("fundguard.optimizer.calibrate")
     calls: list[str] = []
-    real = calibrate_module.fit_volatility
+    real = build_module.fit_volatility
 
     def counting(returns, *args, **kwargs):
         calls.append(kwargs.get("name"))
         return real(returns, *args, **kwargs)
 
-    monkeypatch.setattr(calibrate_module, "fit_volatility", counting)
+    monkeypatch.setattr(build_module, "fit_volatility", counting)
     return calls
 
 

@@ -1,4 +1,4 @@
-"""Tests of the fundguard command line (fundguard.optimizer.cli)."""
+"""Tests of the fundguard command line (fundguard.optimizer.job.cli)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from arch.univariate import GARCH, ConstantMean, StudentsT
 
-from fundguard.optimizer.cli import EXIT_INPUT, EXIT_OK, main
+from fundguard.optimizer.job.cli import EXIT_INPUT, EXIT_OK, main
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_bad_input_exit_code_and_message(argv, fragment, capsys):
     ids=["ctrl-c", "disk-full", "permission", "two-paths", "memory"],
 )
 def test_system_failures_are_one_line_with_their_exit_code(monkeypatch, capsys, raised, code, fragment):
-    import fundguard.optimizer.cli as cli
+    import fundguard.optimizer.job.cli as cli
 
     def fail(args):
         raise raised

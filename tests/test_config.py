@@ -1,4 +1,4 @@
-"""Tests of the calibration config (fundguard.optimizer.config): every key checked, errors cite key and line."""
+"""Tests of the calibration config (fundguard.optimizer.job.config): every key checked, errors cite key and line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fundguard.models.errors import ConfigError
-from fundguard.optimizer.config import load_config, parse_config
+from fundguard.optimizer.job.config import load_config, parse_config
 
 GOOD = """\
 [volatility]

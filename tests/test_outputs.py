@@ -1,4 +1,4 @@
-"""Tests of atomic outputs (fundguard.optimizer.outputs): all-or-nothing folders, locks, atomic files."""
+"""Tests of atomic outputs (fundguard.optimizer.job.outputs): all-or-nothing folders, locks, atomic files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fundguard.optimizer.outputs import (
+from fundguard.optimizer.job.outputs import (
     MARKER,
     OutputBusyError,
     OutputLock,

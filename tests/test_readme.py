@@ -44,7 +44,7 @@ def test_readme_scenario_example_on_real_data(shared_data):
 
 
 def test_readme_config_example_is_valid(tmp_path):
-    from fundguard.optimizer.config import load_config
+    from fundguard.optimizer.job.config import load_config
 
     block = next(b for b in re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S) if "[[markets]]" in b)
     (tmp_path / "data").mkdir()

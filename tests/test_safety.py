@@ -1,7 +1,7 @@
 """Safety of the output places (issue 13, items 1, 2 and 7): a run never deletes or changes what it
 did not write, and every refused or failed output place is one line and exit 2.
 
-Covers ``fundguard.optimizer.outputs`` (check_output_folder, staged_output, OutputLock) through the
+Covers ``fundguard.optimizer.job.outputs`` (check_output_folder, staged_output, OutputLock) through the
 library and through ``fundguard calibrate|frontier|preset build --out``.
 """
 
@@ -24,10 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import fundguard.optimizer.outputs as outputs
-import fundguard.optimizer.report as report
-from fundguard.optimizer.cli import EXIT_BELOW_TARGET, EXIT_BUSY, EXIT_INPUT, EXIT_OK, main
-from fundguard.optimizer.outputs import (
+import fundguard.optimizer.job.outputs as outputs
+import fundguard.optimizer.job.report as report
+from fundguard.optimizer.job.cli import EXIT_BELOW_TARGET, EXIT_BUSY, EXIT_INPUT, EXIT_OK, main
+from fundguard.optimizer.job.outputs import (
     MARKER,
     OutputLock,
     OutputPlaceError,
@@ -425,7 +425,7 @@ def test_a_failing_disk_is_one_line_and_keeps_the_previous_outputs(tmp_path, mon
     def broken(result, folder):
         raise OSError(code, os.strerror(code), str(folder / "fund_paths.png"))
 
-    monkeypatch.setattr(report, "_plots", broken)
+    monkeypatch.setattr(report, "write_plots", broken)
     capsys.readouterr()
     assert _calibrate(config_file, out) == EXIT_INPUT
     err = _one_line(capsys)
@@ -457,7 +457,7 @@ _EFBIG_SCRIPT = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead of failing the write
 resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
-from fundguard.optimizer.cli import main
+from fundguard.optimizer.job.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -524,7 +524,7 @@ def test_preset_build_refuses_bad_places(tmp_path, price_file, capsys, make, fra
 
 
 def test_preset_write_on_a_full_disk_is_one_line(tmp_path, price_file, monkeypatch, capsys):
-    import fundguard.optimizer.preset as preset
+    import fundguard.optimizer.job.preset as preset
 
     def full(path, text):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))

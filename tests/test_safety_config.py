@@ -1,6 +1,6 @@
 """Issue 13, config and sizes: the command line answers bad numbers, dates and sizes with one line and exit 2.
 
-Every case runs ``fundguard.optimizer.cli.main`` in this process and checks the exit code, that
+Every case runs ``fundguard.optimizer.job.cli.main`` in this process and checks the exit code, that
 stderr is exactly one line naming the key or option (with ``file:line`` for a config key), and
 that no traceback is printed. Configs are written under ``tmp_path`` and use the built-in preset
 (no price files), so the refusals come before any heavy work.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fundguard.optimizer.cli import EXIT_INPUT, main
+from fundguard.optimizer.job.cli import EXIT_INPUT, main
 
 _MARKETS = "".join(f'[[markets]]\nname = "{m}"\nopen_interest = 1e9\ndaily_volume = 3e9\n' for m in ("BTC", "ETH"))
 
@@ -122,7 +122,7 @@ def test_runs_too_large_for_memory_are_refused_up_front(tmp_path, capsys, comman
 
 def test_library_and_cli_refuse_with_the_same_error(tmp_path, capsys):
     from fundguard.models.errors import ConfigError
-    from fundguard.optimizer.calibrate import calibrate
+    from fundguard.optimizer.job.calibrate import calibrate
 
     path = _sized_config(tmp_path, "n_scenarios = 1e9")
     with pytest.raises(ConfigError) as info:
@@ -135,8 +135,8 @@ def test_the_refusal_points_to_chunked_mode_only_when_that_fits(tmp_path):
     import dataclasses
 
     from fundguard.models.errors import ConfigError
-    from fundguard.optimizer.calibrate import check_memory, estimate_memory, usable_cpus
-    from fundguard.optimizer.config import load_config
+    from fundguard.optimizer.job.compute import check_memory, estimate_memory, usable_cpus
+    from fundguard.optimizer.job.config import load_config
 
     cfg = load_config(_sized_config(tmp_path, "n_scenarios = 5_000_000"))
     in_memory = estimate_memory(cfg, "cvar")
@@ -165,8 +165,9 @@ def test_the_estimate_is_within_the_stated_factor_of_a_real_peak():
     import dataclasses
     import tracemalloc
 
-    from fundguard.optimizer.calibrate import calibrate, estimate_memory
-    from fundguard.optimizer.preset import default_config
+    from fundguard.optimizer.job.calibrate import calibrate
+    from fundguard.optimizer.job.compute import estimate_memory
+    from fundguard.optimizer.job.preset import default_config
 
     cfg = default_config()
     cfg = dataclasses.replace(cfg, scenarios=dataclasses.replace(cfg.scenarios, n_scenarios=60_000,

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fundguard.optimizer.cli import EXIT_INPUT, EXIT_OK, main
-from fundguard.optimizer.config import parse_config
+from fundguard.optimizer.job.cli import EXIT_INPUT, EXIT_OK, main
+from fundguard.optimizer.job.config import parse_config
 
 DAYS = pd.date_range("2021-01-01", periods=300, freq="D", tz="UTC")
 
@@ -112,7 +112,7 @@ def _fat_finger(path: Path) -> None:
 
 
 def _run(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fundguard.optimizer.cli", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "fundguard.optimizer.job.cli", *argv], capture_output=True, text=True,
                           timeout=120, cwd=cwd)
 
 

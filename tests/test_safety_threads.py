@@ -164,7 +164,7 @@ def test_same_result_whatever_the_blas_thread_count(tmp_path):
         env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         out = tmp_path / f"out{threads}"
         done = subprocess.run(
-            [sys.executable, "-m", "fundguard.optimizer.cli", "calibrate", "--config", str(config), "--out", str(out),
+            [sys.executable, "-m", "fundguard.optimizer.job.cli", "calibrate", "--config", str(config), "--out", str(out),
              "--quiet", "--no-frontier"],
             capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
         )

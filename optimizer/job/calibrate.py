@@ -1,0 +1,428 @@
+"""One call from a config to a certified policy: fit, simulate, build losses, solve, certify.
+
+:func:`calibrate` is the library entry point for pricing systems (no printing, no global state,
+safe to call from several threads: every random draw comes from the seed given, every object is
+local to the call) and the engine behind ``fundguard calibrate``. Its :class:`CalibrationResult`
+carries the same content as ``result.json`` (:meth:`CalibrationResult.to_dict`).
+
+The pipeline is one function, :func:`run_calibration`, told where to compute: in this process
+(``client=None``) or on a Dask cluster's workers (a ``distributed.Client``, from
+:func:`~.compute.compute_client`); only the building of the scenarios and the gathering of the
+report's per-scenario vectors differ between the two.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fundguard.models import (
+    ScenarioSet,
+    VenueBook,
+    VolModel,
+    build_scenarios,
+    chunked_scenarios,
+    plan_simulation,
+    simulate_returns,
+)
+from fundguard.models.errors import ConfigError
+
+from ..certify import certify
+from ..policy import Certificate, Policy
+from ..problem import PolicyProblem
+from ..solve import frontier, solve
+from .build import (
+    Fitted,
+    Progress,
+    RunSeeds,
+    check_mode,
+    fit_models,
+    policy_problem,
+    resolve_config,
+    run_seed,
+    run_seeds,
+    stress_scenarios,
+    venue_book,
+)
+from .compute import check_local_cluster, check_memory, compute_client
+from .config import CalibrationConfig
+from .outputs import json_safe, package_versions
+from .preset import Preset
+from .summaries import required_fund, result_notes, stress_summary, tail_from
+
+__all__ = ["CalibrationResult", "calibrate", "run_calibration", "market_horizon_losses", "RESULT_SCHEMA_VERSION"]
+
+RESULT_SCHEMA_VERSION = 1
+logger = logging.getLogger("fundguard")
+logger.addHandler(logging.NullHandler())
+
+
+@dataclass(frozen=True, eq=False)
+class CalibrationResult:
+    """Everything a calibration produced; :meth:`to_dict` is ``result.json``.
+
+    Attributes
+    ----------
+    policy : Policy
+        The chosen fund target (currency units) and premium rates (fractions, market order).
+    certificate : Certificate
+        Out-of-sample ruin count on ``certify_scenarios`` fresh scenarios (never used to choose
+        the policy) and its Clopper–Pearson upper bound.
+    markets : tuple of str
+    models : dict of market -> dict
+        Fitted volatility model per market (spec, parameters, today's state, diagnostics) and
+        where it came from (price file with SHA-256 and date range, or the built-in preset).
+    tail : dict
+        Horizon-loss quantiles, VaR and CVaR at alpha of the required fund, per-market share of
+        tail losses, premium income, all in currency units.
+    stress : list of dict
+        Per stress scenario: label, horizon loss, lowest fund level under the policy, survived.
+    inputs : dict
+        Config digest and source, seed, method, package versions: what makes the run repeatable.
+    notes : tuple of str
+        Warnings worth reading (non-stationary fits, heavy tails, an unproven optimum, ...).
+    timings : dict of str -> float
+        Seconds per step (kept apart in ``to_dict`` so results are comparable across runs).
+    scenarios : ScenarioSet
+        The scenarios the policy was fitted on (random then stress), for plots and reports.
+    market_losses : (N, J) float64 array
+        Horizon loss per random scenario and market (contributions).
+    frontier : list of Policy
+        Cost of solvency over ``frontier_alphas`` (may be empty).
+    """
+
+    policy: Policy
+    certificate: Certificate
+    markets: tuple[str, ...]
+    models: Mapping[str, Any]
+    tail: Mapping[str, Any]
+    stress: tuple[Mapping[str, Any], ...]
+    inputs: Mapping[str, Any]
+    notes: tuple[str, ...]
+    timings: Mapping[str, float]
+    scenarios: ScenarioSet = field(repr=False)
+    market_losses: np.ndarray = field(repr=False)
+    frontier: tuple[Policy, ...] = field(default=(), repr=False)
+
+    @property
+    def meets_target(self) -> bool:
+        """The certificate's upper bound on P(ruin) is within the problem's alpha."""
+        return self.certificate.upper_bound <= self.policy.alpha
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (schema ``RESULT_SCHEMA_VERSION``); run-dependent values sit in ``run``."""
+        policy = self.policy.to_dict()
+        policy.pop("solve_seconds", None)
+        return {
+            "schema_version": RESULT_SCHEMA_VERSION,
+            "policy": policy,
+            "certificate": self.certificate.to_dict(),
+            "meets_target": self.meets_target,
+            "markets": list(self.markets),
+            "models": json_safe(self.models),
+            "tail": json_safe(self.tail),
+            "stress": json_safe(list(self.stress)),
+            "frontier": [{"alpha": p.alpha, "fund_target": p.fund_target, "objective": p.objective,
+                          "premium_rates": p.rates_by_market(), "method": p.method} for p in self.frontier],
+            "inputs": json_safe(self.inputs),
+            "notes": list(self.notes),
+            "run": {"timings": {k: round(v, 4) for k, v in self.timings.items()},
+                    "solve_seconds": round(self.policy.solve_seconds, 4)},
+        }
+
+
+
+def calibrate(
+    config: CalibrationConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    *,
+    seed: int | None = None,
+    method: str | None = None,
+    preset: Preset | None = None,
+    frontier_alphas: tuple[float, ...] = (),
+    frontier_method: str = "cvar",
+    progress: Progress | None = None,
+    client: Any = None,
+) -> CalibrationResult:
+    """Run a complete calibration.
+
+    Parameters
+    ----------
+    config : CalibrationConfig, mapping, path to a TOML file, or None
+        None runs the built-in preset (:func:`~fundguard.optimizer.job.preset.default_config`).
+    seed : int, optional
+        Overrides ``scenarios.seed``. The fit scenarios and the certificate's fresh scenarios come
+        from two independent children of ``SeedSequence(seed)``.
+    method : str, optional
+        Overrides ``problem.method``.
+    preset : Preset, optional
+        Models for markets without a price file (default: the built-in preset).
+    frontier_alphas : tuple of float
+        Also trace the cost of solvency at these ruin levels, with ``frontier_method``.
+    frontier_method : str, default "cvar"
+        The method of the frontier (the fastest to re-solve; a conservative cost curve).
+    progress : callable(str), optional
+        Called with a short description at the start of each step (the CLI draws progress from
+        it); the library itself never prints.
+    client : distributed.Client, optional
+        Run the scenarios, the solve, the certificate and the frontier on this Dask cluster
+        (:mod:`fundguard.optimizer.distributed`); without it, the config's ``[compute]`` section
+        decides (a scheduler address or a local cluster of ``workers`` processes, made and closed
+        for this call), and without that the run is in memory. The numbers are the same either
+        way (to about 1e-12 relative; ruin counts exactly). Distributed runs gather per-scenario
+        summaries for the report (horizon losses, required funds: O(N), never the (N, T, J)
+        arrays) and keep ``result.scenarios`` to the first 20,000 random scenarios (plots).
+
+    Returns
+    -------
+    CalibrationResult
+
+    Raises
+    ------
+    ConfigError, DataError, ModelError, InfeasibleError, SolverError, CertificationError
+        Each with a message naming the key, market, date or constraint.
+    """
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    say = progress or (lambda message: None)
+
+    cfg = resolve_config(config)
+    seed = run_seed(cfg, seed)
+    method = method or cfg.problem.method
+    check_mode(method, client is not None or cfg.compute.distributed)
+    check_local_cluster(cfg, client)
+    check_memory(cfg, method, frontier_method=frontier_method if frontier_alphas else None, client=client)
+
+    clock = time.perf_counter()
+    say(f"fitting volatility models for {len(cfg.markets)} market(s)")
+    fitted = fit_models(cfg, preset, notes, say)
+    timings["fit"] = time.perf_counter() - clock
+    with compute_client(cfg.compute, client) as where:
+        return run_calibration(cfg, fitted, seed, method, frontier_alphas, frontier_method, say, timings, notes, where)
+
+
+def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: str,
+                    frontier_alphas: tuple[float, ...], frontier_method: str, say: Progress,
+                    timings: dict[str, float], notes: list[str], client: Any) -> CalibrationResult:
+    """:func:`calibrate` from fitted models on, in this process (``client`` None) or on ``client``'s
+    Dask workers; ``timings`` and ``notes`` are filled in as the steps run.
+
+    Only where the scenarios are built and how the report's per-scenario vectors are gathered
+    depend on ``client`` (:func:`_scenarios_in_memory`, :func:`_scenarios_on_workers`); the solve,
+    the certificate, the frontier and the result are the same calls either way.
+    """
+    prob = cfg.problem
+    models, model_info, from_preset, copula = fitted
+    innovations = cfg.scenarios.innovations
+    if from_preset and innovations != "parametric":
+        raise ConfigError(
+            f"scenarios.innovations = {innovations!r} needs each market's residual history, which the built-in "
+            "preset does not carry: use 'parametric' or give every market a prices file"
+        )
+    copula_arg: Any = copula if copula is not None else "t"
+    book = venue_book(cfg, models)
+    stress_set, stress_labels = stress_scenarios(cfg, models, book)
+    problem = policy_problem(cfg)
+    place = _RunScenarios.in_memory if client is None else functools.partial(_RunScenarios.on_workers, client)
+    run = place(cfg, models, copula_arg, run_seeds(seed), book, stress_set, method, say, timings)
+    try:
+        policy, certificate, frontier_policies = _solve_and_certify(
+            problem, run.scenarios, run.fresh, method, prob.confidence, frontier_alphas, frontier_method, say,
+            timings, notes, run.solving, run.n_fresh)
+        horizon_loss, need, base_totals, market_losses, plot_set = run.vectors(policy)
+    finally:
+        run.release()
+
+    result_notes(notes, not horizon_loss.any(), policy, method, certificate, prob.alpha)
+    return CalibrationResult(
+        policy=policy,
+        certificate=certificate,
+        markets=cfg.market_names,
+        models=model_info,
+        tail=tail_from(policy, horizon_loss, need, market_losses, base_totals, cfg.market_names),
+        stress=tuple(stress_summary(policy, stress_set, stress_labels)) if stress_set is not None else (),
+        inputs=_inputs(cfg, model_info, seed, method, problem, book, stress_set, innovations),
+        notes=tuple(notes),
+        timings=timings,
+        scenarios=plot_set,
+        market_losses=market_losses,
+        frontier=frontier_policies,
+    )
+
+
+#: What :meth:`_RunScenarios.vectors` returns, per random scenario: horizon loss (N,), required
+#: fund (N,), premium-base totals (N, J), per-market horizon losses (N, J); and the scenarios kept
+#: for the plots (random then stress).
+Vectors = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, ScenarioSet]
+
+
+@dataclass(frozen=True)
+class _RunScenarios:
+    """A run's scenarios where they were built: the fit set (random then stress), the fresh set of
+    the certificate, the progress line of the solve, the report's vectors and what frees them."""
+
+    scenarios: Any
+    fresh: Any
+    n_fresh: int
+    solving: str
+    vectors: Callable[[Policy], Vectors]
+    release: Callable[[], None]
+
+    @classmethod
+    def in_memory(cls, cfg: CalibrationConfig, models: Mapping[str, VolModel], copula_arg: Any, seeds: RunSeeds,
+                  book: VenueBook, stress_set: ScenarioSet | None, method: str, say: Progress,
+                  timings: dict[str, float]) -> _RunScenarios:
+        """Simulate and build every scenario in this process."""
+        scen = cfg.scenarios
+        clock = time.perf_counter()
+        say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods")
+        paths = simulate_returns(models, scen.horizon, scen.n_scenarios, innovations=scen.innovations, seed=seeds.fit,
+                                 copula=copula_arg, chunk_size=scen.chunk_size)
+        fresh = simulate_returns(models, scen.horizon, scen.certify_scenarios, innovations=scen.innovations,
+                                 seed=seeds.certify, copula=copula_arg, chunk_size=scen.chunk_size)
+        timings["simulate"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        say("building venue losses")
+        random_set = build_scenarios(paths, book)
+        certify_set = build_scenarios(fresh, book)
+        scenarios = random_set if stress_set is None else ScenarioSet.concat([random_set, stress_set])
+        market_losses = market_horizon_losses(paths, book)
+        # The return paths are spent: free them before the solver's working set is allocated
+        # (the peak memory that estimate_memory models).
+        del paths, fresh
+        timings["losses"] = time.perf_counter() - clock
+
+        def vectors(policy: Policy) -> Vectors:
+            return (random_set.losses.sum(axis=1), required_fund(policy, random_set),
+                    random_set.premium_base.sum(axis=1), market_losses, scenarios)
+
+        return cls(scenarios, certify_set, certify_set.n_scenarios, f"solving (method {method!r})", vectors,
+                   lambda: None)
+
+    @classmethod
+    def on_workers(cls, client: Any, cfg: CalibrationConfig, models: Mapping[str, VolModel], copula_arg: Any,
+                   seeds: RunSeeds, book: VenueBook, stress_set: ScenarioSet | None, method: str, say: Progress,
+                   timings: dict[str, float]) -> _RunScenarios:
+        """Simulate and build the scenarios in chunks on ``client``'s workers; the vectors are gathered
+        from them (O(N), never the (N, T, J) arrays) with the first 20,000 random scenarios for the plots."""
+        scen = cfg.scenarios
+        chunk_size = cfg.compute.chunk_size
+        clock = time.perf_counter()
+        say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods "
+            "and building venue losses on the Dask workers")
+        fit_plan = plan_simulation(models, scen.horizon, scen.n_scenarios, innovations=scen.innovations,
+                                   seed=seeds.fit, copula=copula_arg)
+        certify_plan = plan_simulation(models, scen.horizon, scen.certify_scenarios, innovations=scen.innovations,
+                                       seed=seeds.certify, copula=copula_arg)
+        chunked = chunked_scenarios(fit_plan, book, client, chunk_size=chunk_size, stress=stress_set)
+        fresh = chunked_scenarios(certify_plan, book, client, chunk_size=chunk_size)
+        timings["simulate"] = time.perf_counter() - clock
+
+        def vectors(policy: Policy) -> Vectors:
+            clock = time.perf_counter()
+            say("gathering per-scenario summaries for the report")
+            parts = chunked.map(_report_vectors, policy)
+            horizon_loss = np.concatenate([p[0] for p in parts])
+            need = np.concatenate([p[1] for p in parts])
+            base_totals = np.concatenate([p[2] for p in parts])
+            futures = [client.submit(_market_losses, fit_plan, book, b0, b1, pure=False) for b0, b1 in chunked.blocks]
+            market_losses = np.concatenate(client.gather(futures))
+            head = chunked.map(_head_rows, _PLOT_SCENARIOS)
+            plot_set = ScenarioSet.concat([part for part in head if part is not None]
+                                          + ([stress_set] if stress_set is not None else []))
+            timings["losses"] = time.perf_counter() - clock
+            return horizon_loss, need, base_totals, market_losses, plot_set
+
+        def release() -> None:
+            chunked.release()
+            fresh.release()
+
+        return cls(chunked, fresh, fresh.n_random, f"solving (method {method!r}) on {chunked.n_chunks} chunks",
+                   vectors, release)
+
+
+def _report_vectors(chunk: ScenarioSet, start: int, policy: Policy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per scenario of a chunk (on a worker): horizon loss (n,), required fund (n,), premium base totals (n, J)."""
+    return chunk.losses.sum(axis=1), required_fund(policy, chunk), chunk.premium_base.sum(axis=1)
+
+
+def market_horizon_losses(paths: Any, book: VenueBook) -> np.ndarray:
+    """Horizon loss per scenario and market of return paths on the venue's book, (N, J) float64, currency units."""
+    return np.column_stack([build_scenarios(paths, VenueBook([m])).losses.sum(axis=1) for m in book.markets])
+
+
+def _market_losses(plan: Any, book: VenueBook, first: int, stop: int) -> np.ndarray:
+    """Horizon loss per scenario and market of blocks ``[first, stop)`` (on a worker), (n, J)."""
+    return market_horizon_losses(plan.simulate(first, stop), book)
+
+
+#: Random scenarios a distributed run keeps in ``CalibrationResult.scenarios`` (for the plots).
+_PLOT_SCENARIOS = 20_000
+
+
+def _head_rows(chunk: ScenarioSet, start: int, count: int) -> ScenarioSet | None:
+    """The chunk's rows among the first ``count`` random scenarios (None when it has none)."""
+    keep = max(0, min(chunk.n_scenarios, count - start))
+    return chunk.subset(slice(0, keep)) if keep else None
+
+
+def _inputs(cfg: CalibrationConfig, model_info: Mapping[str, Any], seed: int, method: str, problem: PolicyProblem,
+            book: VenueBook, stress_set: ScenarioSet | None, innovations: str) -> dict[str, Any]:
+    scen, prob = cfg.scenarios, cfg.problem
+    return {
+        "config_digest": cfg.digest,
+        "config_source": None if cfg.source is None else str(cfg.source),
+        "preset": any(info["source"] == "preset" for info in model_info.values()),
+        "seed": seed,
+        "method": method,
+        "confidence": prob.confidence,
+        "n_scenarios": scen.n_scenarios,
+        "n_stress": 0 if stress_set is None else stress_set.n_scenarios,
+        "certify_scenarios": scen.certify_scenarios,
+        "horizon": scen.horizon,
+        "innovations": innovations,
+        "problem": problem.to_dict(),
+        "venue": book.describe(),
+        "versions": package_versions(),
+    }
+
+
+def _solve_and_certify(problem: PolicyProblem, scenarios: Any, certify_set: Any, method: str, confidence: float,
+                       frontier_alphas: tuple[float, ...], frontier_method: str, say: Progress,
+                       timings: dict[str, float], notes: list[str], solving: str, n_fresh: int
+                       ) -> tuple[Policy, Certificate, tuple[Policy, ...]]:
+    """Solve, certify on the fresh set and trace the frontier (in memory or chunked: same calls),
+    recording each step's time in ``timings``."""
+    clock = time.perf_counter()
+    say(solving)
+    policy = solve(problem, scenarios, method=method)
+    timings["solve"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    say(f"certifying on {n_fresh:,} fresh scenarios")
+    certificate = certify(policy, certify_set, confidence=confidence)
+    timings["certify"] = time.perf_counter() - clock
+
+    frontier_policies: tuple[Policy, ...] = ()
+    if frontier_alphas:
+        clock = time.perf_counter()
+        say(f"tracing the cost of solvency at {len(frontier_alphas)} ruin levels")
+        frontier_policies = _frontier(problem, scenarios, frontier_alphas, frontier_method, notes)
+        timings["frontier"] = time.perf_counter() - clock
+    return policy, certificate, frontier_policies
+
+
+def _frontier(problem: PolicyProblem, scenarios: ScenarioSet, alphas: tuple[float, ...], method: str,
+              notes: list[str]) -> tuple[Policy, ...]:
+    try:
+        return tuple(frontier(problem, scenarios, list(alphas), method=method))
+    except Exception as exc:  # the frontier is a report extra: never lose the calibration over it
+        notes.append(f"cost-of-solvency frontier not traced ({type(exc).__name__}: {exc})")
+        return ()

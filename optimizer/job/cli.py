@@ -1,0 +1,425 @@
+"""The ``fundguard`` command line.
+
+Commands: ``calibrate`` (the whole job; no arguments runs the built-in preset), ``frontier``,
+``check`` (daily monitoring), ``fit`` (volatility models only) and ``preset build``.
+
+Exit codes (also in the README):
+
+====  ==========================================================================
+0     success; for ``check``: the balance meets the target
+1     unexpected internal error (a bug: please report it with the traceback)
+2     bad usage, config or input data; the message names the key, file, market or date
+3     ``check``: the balance is below the target; ``calibrate``: the certificate's bound
+      exceeds alpha (outputs are still written)
+4     no policy meets the constraints (infeasible, or nothing could be certified)
+5     the output folder is locked by another run
+130   interrupted (Ctrl-C)
+====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from fundguard.models import FundguardError, fit_volatility, load_prices, log_returns
+from fundguard.models.errors import CertificationError, ConfigError, InfeasibleError
+
+from ..solve import METHODS
+from .config import parse_vol_spec
+from .outputs import OutputBusyError, check_output_file, check_output_folder, json_safe, package_versions, staged_output
+
+__all__ = ["main", "UsageError", "FRONTIER_ALPHAS", "EXIT_OK", "EXIT_INTERNAL", "EXIT_INPUT", "EXIT_BELOW_TARGET",
+           "EXIT_INFEASIBLE", "EXIT_BUSY", "EXIT_INTERRUPTED"]
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_INPUT = 2
+EXIT_BELOW_TARGET = 3
+EXIT_INFEASIBLE = 4
+EXIT_BUSY = 5
+EXIT_INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C (128 + SIGINT)
+
+FRONTIER_ALPHAS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
+logger = logging.getLogger("fundguard")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fundguard`` console script; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_OK
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # restored when the block ends
+            if getattr(args, "quiet", False):
+                warnings.simplefilter("ignore")
+            _check_arguments(args)
+            return args.handler(args)
+    except OutputBusyError as exc:
+        print(f"fundguard: error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except (InfeasibleError, CertificationError) as exc:
+        print(f"fundguard: no feasible policy: {exc}", file=sys.stderr)
+        return EXIT_INFEASIBLE
+    except FundguardError as exc:
+        print(f"fundguard: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("fundguard: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("fundguard: error: out of memory; lower n_scenarios / certify_scenarios / horizon "
+              "or use chunked mode ([compute] workers)", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:  # a file or folder the user named: unreadable, read-only, full disk, ...
+        print(f"fundguard: error: {_os_error_line(exc)}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """A warning on the command line is one line naming its kind, not Python's two-line form with
+    the source line of the library."""
+    text = " ".join(str(message).split())
+    print(f"fundguard: warning: {text} ({category.__name__})", file=file or sys.stderr)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Numeric options argparse cannot range-check, refused before any work with one line naming the option."""
+    from .compute import check_workers
+
+    seed = getattr(args, "seed", None)
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed must be an integer >= 0, got {seed}")
+    workers = getattr(args, "workers", None)
+    if workers is not None:
+        if workers < 1:
+            raise UsageError(f"--workers must be an integer >= 1, got {workers}")
+        if getattr(args, "scheduler", None) is None:
+            check_workers(workers, force=args.force_workers, option="--workers")
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path."""
+    reason = exc.strerror or exc.__class__.__name__
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(repr(str(p)) for p in paths)
+    return f"{reason}: {where}" if where else f"{reason} ({exc})".replace("\n", " ")
+
+
+_EPILOG_CALIBRATE = """examples:
+  fundguard calibrate                          # built-in preset (BTC, ETH, SOL; illustrative book)
+  fundguard calibrate --config fund.toml --out results/2026-11-25
+  fundguard calibrate --config fund.toml --json --quiet > result.json
+  fundguard calibrate --method exact --workers 2          # local Dask cluster (pip install "fundguard[dask]")
+  fundguard calibrate --config fund.toml --scheduler tcp://scheduler:8786
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fundguard",
+        description=(
+            "Size the insurance fund of a crypto derivatives venue: GARCH tail scenarios, "
+            "a chance-constrained optimiser for the fund target and premium rates, and "
+            "certificates of how sure the answer is."
+        ),
+        epilog="exit codes: 0 ok, 1 internal error, 2 bad input/config, 3 below target, 4 infeasible, 5 output locked",
+    )
+    parser.add_argument("--version", action="version", version=f"fundguard {package_versions(('fundguard',))['fundguard']}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="calibration TOML file (default: the built-in preset)")
+    common.add_argument("--preset", type=Path, help="preset JSON for markets without prices (default: built-in)")
+    common.add_argument("--seed", type=int, help="overrides scenarios.seed")
+    common.add_argument("--method", choices=tuple(METHODS), help="overrides problem.method")
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress and no warnings on stderr")
+    common.add_argument("--verbose", "-v", action="store_true", help="log each step")
+
+    cluster = argparse.ArgumentParser(add_help=False)
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run on this Dask scheduler, e.g. tcp://host:8786 (overrides [compute]; needs fundguard[dask])")
+    cluster.add_argument("--workers", type=int, metavar="N",
+                         help="run on a local Dask cluster of N worker processes (overrides [compute]; needs fundguard[dask]); "
+                              "at most 4 per CPU unless --force-workers")
+    cluster.add_argument("--force-workers", action="store_true",
+                         help="start the local cluster even with more than 4 workers per CPU")
+
+    cal = sub.add_parser("calibrate", parents=[common, cluster], help="fit, simulate, solve, certify and write the outputs",
+                         description="Run a complete calibration and write result.json, report.md and plots.",
+                         epilog=_EPILOG_CALIBRATE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cal.add_argument("--out", type=Path, default=Path("fundguard-out"), help="output folder (default: fundguard-out)")
+    cal.add_argument("--json", action="store_true", help="print result.json to stdout instead of the summary")
+    cal.add_argument("--no-frontier", action="store_true", help="skip the cost-of-solvency frontier")
+    cal.set_defaults(handler=_cmd_calibrate)
+
+    fro = sub.add_parser("frontier", parents=[common, cluster], help="capital cost against alpha: table and plot",
+                         epilog="examples:\n  fundguard frontier --alphas 0.001,0.01,0.05 --out frontier\n"
+                                "  fundguard frontier --method exact --workers 2      # local Dask cluster",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    fro.add_argument("--alphas", default=",".join(map(str, FRONTIER_ALPHAS)), help="comma-separated ruin levels")
+    fro.add_argument("--out", type=Path, help="also write frontier.md and frontier.png here")
+    fro.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fro.set_defaults(handler=_cmd_frontier)
+
+    chk = sub.add_parser("check", parents=[common], help="daily monitoring: is the current balance enough?",
+                         description="Today's model state, the probability of ruin over the horizon of the current "
+                                     "balance at the current rates (markets.current_rate), and the gap to target.",
+                         epilog="exit codes: 0 balance meets the target, 3 below target, 2 bad input\n"
+                                "example:\n  fundguard check --fund 45e6 --config fund.toml",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    chk.add_argument("--fund", type=float, required=True, help="current fund balance, currency units")
+    chk.add_argument("--result", type=Path, help="take the target from this result.json instead of recalibrating")
+    chk.add_argument("--json", action="store_true", help="print JSON")
+    chk.set_defaults(handler=_cmd_check)
+
+    pre = sub.add_parser("preset", help="build the built-in preset from price files")
+    pre_sub = pre.add_subparsers(title="preset commands", metavar="ACTION")
+    build = pre_sub.add_parser("build", help="fit models, copula and tails; write a preset JSON",
+                               epilog="example:\n  fundguard preset build --prices BTC=btc.csv ETH=eth.csv SOL=sol.csv "
+                                      "--out optimizer/job/presets/default.json",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    build.add_argument("--prices", nargs="+", required=True, metavar="NAME=FILE", help="one price file per market")
+    build.add_argument("--out", type=Path, default=Path("fundguard-preset.json"), help="where to write the preset")
+    build.add_argument("--column", help="price column (default close/price)")
+    build.set_defaults(handler=_cmd_preset_build)
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit a GARCH-family volatility model to each market's prices",
+        description=(
+            "Load prices (CSV or Parquet; a date/timestamp column plus one price column per market, "
+            "an OHLC file whose 'close' is used, or a long file with a market column), compute log "
+            "returns and fit a volatility model per market."
+        ),
+        epilog="example:\n  fundguard fit BTC=btc.csv ETH=eth.csv --spec GJR-t --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fit.add_argument("prices", nargs="+", help="price files; NAME=PATH names the market (default: the file's stem)")
+    fit.add_argument("--spec", default="auto", help="'auto' (lowest BIC of 12 candidates) or VOL-DIST such as GJR-t, EGARCH-skewt")
+    fit.add_argument("--column", default=None, help="price column to use (default 'close' or 'price', else every column)")
+    fit.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fit.set_defaults(handler=_cmd_fit)
+    return parser
+
+
+class _Progress:
+    """Step lines with elapsed time on stderr, only on a terminal and without --quiet."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.start = time.perf_counter()
+        self.step = 0
+
+    def __call__(self, message: str) -> None:
+        logger.info(message)
+        if self.enabled:
+            if not message.startswith("  "):
+                self.step += 1
+            print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _progress(args: argparse.Namespace) -> _Progress:
+    return _Progress(enabled=sys.stderr.isatty() and not args.quiet)
+
+
+def _load_preset(args: argparse.Namespace):
+    from .preset import load_preset
+
+    return load_preset(args.preset) if args.preset else None
+
+
+def _calibrate_on_cluster(args: argparse.Namespace, options: dict):
+    """``calibrate`` on the Dask cluster named by --scheduler / --workers (made and closed by
+    :func:`calibrate` itself, after its size checks)."""
+    from .build import check_mode, resolve_config
+    from .calibrate import calibrate
+
+    if args.scheduler is not None and "://" not in args.scheduler:
+        raise ConfigError(f"--scheduler must be a Dask scheduler address such as tcp://host:8786, got {args.scheduler!r}")
+    cfg = resolve_config(args.config)
+    compute = cfg.compute
+    if args.scheduler is not None or args.workers is not None:
+        compute = dataclasses.replace(compute, scheduler=args.scheduler,
+                                      workers=None if args.scheduler is not None else args.workers)
+    compute = dataclasses.replace(compute, force_workers=compute.force_workers or args.force_workers)
+    cfg = dataclasses.replace(cfg, compute=compute)
+    method = options.get("method") or cfg.problem.method
+    check_mode(method, compute.distributed, how="with --workers / --scheduler; use --method cvar or exact")
+    return calibrate(cfg, **options)
+
+
+def _run_calibrate(args: argparse.Namespace, options: dict):
+    """``calibrate`` in this process, or on a Dask cluster when --scheduler / --workers is given."""
+    from .calibrate import calibrate
+
+    if args.scheduler is not None or args.workers is not None or args.force_workers:
+        return _calibrate_on_cluster(args, options)
+    return calibrate(args.config, **options)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .report import summary_lines, write_outputs
+
+    check_output_folder(args.out)  # before the calibration: a refused --out should not cost a run
+    options = dict(seed=args.seed, method=args.method, preset=_load_preset(args),
+                   frontier_alphas=() if args.no_frontier else FRONTIER_ALPHAS, progress=_progress(args))
+    result = _run_calibrate(args, options)
+    out = write_outputs(result, args.out)
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(summary_lines(result)))
+        for note in result.notes:
+            print(f"note            {note}")
+        print(f"outputs         {out}/ (result.json, report.md, plots)")
+    return EXIT_OK if result.meets_target else EXIT_BELOW_TARGET
+
+
+def _cmd_frontier(args: argparse.Namespace) -> int:
+    try:
+        alphas = tuple(float(a) for a in args.alphas.split(","))
+    except ValueError:
+        raise UsageError(f"--alphas must be comma-separated numbers, got {args.alphas!r}") from None
+    if args.out is not None:
+        check_output_folder(args.out)  # before the calibration: a refused --out should not cost a run
+    method = args.method or "cvar"
+    result = _run_calibrate(args, dict(seed=args.seed, method=method, preset=_load_preset(args),
+                                       frontier_alphas=alphas, frontier_method=method, progress=_progress(args)))
+    rows = [{"alpha": p.alpha, "fund_target": p.fund_target, "objective": p.objective,
+             "premium_rates": p.rates_by_market(), "in_sample_ruin": p.in_sample_ruin} for p in result.frontier]
+    if not rows:
+        raise UsageError("; ".join(result.notes) or "frontier could not be traced")
+    table = ["| alpha | fund target | capital cost | in-sample ruin | rates |", "|---:|---:|---:|---:|---|"]
+    table += [f"| {r['alpha']:.2%} | {r['fund_target']:,.0f} | {r['objective']:,.0f} | {r['in_sample_ruin']:.3%} | "
+              + ", ".join(f"{m} {x:.4%}" for m, x in r["premium_rates"].items()) + " |" for r in rows]
+    if args.out is not None:
+        from .report import write_plots
+
+        with staged_output(args.out) as stage:
+            (stage / "frontier.md").write_text(f"# Cost of solvency ({method})\n\n" + "\n".join(table) + "\n")
+            (stage / "frontier.json").write_text(json.dumps(rows, indent=2) + "\n")
+            write_plots(result, stage)
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(table))
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .balance import check_balance
+
+    if not math.isfinite(args.fund) or args.fund < 0:
+        raise UsageError(f"--fund must be a finite balance >= 0, got {args.fund!r}")
+    report = check_balance(args.fund, args.config, seed=args.seed, method=args.method, preset=_load_preset(args),
+                           result_file=args.result, progress=_progress(args))
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        verdict = "meets the target" if report["meets_target"] else "is BELOW the target"
+        print(f"balance         {report['balance']:,.0f} {verdict} {report['target']:,.0f} "
+              f"(gap {report['gap']:+,.0f})")
+        print(f"ruin            P(ruin over {report['horizon']} periods) of the balance at current rates: "
+              f"{report['ruin_rate']:.3%} (<= {report['upper_bound']:.3%} at {report['confidence']:.0%}), "
+              f"alpha {report['alpha']:.2%}")
+        for name, state in report["markets"].items():
+            print(f"{name:<15} vol today {state['next_volatility']:.2%}, rate {state['current_rate']:.4%}")
+    return EXIT_OK if report["meets_target"] else EXIT_BELOW_TARGET
+
+
+def _cmd_preset_build(args: argparse.Namespace) -> int:
+    from .preset import build_preset, write_preset
+
+    # Before the fits: a folder, a link or a missing folder as --out (whether an existing file is
+    # a preset fundguard may replace is decided by write_preset).
+    check_output_file(args.out, kind="preset", owned=lambda _: True)
+    sources = []  # pairs, not a dict: build_preset refuses a market named twice
+    for item in args.prices:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--prices takes NAME=FILE, got {item!r}")
+        sources.append((name, path))
+    command = "fundguard preset build --prices " + " ".join(f"{n}={Path(p).name}" for n, p in sources)
+    preset = build_preset(sources, column=args.column, command=command)
+    path = write_preset(preset, args.out)
+    print(f"preset written to {path} ({', '.join(preset['models'])}; fit {preset['provenance']['fit_date']})")
+    return EXIT_OK
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    spec = parse_vol_spec(args.spec, "--spec")
+    rows = []
+    for item in args.prices:
+        name, _, path = item.rpartition("=") if "=" in item else (None, "", item)
+        prices = load_prices(path, price_column=args.column, name=name or None)
+        returns = log_returns(prices)
+        for market in returns.columns:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model = fit_volatility(returns[market], spec)
+            d = model.diagnostics
+            rows.append(
+                {
+                    "market": market,
+                    "source": prices.attrs["source"],
+                    "frequency": prices.attrs["frequency"],
+                    "first": str(returns.index[0]),
+                    "last": str(returns.index[-1]),
+                    "n_returns": model.nobs,
+                    "spec": str(model.spec),
+                    "params": model.params,
+                    "persistence": d.persistence,
+                    "half_life_periods": d.half_life,
+                    "annualized_volatility": d.annualized_volatility,
+                    "current_volatility": math.sqrt(model.next_variance),
+                    "ljung_box_pvalue": d.ljung_box_pvalue,
+                    "converged": d.converged,
+                    "bic": model.bic,
+                    "warnings": [str(w.message) for w in caught],
+                }
+            )
+    if args.json:
+        # Strict JSON: non-finite numbers (an infinite half-life) become null.
+        json.dump(json_safe(rows), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    w = max(6, *(len(r["market"]) for r in rows))
+    header = f"{'market':<{w}} {'freq':<7} {'n':>6} {'model':<14} {'persist':>8} {'half-life':>9} {'ann.vol':>8} {'now vol':>8} {'LB p':>6}"
+    print(header)
+    for r in rows:
+        print(
+            f"{r['market']:<{w}} {r['frequency']:<7} {r['n_returns']:>6} {r['spec']:<14} {r['persistence']:>8.4f} "
+            f"{r['half_life_periods']:>9.1f} {r['annualized_volatility']:>8.1%} {r['current_volatility']:>8.2%} "
+            f"{r['ljung_box_pvalue']:>6.3f}"
+        )
+        for message in r["warnings"]:
+            print(f"  warning: {message}")
+    return EXIT_OK
+
+
+class UsageError(FundguardError, ValueError):
+    """A command-line argument that cannot be used."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
