@@ -399,3 +399,27 @@ def test_streaming_passes_equal_the_plain_formulas():
     rows = model.screen(np.arange(model.n_scenarios), -math.inf)
     u = np.array([0.3, 0.6, 0.1])
     np.testing.assert_allclose(MaxAffine.of(rows).evaluate(u)[0], model.required(u), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("leaf_size", [1, None])
+def test_branch_and_bound_with_a_scenario_tied_with_the_order_statistic(leaf_size):
+    """A scenario without premium base (the same required fund at every rate) that is exactly the
+    (k + 1)-th largest at zero rates is not ruined at every rate: counting it as ruined (a ``>=``
+    where ``ExactBranchAndBound.solve_scaled`` compares the lowest required funds with that order
+    statistic) spends the ruin budget on it and makes the search claim a dearer optimum. Here the
+    optimum ruins the premium-relieved scenario and holds 10 at zero rates (objective 0.1 x 10)."""
+    losses = np.zeros((10, 2))
+    base = np.full((10, 2, 1), 100.0)
+    losses[0, 0], base[0, 0, 0] = 20.0, 1000.0  # relieved by premiums
+    losses[1, 0], base[1, :, 0] = 10.0, 0.0  # tied: R = 10 at every rate, the 2nd largest at zero rates
+    scenarios = ScenarioSet(losses=losses, premium_base=base, markets=["a"])
+    problem = PolicyProblem(alpha=0.1, cost_of_capital=0.1, premium_weight=1.0, premium_max=0.05)
+    model = FundModel.build(problem, scenarios)
+    engine = ExactBranchAndBound(model, problem.alpha, leaf_size=leaf_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        fast = methods_module.exact_on_model(model, problem.alpha, search=engine)
+    reference = solve(problem, scenarios, "exact", engine="milp")
+    assert fast.solver == "branch and bound"
+    assert_same_exact(fast, reference)
+    assert fast.objective == pytest.approx(1.0, rel=1e-9) and fast.fund_target == pytest.approx(10.0, rel=1e-9)
