@@ -8,18 +8,12 @@ side by side. The library never prints and keeps no global state.
 """
 
 from .calibrate import CalibrationResult, calibrate, check_balance
-from .certify import (
-    Certificate,
-    certify,
-    clopper_pearson_upper,
-    ruin_probability,
-    scenario_epsilon,
-    scenario_sample_size,
-)
-from .methods import certification_splits
-from .policy import Policy
+from .api import compare_methods, frontier, solve
+from .certificates import certify, ruin_probability
+from .guarantees import clopper_pearson_upper, scenario_epsilon, scenario_sample_size
+from .methods import METHODS, certification_splits
+from .policy import Certificate, Policy
 from .problem import PolicyProblem
-from .solve import METHODS, compare_methods, frontier, solve
 
 __all__ = [
     "calibrate",

@@ -39,13 +39,13 @@ from fundguard.models import (
 )
 from fundguard.models.errors import ConfigError
 
-from .certify import certify
+from .certificates import certify
 from .config import CalibrationConfig, ScenarioConfig, config_where, load_config, parse_config
 from .outputs import json_safe, package_versions, sha256_file
 from .policy import Certificate, Policy
 from .preset import Preset, default_config, load_preset
 from .problem import PolicyProblem
-from .solve import solve
+from .api import solve
 
 __all__ = ["CalibrationResult", "calibrate", "check_balance", "RESULT_SCHEMA_VERSION", "fund_paths", "required_fund",
            "estimate_memory", "available_memory", "check_memory", "check_workers", "usable_cpus", "WORKERS_PER_CPU"]
@@ -898,7 +898,7 @@ def _solve_and_certify(problem: PolicyProblem, scenarios: Any, certify_set: Any,
 
 def _frontier(problem: PolicyProblem, scenarios: ScenarioSet, alphas: tuple[float, ...], method: str,
               notes: list[str]) -> tuple[Policy, ...]:
-    from .solve import frontier
+    from .api import frontier
 
     try:
         return tuple(frontier(problem, scenarios, list(alphas), method=method))

@@ -60,7 +60,8 @@ from fundguard.models.errors import ProblemError, ScenarioError, SolverError
 from fundguard.models.scenarios import SCENARIO_BLOCK
 
 from .fund import FundModel, _corner_pass, allowed_ruins, count_ruined, worst_net_flow
-from .methods import level_solver_on_model
+from .guarantees import clopper_pearson_upper
+from .methods import METHODS, level_solver_on_model
 from .policy import Certificate, Policy
 from .problem import PolicyProblem
 
@@ -237,8 +238,6 @@ def count_ruins_chunked(policy: Policy, chunked: ChunkedScenarioSet) -> tuple[in
 
 
 def _check(problem: object, chunked: ChunkedScenarioSet, method: object, options: dict[str, Any]) -> None:
-    from .solve import METHODS
-
     if not isinstance(problem, PolicyProblem):
         raise ProblemError(f"problem must be a PolicyProblem, got {type(problem).__name__}")
     if not isinstance(method, str) or method not in DISTRIBUTED_METHODS:
@@ -306,8 +305,6 @@ def frontier_chunked(problem: PolicyProblem, chunked: ChunkedScenarioSet, alphas
 
 def certificate_chunked(policy: Policy, chunked: ChunkedScenarioSet, confidence: float) -> Certificate:
     """:func:`~fundguard.optimizer.certify` on a chunked set (``confidence`` already validated)."""
-    from .certify import clopper_pearson_upper
-
     ruins, n = count_ruins_chunked(policy, chunked)
     return Certificate(n=n, ruins=ruins, ruin_rate=ruins / n, upper_bound=clopper_pearson_upper(ruins, n, confidence),
                        confidence=confidence)

@@ -60,7 +60,7 @@ from scipy import optimize
 
 from fundguard.models.errors import SolverError
 
-from ._solvers import quiet_milp
+from .solvers import quiet_milp
 from .check import (
     FundRule,
     agree,

@@ -32,6 +32,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cvxpy as cp
@@ -48,8 +49,8 @@ from fundguard.models.errors import (
     SolverError,
 )
 
-from ._solvers import check_solvers, quiet_milp, solve_with_fallback
-from .certify import (
+from .solvers import check_solvers, quiet_milp, solve_with_fallback
+from .guarantees import (
     clopper_pearson_upper,
     scenario_discard_budget,
     scenario_epsilon,
@@ -85,6 +86,8 @@ from .policy import Certificate, Policy
 from .problem import PolicyProblem
 
 __all__ = [
+    "METHODS",
+    "MethodSpec",
     "FundRule",
     "CvarFormulation",
     "RobustProgram",
@@ -1295,4 +1298,47 @@ def _fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     return shares  # type: ignore[return-value]
 
 
-MethodFunction = Callable[..., Policy]
+# ---------------------------------------------------------------------------------------------
+# the registry
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method: the function that runs it and the keyword options it accepts."""
+
+    run: Any
+    options: tuple[str, ...]
+    summary: str
+
+
+METHODS: dict[str, MethodSpec] = {
+    "cvar": MethodSpec(solve_cvar, ("solver", "engine"), "Rockafellar–Uryasev CVaR constraint (convex, conservative)"),
+    "exact": MethodSpec(
+        solve_exact,
+        ("time_limit", "mip_rel_gap", "warm_start", "solver", "engine"),
+        "exact sample chance constraint: at most floor(alpha N) ruined scenarios (mixed-integer)",
+    ),
+    "scenario": MethodSpec(
+        solve_scenario,
+        ("beta", "discarded", "batch_fraction", "solver", "engine"),
+        "scenario approach with greedy discarding (Campi & Garatti)",
+    ),
+    "certified": MethodSpec(
+        solve_certified,
+        (
+            "confidence",
+            "base",
+            "fractions",
+            "seed",
+            "select_confidence",
+            "backoff",
+            "n_backoff",
+            "bisection_steps",
+            "time_limit",
+            "solver",
+            "engine",
+        ),
+        "train / select / certify: ruin probability certified <= alpha (Clopper–Pearson)",
+    ),
+}

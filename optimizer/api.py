@@ -1,8 +1,9 @@
 """Public entry points: :func:`solve`, :func:`frontier`, :func:`compare_methods`.
 
 Inputs are validated here, once (scikit-learn style); the methods in :mod:`.methods` trust them.
-Methods are looked up in :data:`METHODS`, a name -> (function, options) table, so another
-method (for example a fast large-N path) is one more entry; :func:`solve` stays as it is.
+Methods are looked up in :data:`~.methods.METHODS`, the registry (name -> method), so another
+method is one more entry there; :func:`solve` stays as it is. A chunked scenario set is solved
+where it lives (:mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,59 +20,13 @@ import pandas as pd
 from fundguard.models import ChunkedScenarioSet, ScenarioSet
 from fundguard.models.errors import FundguardError, ProblemError, ScenarioError
 
-from .certify import certify
-from .methods import (
-    level_solver,
-    solve_certified,
-    solve_cvar,
-    solve_exact,
-    solve_scenario,
-)
+from .certificates import certify
+from .distributed import frontier_chunked, solve_chunked
+from .methods import METHODS, MethodSpec, level_solver
 from .policy import Policy
 from .problem import PolicyProblem
 
-__all__ = ["METHODS", "MethodSpec", "solve", "frontier", "compare_methods"]
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A method: the function that runs it and the keyword options it accepts."""
-
-    run: Any
-    options: tuple[str, ...]
-    summary: str
-
-
-METHODS: dict[str, MethodSpec] = {
-    "cvar": MethodSpec(solve_cvar, ("solver", "engine"), "Rockafellar–Uryasev CVaR constraint (convex, conservative)"),
-    "exact": MethodSpec(
-        solve_exact,
-        ("time_limit", "mip_rel_gap", "warm_start", "solver", "engine"),
-        "exact sample chance constraint: at most floor(alpha N) ruined scenarios (mixed-integer)",
-    ),
-    "scenario": MethodSpec(
-        solve_scenario,
-        ("beta", "discarded", "batch_fraction", "solver", "engine"),
-        "scenario approach with greedy discarding (Campi & Garatti)",
-    ),
-    "certified": MethodSpec(
-        solve_certified,
-        (
-            "confidence",
-            "base",
-            "fractions",
-            "seed",
-            "select_confidence",
-            "backoff",
-            "n_backoff",
-            "bisection_steps",
-            "time_limit",
-            "solver",
-            "engine",
-        ),
-        "train / select / certify: ruin probability certified <= alpha (Clopper–Pearson)",
-    ),
-}
+__all__ = ["solve", "frontier", "compare_methods"]
 
 
 def solve(
@@ -117,8 +71,6 @@ def solve(
     """
     start = time.perf_counter()
     if isinstance(scenarios, ChunkedScenarioSet):
-        from .distributed import solve_chunked
-
         policy = solve_chunked(problem, scenarios, method, **options)
         return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
     spec = _check_call(problem, scenarios, method, options)
@@ -164,8 +116,6 @@ def frontier(
     if isinstance(alphas, (str, bytes)) or not isinstance(alphas, (Sequence, np.ndarray)) or len(alphas) == 0:
         raise ProblemError(f"alphas must be a non-empty sequence of levels in (0, 1), got {alphas!r}")
     if isinstance(scenarios, ChunkedScenarioSet):
-        from .distributed import frontier_chunked
-
         return frontier_chunked(problem, scenarios, alphas, method, **options)
     problems = [dataclasses.replace(problem, alpha=a) for a in alphas]
     _check_call(problem, scenarios, method, options)
