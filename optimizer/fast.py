@@ -61,7 +61,7 @@ from scipy import optimize
 from fundguard.models.errors import SolverError
 
 from .solvers import quiet_milp
-from .check import (
+from .fund import (
     FundRule,
     agree,
     check_cap,

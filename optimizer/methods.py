@@ -56,7 +56,7 @@ from .guarantees import (
     scenario_epsilon,
     scenario_sample_size,
 )
-from .check import (
+from .fund import (
     CheckedPoint,
     FundRule,
     agree,
