@@ -22,7 +22,7 @@ from fundguard.models.errors import FundguardError, ProblemError, ScenarioError
 
 from .certificates import certify
 from .distributed import frontier_chunked, solve_chunked
-from .methods import METHODS, MethodSpec, level_solver
+from .methods import METHODS, Method, level_solver
 from .policy import Policy
 from .problem import PolicyProblem
 
@@ -119,7 +119,7 @@ def frontier(
         return frontier_chunked(problem, scenarios, alphas, method, **options)
     problems = [dataclasses.replace(problem, alpha=a) for a in alphas]
     _check_call(problem, scenarios, method, options)
-    if method not in ("cvar", "exact"):
+    if not METHODS[method].distributed:
         return [solve(p, scenarios, method, **options) for p in problems]
     start = time.perf_counter()
     solve_at = level_solver(problem, scenarios, [p.alpha for p in problems], method, dict(options))
@@ -225,7 +225,7 @@ def compare_methods(
     return pd.DataFrame.from_records(records, columns=columns).set_index("method")
 
 
-def _check_call(problem: object, scenarios: object, method: object, options: Mapping[str, Any]) -> MethodSpec:
+def _check_call(problem: object, scenarios: object, method: object, options: Mapping[str, Any]) -> Method:
     if not isinstance(problem, PolicyProblem):
         raise ProblemError(f"problem must be a PolicyProblem, got {type(problem).__name__}")
     if not isinstance(scenarios, ScenarioSet):

@@ -34,8 +34,8 @@ __all__ = [
 ]
 
 
-#: Methods available on a ChunkedScenarioSet.
-DISTRIBUTED_METHODS = ("cvar", "exact")
+#: Methods available on a ChunkedScenarioSet (those that solve on a tail FundModel).
+DISTRIBUTED_METHODS = tuple(name for name, method in METHODS.items() if method.distributed)
 
 
 def _check(problem: object, chunked: ChunkedScenarioSet, method: object, options: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fundguard.optimizer.methods as methods_module
+import fundguard.optimizer.methods.cvar as cvar_module
 from fundguard.models import ScenarioSet
 from fundguard.models.errors import ConvergenceWarning, InfeasibleError, ProblemError
 from fundguard.optimizer import PolicyProblem, frontier, solve
@@ -99,7 +100,7 @@ def test_auto_switches_to_cutting_planes_on_large_sets_and_frontier_reuses_them(
     small = solve(problem, scenarios, "cvar")
     assert small.solver == "CLARABEL"
     rows = small.details["rows"]
-    monkeypatch.setattr(methods_module, "CVXPY_MAX_ROWS", rows - 1)
+    monkeypatch.setattr(cvar_module, "CVXPY_MAX_ROWS", rows - 1)
     auto = solve(problem, scenarios, "cvar")
     assert auto.solver.startswith("cutting planes") and auto.details["rows"] == rows
     assert auto.objective == pytest.approx(small.objective, rel=1e-7)
@@ -262,7 +263,7 @@ def test_the_reductions_of_a_box_are_identities():
     level = max(0.0, kth_largest(lowest, k + 1))
     ruined = int(np.count_nonzero(lowest > kth_largest(highest, k + 1)))
     keep = (highest[engine._candidates] > level) & (lowest[engine._candidates] <= kth_largest(highest, k + 1))
-    rows = np.flatnonzero(keep[engine._scenario] & (engine._required0 > level)).astype(np.int32)
+    rows = np.flatnonzero(keep[engine.scenario] & (engine.required0 > level)).astype(np.int32)
     root = engine._box(np.zeros(3), np.ones(3), rows, k - ruined, level)[0]
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -271,7 +272,7 @@ def test_the_reductions_of_a_box_are_identities():
         box, phi_lo = engine._box(lo, hi, root.rows, root.budget, root.level)
         for u in [lo, hi, *rng.uniform(lo, hi, (5, 3))]:
             truth = max(0.0, kth_largest(model.required(u), k + 1))
-            assert engine._phi(box, u) == pytest.approx(truth, rel=1e-12, abs=1e-12)
+            assert engine.phi(box, u) == pytest.approx(truth, rel=1e-12, abs=1e-12)
         assert box.level == pytest.approx(max(0.0, kth_largest(model.required(hi), k + 1)), rel=1e-12)
         assert phi_lo == pytest.approx(max(0.0, kth_largest(model.required(lo), k + 1)), rel=1e-12)
         # the lower bound is below the objective everywhere in the box
