@@ -13,8 +13,7 @@ from __future__ import annotations
 from fundguard.models import ChunkedScenarioSet, ScenarioSet
 from fundguard.models.errors import ProblemError, ScenarioError
 
-from .distributed import count_ruins_chunked
-from .fund import count_ruined, worst_net_flow
+from .fund import count_ruined, count_ruins_chunked, worst_net_flow
 from .guarantees import check_probability, clopper_pearson_upper
 from .policy import Certificate, Policy
 

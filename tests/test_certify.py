@@ -1,4 +1,4 @@
-"""Tests of fundguard.optimizer.certify and the "certified" method: bounds, guarantees, certificates."""
+"""Tests of fundguard.optimizer.certificates and .guarantees and the "certified" method: bounds, guarantees, certificates."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of fundguard.optimizer.fast: the cutting-plane "cvar" equals the cvxpy reference, the
+"""Tests of the fast engines of fundguard.optimizer.methods: the cutting-plane "cvar" equals the cvxpy reference, the
 branch-and-bound "exact" equals the mixed-integer reference, and the memory plan of FundModel."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import fundguard.optimizer.methods.cvar as cvar_module
 from fundguard.models import ScenarioSet
 from fundguard.models.errors import ConvergenceWarning, InfeasibleError, ProblemError
 from fundguard.optimizer import PolicyProblem, frontier, solve
-from fundguard.optimizer.fast import CvarCuttingPlane, ExactBranchAndBound, MaxAffine
+from fundguard.optimizer.methods import CvarCuttingPlane, ExactBranchAndBound, MaxAffine
 from fundguard.optimizer.fund import FundModel, ScreenedRows, allowed_ruins, kth_largest, worst_net_flow
 
 

@@ -14,67 +14,10 @@ Imports only :mod:`fundguard.models` and the optimizer's :mod:`~fundguard.optimi
 :mod:`~fundguard.optimizer.policy`; the methods, certificates and the job build on it.
 """
 
-from .chunked import TailFundModel, count_ruins_chunked, tail_model
-from .equation import (
-    CHUNK_VALUES,
-    allowed_ruins,
-    corner_pass,
-    count_ruined,
-    kth_largest,
-    mean_premium_base,
-    objective_value,
-    running_minimum,
-    sample_cvar,
-    scenario_chunks,
-    worst_net_flow,
-)
-from .model import FundModel, ScreenedRows
-from .rule import (
-    CheckedPoint,
-    FundRule,
-    agree,
-    check_cap,
-    checked_point,
-    closed_form,
-    cvar_screen,
-    fit_under_cap,
-    fund_at,
-    make_policy,
-    scaled_fund,
-    screened_stress,
-    solver_cap,
-    var_index,
-)
+from . import chunked, equation, model, rule
+from .chunked import *  # noqa: F403 - the package's names are its modules' public names
+from .equation import *  # noqa: F403
+from .model import *  # noqa: F403
+from .rule import *  # noqa: F403
 
-__all__ = [
-    "CHUNK_VALUES",
-    "allowed_ruins",
-    "worst_net_flow",
-    "mean_premium_base",
-    "count_ruined",
-    "sample_cvar",
-    "kth_largest",
-    "objective_value",
-    "scenario_chunks",
-    "running_minimum",
-    "corner_pass",
-    "FundModel",
-    "ScreenedRows",
-    "FundRule",
-    "CheckedPoint",
-    "fund_at",
-    "checked_point",
-    "fit_under_cap",
-    "scaled_fund",
-    "agree",
-    "solver_cap",
-    "make_policy",
-    "screened_stress",
-    "check_cap",
-    "var_index",
-    "cvar_screen",
-    "closed_form",
-    "TailFundModel",
-    "tail_model",
-    "count_ruins_chunked",
-]
+__all__ = [*equation.__all__, *model.__all__, *rule.__all__, *chunked.__all__]

@@ -183,8 +183,7 @@ def tail_model(problem: PolicyProblem, chunked: ChunkedScenarioSet, max_alpha: f
     problem.check_markets(n_markets)
     alpha = problem.alpha if max_alpha is None else max_alpha
     n = chunked.n_random
-    low = problem.per_market("premium_min", n_markets)
-    high = problem.per_market("premium_max", n_markets)
+    low, high = problem.rate_box(n_markets)
     free_high = high if np.any(high - low > 0.0) else None
     floor = problem.floor
     rank = min(allowed_ruins(alpha, n) + 1, n)

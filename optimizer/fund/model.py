@@ -168,8 +168,7 @@ class FundModel:
             random_index = np.flatnonzero(~scenarios.is_stress) if scenarios.n_stress else None
         stress = scenarios.subset(scenarios.is_stress) if (problem.survive_stress and scenarios.n_stress) else None
 
-        low = problem.per_market("premium_min", n_markets)
-        high = problem.per_market("premium_max", n_markets)
+        low, high = problem.rate_box(n_markets)
         span = high - low
         free = np.flatnonzero(span > 0.0)
 
@@ -227,8 +226,7 @@ class FundModel:
             Extra fields of a subclass.
         """
         n_markets = source.n_markets
-        low = problem.per_market("premium_min", n_markets)
-        high = problem.per_market("premium_max", n_markets)
+        low, high = problem.rate_box(n_markets)
         span = high - low
         free = np.flatnonzero(span > 0.0)
         n_random = highest.size if n_random is None else n_random

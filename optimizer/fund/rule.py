@@ -21,13 +21,15 @@ import numpy as np
 from fundguard.models.errors import ConvergenceWarning, InfeasibleError, SolverError
 
 from ..policy import Policy
-from .equation import count_ruined, kth_largest, sample_cvar, worst_net_flow
+from .equation import allowed_ruins, count_ruined, kth_largest, sample_cvar, worst_net_flow
 from .model import FundModel, ScreenedRows
 
 __all__ = [
     "FundRule",
     "CheckedPoint",
+    "fund_at",
     "checked_point",
+    "fit_under_cap",
     "scaled_fund",
     "agree",
     "solver_cap",
@@ -65,6 +67,9 @@ class FundRule:
     * ``"robust"`` (scenario approach): the largest ``R_s(p)`` over the scenarios not
       ``discarded``.
 
+    Build one with :meth:`quantile` or :meth:`cvar` (they compute the allowed ruins once) or
+    ``FundRule("robust", alpha, discarded=...)``.
+
     Attributes
     ----------
     kind : "quantile" | "cvar" | "robust"
@@ -74,8 +79,9 @@ class FundRule:
     discarded : (N,) bool or None
         Scenarios the "robust" rule may leave ruined.
     n_scenarios : int or None
-        N for "cvar" when the required funds given to :meth:`fund` are only the largest of them
-        (a tail view of a chunked set, :mod:`.distributed`); None: all of them are given.
+        N the rule was made for. For "cvar" the required funds given to :meth:`fund` may be
+        only the largest of them (a tail view of a chunked set, :mod:`.chunked`); None: all of
+        them are given.
     """
 
     kind: str
@@ -83,6 +89,27 @@ class FundRule:
     allowed: int = 0
     discarded: np.ndarray | None = None
     n_scenarios: int | None = None
+
+    @classmethod
+    def quantile(cls, alpha: float, n_scenarios: int) -> FundRule:
+        """Method "exact"'s rule at level ``alpha`` on N scenarios: ``allowed = floor(alpha N)``."""
+        return cls("quantile", alpha, allowed_ruins(alpha, n_scenarios), n_scenarios=n_scenarios)
+
+    @classmethod
+    def cvar(cls, alpha: float, n_scenarios: int) -> FundRule:
+        """Method "cvar"'s rule at level ``alpha`` on N scenarios (the required funds given to
+        :meth:`fund` may be only the largest of the N)."""
+        return cls("cvar", alpha, allowed_ruins(alpha, n_scenarios), n_scenarios=n_scenarios)
+
+    @property
+    def var_rank(self) -> int:
+        """``ceil(alpha N)`` (:func:`var_index`): which order statistic is the sample VaR."""
+        return var_index(self.alpha, self.n_scenarios)
+
+    def var_floor(self, lowest: np.ndarray) -> float:
+        """The VaR floor: the :attr:`var_rank`-th largest of ``lowest`` (the required funds at
+        premium_max), a lower bound of the sample VaR, hence of the CVaR, anywhere in the rate box."""
+        return kth_largest(lowest, self.var_rank)
 
     def fund(self, required: np.ndarray) -> float:
         """Smallest fund target meeting the rule, from required funds ``R_s`` (N,) (-inf if none binds)."""
@@ -291,7 +318,7 @@ def cvar_screen(model: FundModel, max_alpha: float) -> tuple[float, np.ndarray, 
     exceed it somewhere in the box, and their rows screened at that floor.
     """
     highest, lowest = model.required_range()
-    level = kth_largest(lowest, var_index(max_alpha, model.n_scenarios))
+    level = FundRule.cvar(max_alpha, model.n_scenarios).var_floor(lowest)
     candidates = np.flatnonzero(highest > level)
     return level, candidates, model.screen(candidates, level)
 

@@ -57,17 +57,14 @@ from ..fund import (
     FundModel,
     FundRule,
     agree,
-    allowed_ruins,
     check_cap,
     checked_point,
     closed_form,
     cvar_screen,
-    kth_largest,
     make_policy,
     sample_cvar,
     screened_stress,
     solver_cap,
-    var_index,
 )
 from ..policy import Policy
 from ..problem import PolicyProblem
@@ -173,10 +170,10 @@ class CvarFormulation:
             raise ValueError(f"alpha = {alpha} is above the level {self.max_alpha} the screening was done for")
         model = self.model
         n = model.n_scenarios
-        rule = FundRule("cvar", alpha, allowed_ruins(alpha, n), n_scenarios=n)
+        rule = FundRule.cvar(alpha, n)
         check_cap(model, sample_cvar(self._lowest, alpha, n), self._stress_lowest, f"CVaR_{alpha:g} of the required fund <= F0")
         self._inv_alpha_n.value = 1.0 / (alpha * n)
-        self._var_floor.value = kth_largest(self._lowest, var_index(alpha, n))
+        self._var_floor.value = rule.var_floor(self._lowest)
         self._fund_low.value = max(self._stress_lowest, self._var_floor.value)
 
         def check(status: str) -> tuple[CheckedPoint | None, bool, float]:
@@ -240,7 +237,7 @@ class CvarCuttingPlane:
         """The screened rows at level ``alpha``: those screened for ``max_alpha``, screened again
         at alpha's own (higher) VaR floor, so that each level of a frontier costs what it costs alone."""
         if alpha not in self._by_alpha:
-            level = kth_largest(self._lowest, var_index(alpha, self.model.n_scenarios))
+            level = FundRule.cvar(alpha, self.model.n_scenarios).var_floor(self._lowest)
             highest = self.model.required_range()[0]
             keep = highest[self._screened.candidates] > level
             self._by_alpha[alpha] = MaxAffine.of(self._screened.restrict(keep, level))
@@ -266,7 +263,7 @@ class CvarCuttingPlane:
         if not random.n_groups:
             return var_floor, np.zeros(nf)
         values, active = random.evaluate(u)
-        top = min(values.size, var_index(alpha, self.model.n_scenarios))
+        top = min(values.size, FundRule.cvar(alpha, self.model.n_scenarios).var_rank)
         order = np.argpartition(-values, top - 1)[:top]
         order = order[np.argsort(-values[order], kind="stable")]
         top_values = values[order]
@@ -299,7 +296,7 @@ class CvarCuttingPlane:
             raise ValueError(f"alpha = {alpha} is above the level {self.max_alpha} the screening was done for")
         model = self.model
         nf = model.n_free
-        var_floor = kth_largest(self._lowest, var_index(alpha, model.n_scenarios))
+        var_floor = FundRule.cvar(alpha, model.n_scenarios).var_floor(self._lowest)
         # F0 >= 0 and the stress floor; Phi >= CVaR >= the VaR floor makes that a valid bound too,
         # and a far tighter one than F0 >= 0 under a floor far above the losses (see CvarFormulation)
         theta_low = max(model.fund_min, self._stress_lowest, var_floor)
@@ -366,7 +363,7 @@ class CvarCuttingPlane:
         n = model.n_scenarios
         check_cap(model, sample_cvar(self._lowest, alpha, n), self._stress_lowest, f"CVaR_{alpha:g} of the required fund <= F0")
         u, info = self.solve_scaled(alpha)
-        point = checked_point(model, FundRule("cvar", alpha, allowed_ruins(alpha, n), n_scenarios=n), u)
+        point = checked_point(model, FundRule.cvar(alpha, n), u)
         info["seconds"] = time.perf_counter() - start
         status = "optimal" if info["converged"] else "feasible"
         if not info["converged"]:
@@ -405,7 +402,7 @@ def cvar_engine(
 
 def cvar_closed_form(model: FundModel, alpha: float) -> Policy:
     """Every rate fixed: the "cvar" fund target is the sample CVaR of the required funds (no solver)."""
-    rule = FundRule("cvar", alpha, allowed_ruins(alpha, model.n_scenarios), n_scenarios=model.n_scenarios)
+    rule = FundRule.cvar(alpha, model.n_scenarios)
     lowest = sample_cvar(model.required_range()[1], alpha, model.n_scenarios)
     check_cap(model, lowest, screened_stress(model)[0], f"CVaR_{alpha:g} of the required fund <= F0")
     return closed_form(model, "cvar", rule, alpha)

@@ -185,8 +185,8 @@ def exact_on_model(
     """
     start = time.perf_counter()
     n = model.n_scenarios
-    k = allowed_ruins(alpha, n)
-    rule = FundRule("quantile", alpha, k)
+    rule = FundRule.quantile(alpha, n)
+    k = rule.allowed
     highest, lowest = model.required_range()
     stress_lowest, stress_rows = screened_stress(model)
     order_lowest = kth_largest(lowest, k + 1) if k < n else -math.inf
@@ -923,8 +923,7 @@ class ExactBranchAndBound:
         started = time.perf_counter() if started is None else started
         model = self.model
         n = model.n_scenarios
-        k = allowed_ruins(alpha, n)
-        rule = FundRule("quantile", alpha, k)
+        rule = FundRule.quantile(alpha, n)
         u, value, info = self.solve_scaled(alpha, rtol=rtol, time_limit=time_limit, started=started)
         point = checked_point(model, rule, u)
         claimed = (value + model.cost_constant) * model.objective_scale
