@@ -37,7 +37,6 @@ from ..fund import (
     FundRule,
     ScreenedRows,
     agree,
-    allowed_ruins,
     check_cap,
     checked_point,
     closed_form,
@@ -604,8 +603,8 @@ class ExactBranchAndBound:
                 self.stress = MaxAffine.of(stress_rows)
         # Rows valid for every level in [min_alpha, max_alpha]: below the smallest root level
         # (largest alpha) or above the largest top (smallest alpha) a scenario never matters.
-        level = max(model.fund_min, self._stress_lowest, self._order(lowest, allowed_ruins(max_alpha, n)))
-        top = self._order(highest, allowed_ruins(self.min_alpha, n))
+        level = max(model.fund_min, self._stress_lowest, self._order(lowest, FundRule.quantile(max_alpha, n).allowed))
+        top = self._order(highest, FundRule.quantile(self.min_alpha, n).allowed)
         candidates = np.flatnonzero((highest > level) & (lowest <= top))
         rows = model.screen(candidates, level)
         self._candidates = rows.candidates
@@ -791,7 +790,7 @@ class ExactBranchAndBound:
         model = self.model
         nf = model.n_free
         n = model.n_scenarios
-        k = allowed_ruins(alpha, n)
+        k = FundRule.quantile(alpha, n).allowed
         highest, lowest = model.required_range()
         q_one, q_zero = self._order(lowest, k), self._order(highest, k)
         ruined = int(np.count_nonzero(lowest > q_zero))
