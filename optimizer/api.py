@@ -22,6 +22,7 @@ from fundguard.models.errors import FundguardError, ProblemError, ScenarioError
 
 from .certificates import certify
 from .distributed import frontier_chunked, solve_chunked
+from .fund import is_chunked
 from .methods import METHODS, Method, level_solver
 from .policy import Policy
 from .problem import PolicyProblem
@@ -70,7 +71,7 @@ def solve(
         Method "certified" could not certify even its most conservative candidate.
     """
     start = time.perf_counter()
-    if isinstance(scenarios, ChunkedScenarioSet):
+    if is_chunked(scenarios):
         policy = solve_chunked(problem, scenarios, method, **options)
         return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
     spec = _check_call(problem, scenarios, method, options)
@@ -115,7 +116,7 @@ def frontier(
     """
     if isinstance(alphas, (str, bytes)) or not isinstance(alphas, (Sequence, np.ndarray)) or len(alphas) == 0:
         raise ProblemError(f"alphas must be a non-empty sequence of levels in (0, 1), got {alphas!r}")
-    if isinstance(scenarios, ChunkedScenarioSet):
+    if is_chunked(scenarios):
         return frontier_chunked(problem, scenarios, alphas, method, **options)
     problems = [dataclasses.replace(problem, alpha=a) for a in alphas]
     _check_call(problem, scenarios, method, options)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fundguard.models import ChunkedScenarioSet, ScenarioSet
 from fundguard.models.errors import ProblemError, ScenarioError
 
-from .fund import count_ruined, count_ruins_chunked, worst_net_flow
+from .fund import count_ruined, count_ruins_chunked, is_chunked, worst_net_flow
 from .guarantees import check_probability, clopper_pearson_upper
 from .policy import Certificate, Policy
 
@@ -71,7 +71,7 @@ def count_ruins(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> 
     check :func:`~.fund.count_ruined`; a chunked set is counted on its workers."""
     if not isinstance(policy, Policy):
         raise ProblemError(f"policy must be a Policy, got {type(policy).__name__}")
-    if isinstance(scenarios, ChunkedScenarioSet):
+    if is_chunked(scenarios):
         return count_ruins_chunked(policy, scenarios)
     if not isinstance(scenarios, ScenarioSet):
         raise ScenarioError(f"scenarios must be a ScenarioSet, got {type(scenarios).__name__}")

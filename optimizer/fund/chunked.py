@@ -62,7 +62,7 @@ from ..problem import PolicyProblem
 from .equation import allowed_ruins, corner_pass, count_ruined, worst_net_flow
 from .model import FundModel
 
-__all__ = ["TailFundModel", "tail_model", "count_ruins_chunked"]
+__all__ = ["TailFundModel", "is_chunked", "tail_model", "count_ruins_chunked"]
 
 
 # Points of each chunk's top-(k+1) sketch: the lower bound T0 is at most one sketch step (k / 1024
@@ -161,6 +161,15 @@ def _rank_lower_bound(summaries: Sequence[dict[str, Any]], rank: int) -> float:
     last_of_value = np.r_[values[1:] != values[:-1], True]
     reached = np.flatnonzero(last_of_value & (certain >= rank))
     return float(values[reached[0]])
+
+
+def is_chunked(scenarios: object) -> bool:
+    """Whether ``scenarios`` live in chunks on workers (solved and counted by the passes here).
+
+    The one place the optimizer tells the two scenario stores apart: :func:`~fundguard.optimizer.solve`,
+    :func:`~fundguard.optimizer.frontier` and the ruin counts of the certificates dispatch on it.
+    """
+    return isinstance(scenarios, ChunkedScenarioSet)
 
 
 def tail_model(problem: PolicyProblem, chunked: ChunkedScenarioSet, max_alpha: float | None = None) -> TailFundModel:
