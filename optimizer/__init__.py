@@ -7,20 +7,14 @@
 side by side. The library never prints and keeps no global state.
 """
 
-from .certify import (
-    Certificate,
-    certify,
-    clopper_pearson_upper,
-    ruin_probability,
-    scenario_epsilon,
-    scenario_sample_size,
-)
+from .api import compare_methods, frontier, solve
+from .certificates import certify, ruin_probability
+from .guarantees import clopper_pearson_upper, scenario_epsilon, scenario_sample_size
 from .job.balance import check_balance
 from .job.calibrate import CalibrationResult, calibrate
-from .methods import certification_splits
-from .policy import Policy
+from .methods import METHODS, certification_splits
+from .policy import Certificate, Policy
 from .problem import PolicyProblem
-from .solve import METHODS, compare_methods, frontier, solve
 
 __all__ = [
     "calibrate",

@@ -157,6 +157,10 @@ class PolicyProblem:
             return np.array(value, dtype=np.float64)
         return np.full(n_markets, value, dtype=np.float64)
 
+    def rate_box(self, n_markets: int) -> tuple[np.ndarray, np.ndarray]:
+        """The premium-rate box ``(premium_min, premium_max)``, each ``(J,)`` float64."""
+        return self.per_market("premium_min", n_markets), self.per_market("premium_max", n_markets)
+
     def n_markets(self) -> int | None:
         """The market count the per-market fields fix, or None when every one of them is a scalar."""
         for name in _PER_MARKET:

@@ -87,11 +87,11 @@ def test_same_seed_same_document_apart_from_run_block(price_files, fitted):
 def test_thread_safe_calls_agree(price_files, monkeypatch):
     # "exact" reaches HiGHS's mixed-integer path (the branch-and-bound leaves), where solver
     # output handling once touched process-wide state; counted, so the test cannot drift off it.
-    import fundguard.optimizer.fast as fast
+    import fundguard.optimizer.methods.exact as exact
 
     milp_calls = []
-    real_milp = fast.quiet_milp
-    monkeypatch.setattr(fast, "quiet_milp", lambda *a, **k: milp_calls.append(1) or real_milp(*a, **k))
+    real_milp = exact.quiet_milp
+    monkeypatch.setattr(exact, "quiet_milp", lambda *a, **k: milp_calls.append(1) or real_milp(*a, **k))
     config = _config(price_files, method="exact")
     results: dict[int, tuple[float, list[float]]] = {}
 

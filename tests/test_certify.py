@@ -1,4 +1,4 @@
-"""Tests of fundguard.optimizer.certify and the "certified" method: bounds, guarantees, certificates."""
+"""Tests of fundguard.optimizer.certificates and .guarantees and the "certified" method: bounds, guarantees, certificates."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from fundguard.optimizer import (
     scenario_sample_size,
     solve,
 )
-from fundguard.optimizer.certify import scenario_discard_budget, scenario_violation_bound
+from fundguard.optimizer.guarantees import scenario_discard_budget, scenario_violation_bound
 
 
 def fat_tailed(n: int, horizon: int = 6, n_markets: int = 2, seed: int = 0) -> ScenarioSet:

@@ -137,8 +137,7 @@ def test_solve_equals_the_in_memory_fast_path(chunked, world, method, problem_na
 def test_a_large_floor_and_the_answer_bound_on_a_chunked_set(chunked, world, method):
     """Issue 13: the scaled fund is measured from the floor on the tail too, and the tail model
     carries the largest total loss of all N scenarios (the bound every answer is checked against)."""
-    from fundguard.optimizer.distributed import tail_model
-    from fundguard.optimizer.fund import FundModel
+    from fundguard.optimizer.fund import FundModel, tail_model
 
     in_memory = world[3]
     problem = PolicyProblem(**PROBLEMS["interior"])

@@ -1,4 +1,4 @@
-"""Tests of fundguard.optimizer.fast: the cutting-plane "cvar" equals the cvxpy reference, the
+"""Tests of the fast engines of fundguard.optimizer.methods: the cutting-plane "cvar" equals the cvxpy reference, the
 branch-and-bound "exact" equals the mixed-integer reference, and the memory plan of FundModel."""
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fundguard.optimizer.methods as methods_module
+import fundguard.optimizer.methods.cvar as cvar_module
 from fundguard.models import ScenarioSet
 from fundguard.models.errors import ConvergenceWarning, InfeasibleError, ProblemError
 from fundguard.optimizer import PolicyProblem, frontier, solve
-from fundguard.optimizer.fast import CvarCuttingPlane, ExactBranchAndBound, MaxAffine
+from fundguard.optimizer.methods import CvarCuttingPlane, ExactBranchAndBound, MaxAffine
 from fundguard.optimizer.fund import FundModel, ScreenedRows, allowed_ruins, kth_largest, worst_net_flow
 
 
@@ -99,7 +100,7 @@ def test_auto_switches_to_cutting_planes_on_large_sets_and_frontier_reuses_them(
     small = solve(problem, scenarios, "cvar")
     assert small.solver == "CLARABEL"
     rows = small.details["rows"]
-    monkeypatch.setattr(methods_module, "CVXPY_MAX_ROWS", rows - 1)
+    monkeypatch.setattr(cvar_module, "CVXPY_MAX_ROWS", rows - 1)
     auto = solve(problem, scenarios, "cvar")
     assert auto.solver.startswith("cutting planes") and auto.details["rows"] == rows
     assert auto.objective == pytest.approx(small.objective, rel=1e-7)
@@ -262,7 +263,7 @@ def test_the_reductions_of_a_box_are_identities():
     level = max(0.0, kth_largest(lowest, k + 1))
     ruined = int(np.count_nonzero(lowest > kth_largest(highest, k + 1)))
     keep = (highest[engine._candidates] > level) & (lowest[engine._candidates] <= kth_largest(highest, k + 1))
-    rows = np.flatnonzero(keep[engine._scenario] & (engine._required0 > level)).astype(np.int32)
+    rows = np.flatnonzero(keep[engine.scenario] & (engine.required0 > level)).astype(np.int32)
     root = engine._box(np.zeros(3), np.ones(3), rows, k - ruined, level)[0]
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -271,7 +272,7 @@ def test_the_reductions_of_a_box_are_identities():
         box, phi_lo = engine._box(lo, hi, root.rows, root.budget, root.level)
         for u in [lo, hi, *rng.uniform(lo, hi, (5, 3))]:
             truth = max(0.0, kth_largest(model.required(u), k + 1))
-            assert engine._phi(box, u) == pytest.approx(truth, rel=1e-12, abs=1e-12)
+            assert engine.phi(box, u) == pytest.approx(truth, rel=1e-12, abs=1e-12)
         assert box.level == pytest.approx(max(0.0, kth_largest(model.required(hi), k + 1)), rel=1e-12)
         assert phi_lo == pytest.approx(max(0.0, kth_largest(model.required(lo), k + 1)), rel=1e-12)
         # the lower bound is below the objective everywhere in the box
@@ -399,3 +400,27 @@ def test_streaming_passes_equal_the_plain_formulas():
     rows = model.screen(np.arange(model.n_scenarios), -math.inf)
     u = np.array([0.3, 0.6, 0.1])
     np.testing.assert_allclose(MaxAffine.of(rows).evaluate(u)[0], model.required(u), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("leaf_size", [1, None])
+def test_branch_and_bound_with_a_scenario_tied_with_the_order_statistic(leaf_size):
+    """A scenario without premium base (the same required fund at every rate) that is exactly the
+    (k + 1)-th largest at zero rates is not ruined at every rate: counting it as ruined (a ``>=``
+    where ``ExactBranchAndBound.solve_scaled`` compares the lowest required funds with that order
+    statistic) spends the ruin budget on it and makes the search claim a dearer optimum. Here the
+    optimum ruins the premium-relieved scenario and holds 10 at zero rates (objective 0.1 x 10)."""
+    losses = np.zeros((10, 2))
+    base = np.full((10, 2, 1), 100.0)
+    losses[0, 0], base[0, 0, 0] = 20.0, 1000.0  # relieved by premiums
+    losses[1, 0], base[1, :, 0] = 10.0, 0.0  # tied: R = 10 at every rate, the 2nd largest at zero rates
+    scenarios = ScenarioSet(losses=losses, premium_base=base, markets=["a"])
+    problem = PolicyProblem(alpha=0.1, cost_of_capital=0.1, premium_weight=1.0, premium_max=0.05)
+    model = FundModel.build(problem, scenarios)
+    engine = ExactBranchAndBound(model, problem.alpha, leaf_size=leaf_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        fast = methods_module.exact_on_model(model, problem.alpha, search=engine)
+    reference = solve(problem, scenarios, "exact", engine="milp")
+    assert fast.solver == "branch and bound"
+    assert_same_exact(fast, reference)
+    assert fast.objective == pytest.approx(1.0, rel=1e-9) and fast.fund_target == pytest.approx(10.0, rel=1e-9)

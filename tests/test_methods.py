@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import fundguard.optimizer._solvers as solvers_module
+import fundguard.optimizer.solvers as solvers_module
 import fundguard.optimizer.methods as methods_module
 from fundguard.models import ScenarioSet
 from fundguard.models.errors import (

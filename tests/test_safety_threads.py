@@ -32,8 +32,7 @@ _CHILD_PRINTS_WHILE_SOLVING = textwrap.dedent(
     """
     import os, sys, threading, time
     import numpy as np
-    import fundguard.optimizer.fast as fast
-    import fundguard.optimizer.methods as methods
+    import fundguard.optimizer.methods.exact as exact
     from fundguard.models import ScenarioSet
     from fundguard.optimizer import PolicyProblem, solve
 
@@ -45,8 +44,7 @@ _CHILD_PRINTS_WHILE_SOLVING = textwrap.dedent(
             return real(*args, **kwargs)
         return wrapper
 
-    methods.quiet_milp = counted(methods.quiet_milp)
-    fast.quiet_milp = counted(fast.quiet_milp)
+    exact.quiet_milp = counted(exact.quiet_milp)
 
     rng = np.random.default_rng(1)
     shock = np.abs(rng.standard_t(3.0, size=(300, 6, 2)))

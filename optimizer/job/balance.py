@@ -19,7 +19,7 @@ import numpy as np
 from fundguard.models import build_scenarios, simulate_returns
 from fundguard.models.errors import ConfigError
 
-from ..certify import certify
+from ..certificates import certify
 from ..policy import Policy
 from .build import Progress, check_mode, fit_models, resolve_config, run_seed, run_seeds, venue_book
 from .calibrate import run_calibration

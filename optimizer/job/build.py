@@ -32,7 +32,7 @@ from fundguard.models import (
 from fundguard.models.errors import ConfigError
 
 from ..problem import PolicyProblem
-from ..solve import METHODS
+from ..methods import METHODS
 from .config import CalibrationConfig, load_config, parse_config, parse_vol_spec
 from .outputs import sha256_file
 from .preset import Preset, default_config, load_preset
@@ -46,7 +46,7 @@ Progress = Callable[[str], None]
 #: What :func:`fit_models` returns: models and result info per market, from the preset or not, the preset copula.
 Fitted = tuple[dict[str, VolModel], dict[str, Any], bool, Copula | None]
 #: The methods the distributed mode ([compute] / --workers / --scheduler) can run.
-DISTRIBUTED_METHODS = ("cvar", "exact")
+DISTRIBUTED_METHODS = tuple(name for name, method in METHODS.items() if method.distributed)  # from the registry
 
 
 class RunSeeds(NamedTuple):

@@ -34,10 +34,10 @@ from fundguard.models import (
 )
 from fundguard.models.errors import ConfigError
 
-from ..certify import certify
+from ..certificates import certify
 from ..policy import Certificate, Policy
 from ..problem import PolicyProblem
-from ..solve import frontier, solve
+from ..api import frontier, solve
 from .build import (
     Fitted,
     Progress,

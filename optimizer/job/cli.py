@@ -33,7 +33,7 @@ from pathlib import Path
 from fundguard.models import FundguardError, fit_volatility, load_prices, log_returns
 from fundguard.models.errors import CertificationError, ConfigError, InfeasibleError
 
-from ..solve import METHODS
+from ..methods import METHODS
 from .config import parse_vol_spec
 from .outputs import OutputBusyError, check_output_file, check_output_folder, json_safe, package_versions, staged_output
 

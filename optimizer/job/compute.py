@@ -16,6 +16,7 @@ from typing import Any
 from fundguard.models.chunked import local_client, scheduler_client
 from fundguard.models.errors import ConfigError
 
+from ..methods import METHODS
 from .config import CalibrationConfig, ScenarioConfig, config_where
 
 __all__ = ["compute_client", "check_local_cluster", "check_workers", "usable_cpus", "WORKERS_PER_CPU",
@@ -206,7 +207,7 @@ def check_memory(cfg: CalibrationConfig, method: str | None = None, *, frontier_
                f"{len(cfg.markets)} markets, method {method!r}); {_gb(available)} is available: lower it")
     if mode == "memory" and not balance_check:
         local_cfg = dataclasses.replace(cfg, compute=dataclasses.replace(cfg.compute, workers=usable_cpus()))
-        chunked = method if method in ("cvar", "exact") else "cvar"
+        chunked = method if method in METHODS and METHODS[method].distributed else "cvar"
         switch = "" if chunked == method else f" with method {chunked!r}"
         local = estimate_memory(local_cfg, chunked, mode="local", **options)
         remote = estimate_memory(cfg, chunked, mode="driver", **options)

@@ -37,7 +37,7 @@ from fundguard.models import VolSpec
 from fundguard.models.errors import ConfigError, SpecificationError
 from fundguard.models.venue import MAX_OI_PER_ADV
 
-from ..solve import METHODS
+from ..methods import METHODS
 from .outputs import json_safe
 
 __all__ = [

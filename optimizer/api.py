@@ -1,8 +1,9 @@
 """Public entry points: :func:`solve`, :func:`frontier`, :func:`compare_methods`.
 
 Inputs are validated here, once (scikit-learn style); the methods in :mod:`.methods` trust them.
-Methods are looked up in :data:`METHODS`, a name -> (function, options) table, so another
-method (for example a fast large-N path) is one more entry; :func:`solve` stays as it is.
+Methods are looked up in :data:`~.methods.METHODS`, the registry (name -> method), so another
+method is one more entry there; :func:`solve` stays as it is. A chunked scenario set is solved
+where it lives (:mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,59 +20,14 @@ import pandas as pd
 from fundguard.models import ChunkedScenarioSet, ScenarioSet
 from fundguard.models.errors import FundguardError, ProblemError, ScenarioError
 
-from .certify import certify
-from .methods import (
-    level_solver,
-    solve_certified,
-    solve_cvar,
-    solve_exact,
-    solve_scenario,
-)
+from .certificates import certify
+from .distributed import frontier_chunked, solve_chunked
+from .fund import is_chunked
+from .methods import METHODS, Method, level_solver
 from .policy import Policy
 from .problem import PolicyProblem
 
-__all__ = ["METHODS", "MethodSpec", "solve", "frontier", "compare_methods"]
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A method: the function that runs it and the keyword options it accepts."""
-
-    run: Any
-    options: tuple[str, ...]
-    summary: str
-
-
-METHODS: dict[str, MethodSpec] = {
-    "cvar": MethodSpec(solve_cvar, ("solver", "engine"), "Rockafellar–Uryasev CVaR constraint (convex, conservative)"),
-    "exact": MethodSpec(
-        solve_exact,
-        ("time_limit", "mip_rel_gap", "warm_start", "solver", "engine"),
-        "exact sample chance constraint: at most floor(alpha N) ruined scenarios (mixed-integer)",
-    ),
-    "scenario": MethodSpec(
-        solve_scenario,
-        ("beta", "discarded", "batch_fraction", "solver", "engine"),
-        "scenario approach with greedy discarding (Campi & Garatti)",
-    ),
-    "certified": MethodSpec(
-        solve_certified,
-        (
-            "confidence",
-            "base",
-            "fractions",
-            "seed",
-            "select_confidence",
-            "backoff",
-            "n_backoff",
-            "bisection_steps",
-            "time_limit",
-            "solver",
-            "engine",
-        ),
-        "train / select / certify: ruin probability certified <= alpha (Clopper–Pearson)",
-    ),
-}
+__all__ = ["solve", "frontier", "compare_methods"]
 
 
 def solve(
@@ -116,9 +71,7 @@ def solve(
         Method "certified" could not certify even its most conservative candidate.
     """
     start = time.perf_counter()
-    if isinstance(scenarios, ChunkedScenarioSet):
-        from .distributed import solve_chunked
-
+    if is_chunked(scenarios):
         policy = solve_chunked(problem, scenarios, method, **options)
         return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
     spec = _check_call(problem, scenarios, method, options)
@@ -163,13 +116,11 @@ def frontier(
     """
     if isinstance(alphas, (str, bytes)) or not isinstance(alphas, (Sequence, np.ndarray)) or len(alphas) == 0:
         raise ProblemError(f"alphas must be a non-empty sequence of levels in (0, 1), got {alphas!r}")
-    if isinstance(scenarios, ChunkedScenarioSet):
-        from .distributed import frontier_chunked
-
+    if is_chunked(scenarios):
         return frontier_chunked(problem, scenarios, alphas, method, **options)
     problems = [dataclasses.replace(problem, alpha=a) for a in alphas]
     _check_call(problem, scenarios, method, options)
-    if method not in ("cvar", "exact"):
+    if not METHODS[method].distributed:
         return [solve(p, scenarios, method, **options) for p in problems]
     start = time.perf_counter()
     solve_at = level_solver(problem, scenarios, [p.alpha for p in problems], method, dict(options))
@@ -275,7 +226,7 @@ def compare_methods(
     return pd.DataFrame.from_records(records, columns=columns).set_index("method")
 
 
-def _check_call(problem: object, scenarios: object, method: object, options: Mapping[str, Any]) -> MethodSpec:
+def _check_call(problem: object, scenarios: object, method: object, options: Mapping[str, Any]) -> Method:
     if not isinstance(problem, PolicyProblem):
         raise ProblemError(f"problem must be a PolicyProblem, got {type(problem).__name__}")
     if not isinstance(scenarios, ScenarioSet):

@@ -1,15 +1,17 @@
-"""What is known about a policy: ruin rates, Clopper–Pearson bounds, scenario-approach guarantees.
+"""Guarantee mathematics: Clopper–Pearson bounds and the scenario approach's (Campi–Garatti).
 
-Two kinds of statement (DESIGN.md, "Certificates"):
+Pure functions of counts and probabilities, with no scenario data (DESIGN.md, "Certificates"):
 
-* a posteriori: :func:`certify` counts ruins of a fixed policy on M scenarios it was not
-  fitted on and gives the exact one-sided (Clopper–Pearson) upper bound on P(ruin);
+* a posteriori: :func:`clopper_pearson_upper` is the exact one-sided upper bound on P(ruin) from
+  a ruin count of a fixed policy on M scenarios it was not fitted on
+  (:func:`~.certificates.certify` counts them);
 * a priori: the scenario approach (Campi & Garatti 2008; 2011) says how many scenarios make
   the robust policy violate with probability at most epsilon, except on a set of samples of
-  probability at most beta (:func:`scenario_sample_size`, :func:`scenario_epsilon`).
+  probability at most beta (:func:`scenario_sample_size`, :func:`scenario_epsilon`,
+  :func:`scenario_discard_budget`).
 
-Stress scenarios (``ScenarioSet.is_stress``) are never counted here: they are not draws from
-the scenario model, so they say nothing about probabilities.
+It sits below the methods (method "scenario" sizes its discards, "certified" bounds its
+candidates here) and below :mod:`.certificates`.
 """
 
 from __future__ import annotations
@@ -20,21 +22,15 @@ from numbers import Integral, Real
 import numpy as np
 from scipy import optimize, special, stats
 
-from fundguard.models import ChunkedScenarioSet, ScenarioSet
-from fundguard.models.errors import ProblemError, ScenarioError
-
-from .fund import count_ruined, worst_net_flow
-from .policy import Certificate, Policy
+from fundguard.models.errors import ProblemError
 
 __all__ = [
-    "Certificate",
     "clopper_pearson_upper",
-    "ruin_probability",
-    "certify",
     "scenario_sample_size",
     "scenario_epsilon",
     "scenario_violation_bound",
     "scenario_discard_budget",
+    "check_probability",
 ]
 
 
@@ -60,52 +56,6 @@ def clopper_pearson_upper(ruins: int, n: int, confidence: float) -> float:
     if ruins >= n:
         return 1.0
     return float(stats.beta.ppf(confidence, ruins + 1, n - ruins))
-
-
-def ruin_probability(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> float:
-    """Share of the random scenarios in which ``policy`` ends in ruin.
-
-    Parameters
-    ----------
-    policy : Policy
-    scenarios : ScenarioSet or ChunkedScenarioSet
-        Markets must be the policy's, in the same order. Stress scenarios are excluded. A chunked
-        set is counted chunk by chunk on its workers (only the counts travel).
-
-    Returns
-    -------
-    float in [0, 1]
-        ``#{s : min_t F[s, t] < floor} / N`` over the random scenarios, ``F`` recomputed in numpy.
-    """
-    ruins, n = _count(policy, scenarios)
-    return ruins / n
-
-
-def certify(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet, confidence: float = 0.99) -> Certificate:
-    """Out-of-sample certificate of ``policy`` on ``scenarios``.
-
-    Parameters
-    ----------
-    policy : Policy
-    scenarios : ScenarioSet or ChunkedScenarioSet
-        Scenarios never used to choose the policy (otherwise the bound is not valid). Stress
-        scenarios are excluded from the count. A chunked set is counted on its workers.
-    confidence : float in (0, 1), default 0.99
-
-    Returns
-    -------
-    Certificate
-        ``n``, ``ruins``, ``ruin_rate`` and the Clopper–Pearson ``upper_bound`` at ``confidence``.
-    """
-    confidence = _probability("confidence", confidence)
-    ruins, n = _count(policy, scenarios)
-    return Certificate(
-        n=n,
-        ruins=ruins,
-        ruin_rate=ruins / n,
-        upper_bound=clopper_pearson_upper(ruins, n, confidence),
-        confidence=confidence,
-    )
 
 
 def scenario_violation_bound(n_scenarios: int, epsilon: float, n_decisions: int, discarded: int = 0) -> float:
@@ -140,8 +90,8 @@ def scenario_sample_size(epsilon: float, beta: float, n_decisions: int, discarde
         The exact binomial inversion of :func:`scenario_violation_bound`: the smallest N with
         bound <= beta (for beta = 1e-6, epsilon = 0.01: 1,661 for d = 2 and 2,126 for d = 4).
     """
-    epsilon = _probability("epsilon", epsilon)
-    beta = _probability("beta", beta)
+    epsilon = check_probability("epsilon", epsilon)
+    beta = check_probability("beta", beta)
     d = _count_arg("n_decisions", n_decisions, minimum=1)
     k = _count_arg("discarded", discarded, minimum=0)
     log_beta = math.log(beta)
@@ -169,7 +119,7 @@ def scenario_epsilon(n_scenarios: int, beta: float, n_decisions: int, discarded:
     The a-priori guarantee of a scenario-approach policy: ``P^N( P(ruin) > epsilon ) <= beta``.
     Returns 1.0 when no epsilon < 1 works (too few scenarios for k and d).
     """
-    beta = _probability("beta", beta)
+    beta = check_probability("beta", beta)
     n = _count_arg("n_scenarios", n_scenarios, minimum=1)
     d = _count_arg("n_decisions", n_decisions, minimum=1)
     k = _count_arg("discarded", discarded, minimum=0)
@@ -203,25 +153,8 @@ def scenario_discard_budget(n_scenarios: int, epsilon: float, beta: float, n_dec
     return low
 
 
-def _count(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> tuple[int, int]:
-    if not isinstance(policy, Policy):
-        raise ProblemError(f"policy must be a Policy, got {type(policy).__name__}")
-    if isinstance(scenarios, ChunkedScenarioSet):
-        from .distributed import count_ruins_chunked
-
-        return count_ruins_chunked(policy, scenarios)
-    if not isinstance(scenarios, ScenarioSet):
-        raise ScenarioError(f"scenarios must be a ScenarioSet, got {type(scenarios).__name__}")
-    if tuple(scenarios.markets) != tuple(policy.markets):
-        raise ScenarioError(f"scenarios have markets {list(scenarios.markets)}, the policy {list(policy.markets)}")
-    if scenarios.n_stress == scenarios.n_scenarios:
-        raise ScenarioError("scenarios hold no random (non-stress) scenario to estimate a probability on")
-    random_part = scenarios.random_part()
-    worst = worst_net_flow(random_part.losses, random_part.premium_base, policy.premium_rates)
-    return count_ruined(policy.fund_target, worst, policy.floor), random_part.n_scenarios
-
-
-def _probability(name: str, value: object) -> float:
+def check_probability(name: str, value: object) -> float:
+    """``value`` as a float in (0, 1); ProblemError naming ``name`` otherwise (the public entries' check)."""
     if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
         raise ProblemError(f"{name} must be a number in (0, 1), got {value!r}")
     out = float(value)

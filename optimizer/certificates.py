@@ -1,0 +1,84 @@
+"""What is known about a fixed policy on scenarios: its ruin rate and its out-of-sample certificate.
+
+:func:`certify` counts ruins of a policy on M scenarios it was not fitted on (the canonical
+numpy check, :func:`~.fund.count_ruined`, chunk by chunk on the workers for a chunked set) and
+gives the exact one-sided (Clopper–Pearson, :mod:`.guarantees`) upper bound on P(ruin).
+
+Stress scenarios (``ScenarioSet.is_stress``) are never counted here: they are not draws from
+the scenario model, so they say nothing about probabilities.
+"""
+
+from __future__ import annotations
+
+from fundguard.models import ChunkedScenarioSet, ScenarioSet
+from fundguard.models.errors import ProblemError, ScenarioError
+
+from .fund import count_ruined, count_ruins_chunked, is_chunked, worst_net_flow
+from .guarantees import check_probability, clopper_pearson_upper
+from .policy import Certificate, Policy
+
+__all__ = ["Certificate", "ruin_probability", "certify", "count_ruins"]
+
+
+def ruin_probability(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> float:
+    """Share of the random scenarios in which ``policy`` ends in ruin.
+
+    Parameters
+    ----------
+    policy : Policy
+    scenarios : ScenarioSet or ChunkedScenarioSet
+        Markets must be the policy's, in the same order. Stress scenarios are excluded. A chunked
+        set is counted chunk by chunk on its workers (only the counts travel).
+
+    Returns
+    -------
+    float in [0, 1]
+        ``#{s : min_t F[s, t] < floor} / N`` over the random scenarios, ``F`` recomputed in numpy.
+    """
+    ruins, n = count_ruins(policy, scenarios)
+    return ruins / n
+
+
+def certify(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet, confidence: float = 0.99) -> Certificate:
+    """Out-of-sample certificate of ``policy`` on ``scenarios``.
+
+    Parameters
+    ----------
+    policy : Policy
+    scenarios : ScenarioSet or ChunkedScenarioSet
+        Scenarios never used to choose the policy (otherwise the bound is not valid). Stress
+        scenarios are excluded from the count. A chunked set is counted on its workers.
+    confidence : float in (0, 1), default 0.99
+
+    Returns
+    -------
+    Certificate
+        ``n``, ``ruins``, ``ruin_rate`` and the Clopper–Pearson ``upper_bound`` at ``confidence``.
+    """
+    confidence = check_probability("confidence", confidence)
+    ruins, n = count_ruins(policy, scenarios)
+    return Certificate(
+        n=n,
+        ruins=ruins,
+        ruin_rate=ruins / n,
+        upper_bound=clopper_pearson_upper(ruins, n, confidence),
+        confidence=confidence,
+    )
+
+
+def count_ruins(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> tuple[int, int]:
+    """``(ruins, N)`` of ``policy`` over the random scenarios (stress excluded), by the canonical
+    check :func:`~.fund.count_ruined`; a chunked set is counted on its workers."""
+    if not isinstance(policy, Policy):
+        raise ProblemError(f"policy must be a Policy, got {type(policy).__name__}")
+    if is_chunked(scenarios):
+        return count_ruins_chunked(policy, scenarios)
+    if not isinstance(scenarios, ScenarioSet):
+        raise ScenarioError(f"scenarios must be a ScenarioSet, got {type(scenarios).__name__}")
+    if tuple(scenarios.markets) != tuple(policy.markets):
+        raise ScenarioError(f"scenarios have markets {list(scenarios.markets)}, the policy {list(policy.markets)}")
+    if scenarios.n_stress == scenarios.n_scenarios:
+        raise ScenarioError("scenarios hold no random (non-stress) scenario to estimate a probability on")
+    random_part = scenarios.random_part()
+    worst = worst_net_flow(random_part.losses, random_part.premium_base, policy.premium_rates)
+    return count_ruined(policy.fund_target, worst, policy.floor), random_part.n_scenarios

@@ -1,0 +1,96 @@
+"""The registry of methods: name -> :class:`Method` (its function, its options read from the
+function's signature, and whether it runs on a chunked scenario set).
+
+Adding a method is one file in this folder (a ``solve_<name>(problem, scenarios, *, options...)
+-> Policy`` function) and one line in :data:`METHODS`; :func:`~fundguard.optimizer.solve`, the
+frontier, the chunked path, the CLI's choices and the config's validation read it from here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fundguard.models import ScenarioSet
+
+from ..fund import FundModel
+from ..policy import Policy
+from ..problem import PolicyProblem
+from .certified import solve_certified
+from .cvar import cvar_levels, solve_cvar
+from .exact import exact_levels, solve_exact
+from .scenario import solve_scenario
+
+__all__ = ["Method", "METHODS", "level_solver", "level_solver_on_model"]
+
+LevelSolver = Callable[[FundModel, Sequence[float], dict[str, Any]], Callable[[float], Policy]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method of :func:`~fundguard.optimizer.solve`.
+
+    Attributes
+    ----------
+    name : str
+    run : callable
+        ``run(problem, scenarios, **options) -> Policy``.
+    summary : str
+        One line for help texts.
+    levels : callable, optional
+        ``levels(model, alphas, options) -> solve_at``: solves at many levels on one FundModel
+        (frontier, chunked sets); None when the method has no shared work across levels.
+    options : tuple of str
+        The keyword-only parameters of ``run``, in order (read from its signature).
+    """
+
+    name: str
+    run: Callable[..., Policy]
+    summary: str
+    levels: LevelSolver | None = None
+    options: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        keyword_only = inspect.Parameter.KEYWORD_ONLY
+        names = tuple(p.name for p in inspect.signature(self.run).parameters.values() if p.kind is keyword_only)
+        object.__setattr__(self, "options", names)
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the method runs on a chunked scenario set (it solves on a tail FundModel)."""
+        return self.levels is not None
+
+
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in (
+        Method("cvar", solve_cvar, "Rockafellar–Uryasev CVaR constraint (convex, conservative)", cvar_levels),
+        Method("exact", solve_exact,
+               "exact sample chance constraint: at most floor(alpha N) ruined scenarios (mixed-integer)", exact_levels),
+        Method("scenario", solve_scenario, "scenario approach with greedy discarding (Campi & Garatti)"),
+        Method("certified", solve_certified,
+               "train / select / certify: ruin probability certified <= alpha (Clopper–Pearson)"),
+    )
+}
+
+
+def level_solver(
+    problem: PolicyProblem, scenarios: ScenarioSet, alphas: Sequence[float], method: str, options: dict[str, Any]
+) -> Callable[[float], Policy]:
+    """``solve_at(alpha)`` for a method with shared work across levels ("cvar", "exact").
+
+    One FundModel (one pass over the data, scaled for the largest level) and one screening serve
+    every level; ``options`` are the method's options, validated as its ``solve_<method>`` does.
+    """
+    model = FundModel.build(problem, scenarios, scale_alpha=max(alphas))
+    return level_solver_on_model(model, alphas, method, options)
+
+
+def level_solver_on_model(
+    model: FundModel, alphas: Sequence[float], method: str, options: dict[str, Any]
+) -> Callable[[float], Policy]:
+    """:func:`level_solver` on a built FundModel (built with ``scale_alpha=max(alphas)``); the
+    chunked path of :mod:`~fundguard.optimizer.distributed` solves its tail view through here."""
+    return METHODS[method].levels(model, alphas, options)
