@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import ScenarioError
 
-__all__ = ["ScenarioSet"]
+__all__ = ["ScenarioSet", "split_positions"]
 
 _FORMAT_VERSION = 1
 
@@ -48,7 +48,7 @@ class ScenarioSet:
     Notes
     -----
     The fund in scenario s after period t is
-    ``F[s, t] = F0 + sum_{u <= t} (sum_j p_j * B[s, u, j] - L[s, u])``; see DESIGN.md.
+    ``F[s, t] = F0 + sum_{u <= t} (sum_j p_j * B[s, u, j] - L[s, u])``; see docs/design.md.
     Arrays are stored as float64 without copying when they already are.
     A ScenarioSet is a :class:`~fundguard.models.ScenarioStore` of one in-memory chunk
     (:meth:`map`, :meth:`stress_part`, ``n_random``, ``distributed`` False).
@@ -193,13 +193,7 @@ class ScenarioSet:
         (first, second) : two ScenarioSets whose scenarios are disjoint and together are all of self.
         Scenarios are i.i.d. draws, so each part is an independent sample of the same model.
         """
-        if not 0.0 < fraction < 1.0:
-            raise ScenarioError(f"fraction must be in (0, 1), got {fraction!r}")
-        if self.n_scenarios < 2:
-            raise ScenarioError("cannot split a ScenarioSet with fewer than 2 scenarios")
-        k = min(max(int(round(fraction * self.n_scenarios)), 1), self.n_scenarios - 1)
-        order = np.random.default_rng(seed).permutation(self.n_scenarios)
-        first, second = np.sort(order[:k]), np.sort(order[k:])
+        first, second = split_positions(self.n_scenarios, fraction, seed)
         return self.subset(first), self.subset(second)
 
     @staticmethod
@@ -326,3 +320,22 @@ def _check_finite_nonnegative(name: str, array: np.ndarray) -> None:
     raise ScenarioError(
         f"{name} sum to inf over all {array.shape[0]} scenarios (largest entry {float(array.max())!r}): means over "
         "the scenarios would overflow; express the amounts in a larger currency unit")
+
+
+def split_positions(
+    n: int, fraction: float, seed: int | np.random.SeedSequence | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of :meth:`ScenarioSet.split`'s two parts among ``n`` scenarios, sorted.
+
+    The split depends only on ``n``, ``fraction`` and ``seed``, so a caller can partition
+    positions without copying a set: ``set.split(f, seed)`` is
+    ``(set.subset(first), set.subset(second))`` with ``first, second = split_positions(set.n_scenarios, f, seed)``.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ScenarioError(f"fraction must be in (0, 1), got {fraction!r}")
+    if n < 2:
+        raise ScenarioError("cannot split a ScenarioSet with fewer than 2 scenarios")
+    k = min(max(int(round(fraction * n)), 1), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[:k]), np.sort(order[k:])
+

@@ -1,6 +1,6 @@
 """Guarantee mathematics: Clopper–Pearson bounds and the scenario approach's (Campi–Garatti).
 
-Pure functions of counts and probabilities, with no scenario data (DESIGN.md, "Certificates"):
+Pure functions of counts and probabilities, with no scenario data (docs/design.md, "Certificates"):
 
 * a posteriori: :func:`clopper_pearson_upper` is the exact one-sided upper bound on P(ruin) from
   a ruin count of a fixed policy on M scenarios it was not fitted on

@@ -1,4 +1,4 @@
-"""The liquidation-gap loss model (DESIGN.md, "The venue loss model": kept by name for comparison).
+"""The liquidation-gap loss model (docs/design.md, "The venue loss model": kept by name for comparison).
 
 Its parameters are fields of each :class:`~fundguard.models.venue.book.Market`: ``tiers`` and
 ``short_tiers`` (w_k, l_k, m_k), ``impact`` (Y), ``gap`` (g), ``daily_volume`` (ADV),

@@ -54,6 +54,7 @@ import numpy as np
 
 from fundguard.models import ScenarioSet
 from fundguard.models.chunked import ChunkedScenarioSet
+from fundguard.models.store import ScenarioStore
 from fundguard.models.errors import ProblemError, ScenarioError
 from fundguard.models.scenarios import SCENARIO_BLOCK
 
@@ -167,9 +168,11 @@ def is_chunked(scenarios: object) -> bool:
     """Whether ``scenarios`` live in chunks on workers (solved and counted by the passes here).
 
     The one place the optimizer tells the two scenario stores apart: :func:`~fundguard.optimizer.solve`,
-    :func:`~fundguard.optimizer.frontier` and the ruin counts of the certificates dispatch on it.
+    :func:`~fundguard.optimizer.frontier` and the ruin counts of the certificates dispatch on it. It
+    asks the store (:class:`~fundguard.models.store.ScenarioStore`'s ``distributed``), not its class,
+    so another store that keeps its chunks elsewhere is one more implementation of the protocol.
     """
-    return isinstance(scenarios, ChunkedScenarioSet)
+    return isinstance(scenarios, ScenarioStore) and scenarios.distributed
 
 
 def tail_model(problem: PolicyProblem, chunked: ChunkedScenarioSet, max_alpha: float | None = None) -> TailFundModel:

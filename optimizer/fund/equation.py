@@ -1,7 +1,7 @@
 """The fund equation and the ruin rule in numpy: the one copy every method, check, certificate,
 calibration and report uses.
 
-``F[s, t] = F0 + sum_{u <= t} (sum_j p_j B[s, u, j] - L[s, u])`` (DESIGN.md). Scenario s is
+``F[s, t] = F0 + sum_{u <= t} (sum_j p_j B[s, u, j] - L[s, u])`` (docs/design.md). Scenario s is
 ruined iff ``F0 + min_t sum_{u <= t} (p . B[s, u] - L[s, u]) < floor``: :func:`worst_net_flow`
 computes the inner minimum on the caller's unscaled arrays and :func:`count_ruined` applies the
 inequality; every reported ruin rate comes from them. The passes stream over scenario chunks of
@@ -142,7 +142,7 @@ def kth_largest(values: np.ndarray, k: int) -> float:
 
 
 def objective_value(problem: PolicyProblem, fund_target: float, premium_rates: np.ndarray, mean_base: np.ndarray) -> float:
-    """Capital cost of a policy, currency units (DESIGN.md, "The fund, exactly").
+    """Capital cost of a policy, currency units (docs/design.md, "The fund, exactly").
 
     ``cost_of_capital * F0 + sum_j premium_weight_j p_j mean_base_j
     + rate_change_penalty * ||p - previous_rates||^2``, with ``mean_base`` the (J,) mean over

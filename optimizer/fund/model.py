@@ -1,14 +1,12 @@
-"""The fund equation in numpy: worst points of paths, ruin counts, objectives, scaled data.
+"""The scaled model of one (problem, scenarios) pair: :class:`FundModel`, its screening, :class:`ScreenedRows`.
 
-Everything a method needs besides a solver lives here, so that every solver answer can be
-re-checked independently of the solver (DESIGN.md, "Certificates"):
+:class:`FundModel` is the scaled, cumulative view the formulations are written against; solvers
+only ever see its well-scaled numbers. The canonical ruin check on the caller's unscaled arrays
+(:func:`~.equation.worst_net_flow`, :func:`~.equation.count_ruined`) lives in :mod:`.equation`,
+so every solver answer can be re-checked independently of the solver (docs/design.md,
+"Certificates").
 
-* :func:`worst_net_flow` and :func:`count_ruined` are the canonical ruin check, on the
-  caller's unscaled arrays; every reported ruin rate comes from them.
-* :class:`FundModel` is the scaled, cumulative view of one (problem, scenarios) pair that the
-  formulations are written against; solvers only ever see its well-scaled numbers.
-
-Notation (DESIGN.md): ``F[s, t] = F0 + sum_{u <= t} (sum_j p_j B[s, u, j] - L[s, u])``. The
+Notation (docs/design.md): ``F[s, t] = F0 + sum_{u <= t} (sum_j p_j B[s, u, j] - L[s, u])``. The
 *required fund* of scenario s at rates p is the smallest ``F0`` with which it is not ruined::
 
     R_s(p) = max_t ( floor + sum_{u <= t} L[s, u] - sum_j p_j sum_{u <= t} B[s, u, j] )

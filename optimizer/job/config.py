@@ -510,18 +510,18 @@ def _one_of(options: tuple[str, ...]) -> Check:
 
 
 def parse_vol_spec(text: str, name: str = "spec") -> VolSpec | str:
-    """``"auto"``, or the :class:`~fundguard.models.VolSpec` of VOL-DIST text such as ``"GJR-t"``.
+    """``"auto"``, or :meth:`VolSpec.parse <fundguard.models.VolSpec.parse>` of VOL-DIST text such as ``"GJR-t"``.
 
-    The one reader of the VOL-DIST form (config ``volatility.spec``, ``fundguard fit --spec``).
-    Raises :class:`~fundguard.models.errors.SpecificationError`: text without "-" (the message
-    names ``name`` and the text), or an unknown VOL or DIST (VolSpec's message).
+    The job's reading of config ``volatility.spec`` and ``fundguard fit --spec``; the notation
+    itself is parsed in one place, ``VolSpec.parse``. Raises
+    :class:`~fundguard.models.errors.SpecificationError` whose message starts with ``name``.
     """
     if text == "auto":
         return text
-    vol, sep, dist = text.partition("-")
-    if not sep:
-        raise SpecificationError(f"{name} must be 'auto' or VOL-DIST (e.g. GJR-t), got {text!r}")
-    return VolSpec(vol, dist)
+    try:
+        return VolSpec.parse(text)
+    except SpecificationError as exc:
+        raise SpecificationError(f"{name}: {exc}") from None
 
 
 def _check_spec(key: str, v: str) -> str | None:

@@ -40,7 +40,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -52,9 +51,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from fundguard.models.errors import FundguardError
+from fundguard.models.serial import json_safe  # re-exported: the one sanitizer lives in models
 
 __all__ = [
     "MARKER",
@@ -724,21 +723,6 @@ def package_versions(packages: tuple[str, ...] = ("fundguard", "numpy", "scipy",
         except PackageNotFoundError:
             out[package] = "unknown"
     return out
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` as strict JSON data: numpy scalars and arrays to Python, non-finite floats to None."""
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    return value
 
 
 def _recover(target: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from fundguard.models import ScenarioSet
+from fundguard.models.scenarioset import split_positions
 from fundguard.models.errors import (
     CertificationError,
     ConvergenceWarning,
@@ -47,6 +48,7 @@ from .shared import (
 )
 
 __all__ = [
+    "certification_positions",
     "certification_splits",
     "solve_certified",
 ]
@@ -71,16 +73,31 @@ def certification_splits(
     -------
     (train, select, certify) : three disjoint ScenarioSets covering the random scenarios.
     """
+    train, select, hold = certification_positions(scenarios, fractions, seed)
+    return scenarios.subset(train), scenarios.subset(select), scenarios.subset(hold)
+
+
+def certification_positions(
+    scenarios: ScenarioSet,
+    fractions: Sequence[float] = (0.5, 0.25, 0.25),
+    seed: int | None = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions in ``scenarios`` of the (train, select, certify) parts of :func:`certification_splits`.
+
+    Positions, not copies: the method keeps the data once, whatever N is. The random scenarios
+    are split in two steps with :func:`~fundguard.models.scenarioset.split_positions`, seeded
+    by two children of ``SeedSequence(seed)``.
+    """
     shares = check_fractions(fractions)
     if scenarios.n_stress == scenarios.n_scenarios:
         raise ProblemError("the scenario set holds no random (non-stress) scenario to split")
-    random_part = scenarios.random_part()
-    if random_part.n_scenarios < 3:
-        raise ProblemError(f"certification needs at least 3 random scenarios, got {random_part.n_scenarios}")
+    random_index = np.flatnonzero(~scenarios.is_stress)
+    if random_index.size < 3:
+        raise ProblemError(f"certification needs at least 3 random scenarios, got {random_index.size}")
     first, second = np.random.SeedSequence(seed).spawn(2)
-    train, rest = random_part.split(shares[0], seed=first)
-    select, hold = rest.split(shares[1] / (shares[1] + shares[2]), seed=second)
-    return train, select, hold
+    train, rest = split_positions(random_index.size, shares[0], first)
+    select, hold = split_positions(rest.size, shares[1] / (shares[1] + shares[2]), second)
+    return random_index[train], random_index[rest[select]], random_index[rest[hold]]
 
 
 def solve_certified(
@@ -174,7 +191,7 @@ def solve_certified(
     alpha = problem.alpha
 
     # The parts as positions in `scenarios`, not copies (memory: the data once, whatever N is).
-    train, select, hold = _split_positions(scenarios, fractions, seed)
+    train, select, hold = certification_positions(scenarios, fractions, seed)
     needed = math.ceil(math.log1p(-confidence) / math.log1p(-alpha))
     if hold.size < needed:
         total = math.ceil(needed / check_fractions(fractions)[2])
@@ -319,20 +336,3 @@ def solve_certified(
     )
 
 
-def _split_positions(
-    scenarios: ScenarioSet, fractions: Sequence[float], seed: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions in ``scenarios`` of the (train, select, certify) parts of :func:`certification_splits`.
-
-    The split of the random scenarios depends only on their number and the seed, so splitting
-    a one-column set that holds each random scenario's position gives exactly the same parts
-    without copying the data.
-    """
-    random_index = np.flatnonzero(~scenarios.is_stress)
-    labels = ScenarioSet(
-        losses=random_index.astype(np.float64)[:, None],
-        premium_base=np.zeros((random_index.size, 1, 1)),
-        markets=["position"],
-    )
-    parts = certification_splits(labels, fractions, seed)
-    return tuple(part.losses[:, 0].astype(np.int64) for part in parts)  # type: ignore[return-value]
