@@ -609,7 +609,10 @@ def _diagnostics(
         # own moments are used (for t(3) innovations the difference moves the level by 10x).
         drift = params["alpha"] * (float(np.mean(np.abs(std_resid))) - math.sqrt(2.0 / math.pi))
         drift += params.get("gamma", 0.0) * float(np.mean(std_resid))
-        uncond = math.exp((params["omega"] + drift) / (1.0 - params["beta"])) if stationary else math.inf
+        log_uncond = (params["omega"] + drift) / (1.0 - params["beta"]) if stationary else math.inf
+        # beta near 1 on a short history can put the long-run log variance past float range (e.g. 300
+        # daily returns): that level is infinite for every purpose, as for a non-stationary fit.
+        uncond = math.exp(log_uncond) if log_uncond < math.log(np.finfo(float).max) else math.inf
     else:
         uncond = params["omega"] / (1.0 - persistence) if stationary else math.inf
     if not stationary:

@@ -82,3 +82,12 @@ def test_system_failures_are_one_line_with_their_exit_code(monkeypatch, capsys, 
     assert main(["fit", "x.csv"]) == code
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["calibrate", "--method", "magic"], ["check", "--fund", "abc"], ["nosuch"]])
+def test_usage_errors_are_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == EXIT_INPUT
+    assert len(err.strip().splitlines()) == 1 and err.startswith("fundguard: error: ") and "--help" in err, err

@@ -262,3 +262,16 @@ def test_vol_spec_parse_is_the_one_vol_dist_notation():
     for bad in ("GJR", "GJR-cauchy", "ARCH-t", "", "auto"):
         with pytest.raises(SpecificationError, match=f"VOL-DIST.*got {bad!r}"):
             VolSpec.parse(bad)
+
+
+def test_egarch_long_run_level_beyond_float_range_is_infinite_not_an_overflow():
+    """A fresh-user review found `fundguard fit` on 300 daily prices ending in OverflowError: an EGARCH
+    candidate with beta near 1 puts the long-run log variance (omega + drift) / (1 - beta) past
+    log(float max). That level is infinite, as for a non-stationary fit."""
+    spec = VolSpec("EGARCH", "t")
+    params = {"mu": 0.0, "omega": -0.05, "alpha": 0.1, "gamma": 0.0, "beta": 0.9999, "nu": 5.0}
+    z = np.random.default_rng(0).standard_t(5, 300) / math.sqrt(5 / 3)
+    calm = volatility._diagnostics({**params, "omega": -8.0, "beta": 0.95}, spec, z, None, converged=True)
+    assert math.isfinite(calm.unconditional_variance)
+    huge = volatility._diagnostics({**params, "omega": 1.0}, spec, z, None, converged=True)  # log level 1e4
+    assert huge.unconditional_variance == math.inf

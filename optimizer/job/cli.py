@@ -131,15 +131,24 @@ _EPILOG_CALIBRATE = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors: ``fundguard: error: ...`` and where to read more,
+    instead of the usage block (exit code 2, as argparse's own)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"fundguard: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fundguard",
         description=(
             "Size the insurance fund of a crypto derivatives venue: GARCH tail scenarios, "
             "a chance-constrained optimiser for the fund target and premium rates, and "
             "certificates of how sure the answer is."
         ),
-        epilog="exit codes: 0 ok, 1 internal error, 2 bad input/config, 3 below target, 4 infeasible, 5 output locked",
+        epilog="exit codes: 0 ok, 1 internal error, 2 bad input/config, 3 below target, 4 infeasible, 5 output locked, "
+               "130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"fundguard {package_versions(('fundguard',))['fundguard']}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
