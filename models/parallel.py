@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import SpecificationError
 
-__all__ = ["in_threads", "thread_count", "positive_int"]
+__all__ = ["in_threads", "thread_count", "usable_cpus", "positive_int"]
 
 
 def in_threads(work: Callable[[int], None], items: Sequence[int], threads: int | None, name: str) -> None:
@@ -48,14 +48,17 @@ def in_threads(work: Callable[[int], None], items: Sequence[int], threads: int |
             pass
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask on Linux, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def thread_count(threads: int | None) -> int:
-    """Threads :func:`in_threads` uses: ``threads`` (an int >= 1), or the CPUs this process may run on."""
-    if threads is None:
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            return os.cpu_count() or 1
-    return positive_int("threads", threads)
+    """Threads :func:`in_threads` uses: ``threads`` (an int >= 1), or :func:`usable_cpus`."""
+    return usable_cpus() if threads is None else positive_int("threads", threads)
 
 
 def positive_int(name: str, value: Any) -> int:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fundguard.models.chunked import local_client, scheduler_client
+from fundguard.models.parallel import usable_cpus  # re-exported: the job's CPU count is the library's
 from fundguard.models.errors import ConfigError
 
 from ..methods import METHODS
@@ -59,14 +60,6 @@ _SOLVE_FACTOR = {"cvar": 2.5, "exact": 4.7, "scenario": 2.7, "certified": 9.1}
 _WORKER_BASE = 250 * 2**20
 #: Local Dask workers allowed per usable CPU unless forced: more only oversubscribe the cores.
 WORKERS_PER_CPU = 4
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask on Linux, else ``os.cpu_count()``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def check_workers(workers: int, *, force: bool = False, where: Callable[[str], str] = lambda message: message,
