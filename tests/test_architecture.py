@@ -89,7 +89,7 @@ LAYERS = [
     ["models.scenarios.simulate", "models.scenarios.stress"],
     ["models.scenarios"],
     ["models.scenarioset"],
-    ["models.store", "models.venue.book"],
+    ["models.store", "models.venue.book", "models.venue.losses"],
     ["models.venue.gap"],
     ["models.venue.registry"],
     ["models.venue.build"],
