@@ -33,10 +33,14 @@ from .venue import (
     LeverageTier,
     LossModel,
     Market,
+    StatefulBook,
     VenueBook,
+    VenueLosses,
     build_scenarios,
     liquidation_gap,
     loss_model,
+    replay,
+    stateful_book,
 )
 from .volatility import AUTO_CANDIDATES, SIMULATION_CANDIDATES, VolDiagnostics, VolModel, VolSpec, fit_volatility
 
@@ -50,7 +54,7 @@ __all__ = [
     "plan_simulation", "SimulationPlan", "simulate_returns", "stress_paths",
     # venue and the seam
     "DEFAULT_TIERS", "PREMIUM_KINDS", "LeverageTier", "LossModel", "Market", "VenueBook", "build_scenarios",
-    "liquidation_gap", "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "loss_model", "ScenarioSet", "ScenarioStore",
+    "liquidation_gap", "StatefulBook", "stateful_book", "VenueLosses", "replay", "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "loss_model", "ScenarioSet", "ScenarioStore",
     # distributed (dask is imported only when these are called)
     "ChunkedScenarioSet", "chunked_scenarios", "local_client",
     *_errors_all,

@@ -16,7 +16,10 @@ loss model (``gap``: :func:`liquidation_gap`), ``registry`` (the :class:`LossMod
 from .book import DEFAULT_TIERS, MAX_OI_PER_ADV, PREMIUM_KINDS, LeverageTier, Market, VenueBook
 from .build import build_scenarios
 from .gap import liquidation_gap
+from .losses import VenueLosses
 from .registry import DEFAULT_LOSS_MODEL, LOSS_MODELS, LossModel, loss_model
+from .replay import replay
+from .stateful import DEFAULT_BOOK, StatefulBook, stateful_book
 
 __all__ = [
     "LeverageTier",
@@ -25,6 +28,11 @@ __all__ = [
     "VenueBook",
     "LossModel",
     "liquidation_gap",
+    "StatefulBook",
+    "stateful_book",
+    "DEFAULT_BOOK",
+    "VenueLosses",
+    "replay",
     "build_scenarios",
     "PREMIUM_KINDS",
     "MAX_OI_PER_ADV",

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import SpecificationError
 from .book import Market
 from .gap import liquidation_gap
+from .stateful import DEFAULT_BOOK
 
 __all__ = ["LossModel", "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "loss_model"]
 
@@ -52,6 +53,7 @@ class LossModel(Protocol):
 
 #: The loss models fundguard ships, by the name a configuration gives (read-only).
 LOSS_MODELS: Mapping[str, LossModel] = MappingProxyType({
+    "stateful_book": DEFAULT_BOOK,
     "liquidation_gap": liquidation_gap,
 })
 

@@ -1,0 +1,378 @@
+"""The stateful book: the default loss model (docs/design.md, "The venue loss model").
+
+Per market and side the book is state carried through the horizon: the open interest that is left
+and how far each position is from its liquidation price. A period's intraday adverse excursion
+liquidates the positions it reaches; the survivors' distances move with the price; traders close
+and reopen positions, which pulls the book back toward its steady state with a half-life.
+
+Notes
+-----
+Distances are measured in log price: a long at log-distance u is liquidated when the price falls
+below exp(-u) of the price it was measured at (simple distance d = 1 - exp(-u)); a short when it
+rises above exp(u) (d = exp(u) - 1).
+
+Steady state (``distance_scale`` rho, ``distance_spread`` s): in tier k (share w_k, leverage l_k,
+maintenance margin m_k, nominal distance D_k = 1/l_k - m_k) the simple distance is lognormal
+with median rho D_k and log standard deviation s. rho > 1 because the equity behind a position
+is more than its initial margin (cross-margin balances, unrealised profit, margin added later):
+effective leverage sits well below the leverage chosen. The lognormal puts little mass near zero.
+
+Cohorts: the book at the start is cohort 0 (open interest OI, the steady state at the start
+price). Every period a fraction lambda = 1 - 2**(-period_days / half_life_days) of every
+cohort's surviving positions closes, and new positions of notional lambda * OI open at the
+current price in the steady state (a new cohort; for periods shorter than a day the day's
+inflow forms one cohort at the day's opening price). Without liquidations open interest stays
+at OI; after liquidations it recovers with the half-life.
+
+Liquidation: cohort c anchored at log price A_c has depth D_c,t, the largest adverse move of
+the period extremes since it opened (longs: A_c - (X_{t-1} + low_t); shorts: X_{t-1} + high_t -
+A_c); its positions with u <= D_c,t are gone. A period liquidates the slice (D_c,t-1, D_c,t].
+
+Execution: a position at u liquidated in a period whose extreme depth is D loses, per unit
+notional, the overshoot g (D - u) (the engine fills a fraction g of the move past the
+liquidation price on average) plus the square-root impact I = Y sigma_d sqrt(Q / ADV) of the
+side's liquidated notional Q in that period. With margin m_k left at the liquidation price the
+fund pays (g (D - u) + I - m_k)^+ per unit, and a liquidation fee can be taken from what is left:
+min(fee, m_k - g (D - u) - I). The premium base (kind "liquidation") is the notional whose margin
+left covers the highest fee the venue charges (``fee_cap``), so sum_j p_j B_j with p_j <= fee_cap
+never takes more than the margin left: a lower bound of the fee income that keeps the fund
+affine in the rates (docs/design.md).
+
+Calendar time: the half-life, the impact (sigma_d, ADV per day) and the cohorts are in days, and
+the extremes of hourly periods chain into the day's extreme, so hourly and daily paths of the same
+days give the same liquidations; the overshoot is measured inside each period, which makes hourly
+losses somewhat lower on slow slides (measured in ``python -m benchmarks.realism``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtr
+
+from ..errors import ScenarioError, SpecificationError
+from .book import LeverageTier, Market
+from .losses import VenueLosses
+
+__all__ = ["StatefulBook", "DEFAULT_BOOK", "stateful_book", "bridge_extremes"]
+
+# The u-grid the tier CDFs are tabulated on: 0..3 in log price (a 95% fall or a 20x rise) in
+# steps of 5e-4 (linear interpolation error below 1e-6 of open interest for the defaults).
+_GRID_STEP = 5e-4
+_GRID_MAX = 3.0
+_MAX_AGE_HALF_LIVES = 8
+
+
+@dataclass(frozen=True)
+class StatefulBook:
+    """The stateful-book loss model and its parameters (defaults: fitted to public data, sources below).
+
+    Parameters
+    ----------
+    distance_scale : float > 0, default 2.6
+        rho, the median distance to liquidation of a tier's positions over its nominal distance
+        D_k = 1/l_k - m_k.
+    distance_spread : float > 0, default 0.55
+        s, the log standard deviation of the distance within a tier.
+    overshoot : float in [0, 1], default 0.08
+        g, the share of the adverse move past a position's liquidation price (to the period's
+        extreme) that execution loses.
+    half_life_days : float > 0, default 14.0
+        How fast the book returns to its steady state (open interest and distances), in days.
+    fee_cap : float in [0, 1), default 0.0125
+        The highest liquidation fee per unit notional (Binance USDⓈ-M's liquidation clearance fee
+        is at most 1.25%; its "Liquidation Protocols" page): the premium base counts the notional
+        whose margin left covers it.
+    source : str
+        Where the numbers come from (kept in the scenario metadata and loss_model.json).
+
+    Notes
+    -----
+    The formulas are in the module notes. Call the instance like any loss model:
+    ``StatefulBook()(market, returns, volatility, period_days=1.0, low=..., high=...)``.
+    """
+
+    distance_scale: float = 2.6
+    distance_spread: float = 0.55
+    overshoot: float = 0.08
+    half_life_days: float = 14.0
+    fee_cap: float = 0.0125
+    source: str = "fundguard defaults (docs/design.md, 'The venue loss model')"
+    _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("distance_scale", 0.0, math.inf), ("distance_spread", 0.0, 5.0),
+                                ("half_life_days", 0.0, math.inf)):
+            value = _number(self, name)
+            if not (low < value < high or (high == math.inf and value > low and math.isfinite(value))):
+                raise SpecificationError(f"StatefulBook.{name} must be in ({low:g}, {high:g}), got {value!r}")
+        if not 0.0 <= _number(self, "overshoot") <= 1.0:
+            raise SpecificationError(f"StatefulBook.overshoot must be in [0, 1], got {self.overshoot!r}")
+        if not 0.0 <= _number(self, "fee_cap") < 1.0:
+            raise SpecificationError(f"StatefulBook.fee_cap must be in [0, 1), got {self.fee_cap!r}")
+        if not isinstance(self.source, str):
+            raise SpecificationError(f"StatefulBook.source must be a string, got {self.source!r}")
+
+    @property
+    def __name__(self) -> str:  # the name build_scenarios records in the metadata
+        return "stateful_book"
+
+    def parameters(self) -> dict[str, Any]:
+        """The parameters as a JSON-serialisable dict (what loss_model.json holds)."""
+        out = asdict(self)
+        out.pop("_tables", None)
+        return out
+
+    # -- the loss model ------------------------------------------------------------------------
+    def __call__(
+        self,
+        market: Market,
+        returns: np.ndarray,
+        volatility: np.ndarray,
+        *,
+        period_days: float = 1.0,
+        long_run_volatility: float | None = None,
+        low: np.ndarray | None = None,
+        high: np.ndarray | None = None,
+    ) -> VenueLosses:
+        """One market's losses over (n, T) paths (:meth:`run` without the open interest)."""
+        out = self.run(market, returns, volatility, period_days=period_days,
+                       long_run_volatility=long_run_volatility, low=low, high=high)
+        return VenueLosses(out["loss"], out["premium_base"], out["liquidated"], out["winners"])
+
+    def run(
+        self,
+        market: Market,
+        returns: np.ndarray,
+        volatility: np.ndarray,
+        *,
+        period_days: float = 1.0,
+        long_run_volatility: float | None = None,
+        low: np.ndarray | None = None,
+        high: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """One market's book over (n, T) paths: see the module notes.
+
+        Parameters
+        ----------
+        market : Market
+        returns, volatility : (n, T) float64 arrays
+            Log returns per period and their conditional standard deviation (same units).
+        period_days : float, default 1.0
+        long_run_volatility : float, optional
+            Only for ``premium_kind="volume"``.
+        low, high : (n, T) float64 arrays, optional
+            Log of the period's lowest / highest price over its opening price. Default: the
+            median extremes of a Brownian bridge from 0 to the return (:func:`bridge_extremes`),
+            which are too thin in the tails: give the excursions when you have them.
+
+        Returns
+        -------
+        dict of (n, T) float64 arrays, currency units
+            ``loss``, ``premium_base``, ``liquidated`` (both sides), ``winners``, and
+            ``open_interest_long`` / ``open_interest_short`` at each period's open.
+        """
+        returns = np.atleast_2d(np.asarray(returns, dtype=np.float64))
+        volatility = np.broadcast_to(np.asarray(volatility, dtype=np.float64), returns.shape)
+        if not (math.isfinite(period_days) and period_days > 0):
+            raise ScenarioError(f"period_days must be > 0, got {period_days!r}")
+        if low is None or high is None:
+            bridge_low, bridge_high = bridge_extremes(returns, volatility)
+            low = bridge_low if low is None else low
+            high = bridge_high if high is None else high
+        low = np.minimum(np.asarray(low, dtype=np.float64), np.minimum(returns, 0.0))
+        high = np.maximum(np.asarray(high, dtype=np.float64), np.maximum(returns, 0.0))
+        daily_vol = volatility / math.sqrt(period_days)
+        level = np.cumsum(returns, axis=1)
+        start = level - returns  # log price at each period's open
+        long = _side(self, market, market.tiers, -(start + low), start, daily_vol, period_days, sign=-1.0)
+        short_tiers = market.tiers if market.short_tiers is None else market.short_tiers
+        short = _side(self, market, short_tiers, start + high, start, daily_vol, period_days, sign=1.0)
+        loss = long[0] + short[0]
+        fee_base = long[1] + short[1]
+        liquidated = long[2] + short[2]
+        simple = np.expm1(returns)
+        # winners: the shorts gain on a fall, the longs on a rise, on the open interest at the open
+        winners = np.where(simple < 0.0, short[3] * -simple, long[3] * simple)
+        if market.premium_kind == "volume":
+            reference = market.long_run_volatility if market.long_run_volatility is not None else long_run_volatility
+            if reference is None:
+                raise ScenarioError(f"market {market.name!r}: premium_kind='volume' needs a long_run_volatility")
+            fee_base = market.daily_volume * period_days * (volatility / reference) ** market.volume_elasticity
+        return {"loss": loss, "premium_base": fee_base, "liquidated": liquidated, "winners": winners,
+                "open_interest_long": long[3], "open_interest_short": short[3]}
+
+    # -- tabulated tier laws -------------------------------------------------------------------
+    def tables(self, tiers: Sequence[LeverageTier], sign: float) -> tuple[np.ndarray, np.ndarray]:
+        """(G, H): per tier, the CDF of log-distance u and its first moment on the u-grid, (K, grid)."""
+        key = (tuple(tiers), sign)
+        cached = self._tables.get(key)
+        if cached is not None:
+            return cached
+        u = np.arange(0.0, _GRID_MAX + _GRID_STEP / 2, _GRID_STEP)
+        simple = -np.expm1(-u) if sign < 0 else np.expm1(u)
+        with np.errstate(divide="ignore"):
+            log_d = np.log(simple)
+        G = np.empty((len(tiers), u.size))
+        for k, tier in enumerate(tiers):
+            G[k] = ndtr((log_d - math.log(self.distance_scale * tier.distance)) / self.distance_spread)
+        G[:, 0] = 0.0
+        G[:, -1] = 1.0  # the mass beyond the grid sits at its end (liquidated only by a 95% fall)
+        dG = np.diff(G, axis=1)
+        H = np.concatenate([np.zeros((len(tiers), 1)), np.cumsum(dG * (u[:-1] + u[1:]) / 2, axis=1)], axis=1)
+        self._tables[key] = (G, H)
+        return G, H
+
+
+def stateful_book(market: Market, returns: np.ndarray, volatility: np.ndarray, *, period_days: float = 1.0,
+                  long_run_volatility: float | None = None, low: np.ndarray | None = None,
+                  high: np.ndarray | None = None) -> VenueLosses:
+    """The default loss model: :class:`StatefulBook` with its default parameters (module notes)."""
+    return DEFAULT_BOOK(market, returns, volatility, period_days=period_days, long_run_volatility=long_run_volatility,
+                    low=low, high=high)
+
+
+
+
+def bridge_extremes(returns: np.ndarray, volatility: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median low and high of a Brownian bridge from 0 to ``returns`` with standard deviation ``volatility``.
+
+    P(min < m | r) = exp(-2 m (m - r) / sigma^2) for m <= min(0, r), so the median low solves
+    m^2 - r m - sigma^2 ln 2 / 2 = 0: m = (r - sqrt(r^2 + 2 sigma^2 ln 2)) / 2; the high by symmetry.
+    A fallback only: real extremes have far heavier tails beyond about 10%.
+    """
+    root = np.sqrt(returns * returns + (2.0 * math.log(2.0)) * volatility * volatility)
+    return (returns - root) / 2.0, (returns + root) / 2.0
+
+
+def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], adverse: np.ndarray,
+          start: np.ndarray, daily_vol: np.ndarray, period_days: float, *, sign: float
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One side over (n, T): fund loss, fee-paying notional, liquidated notional, open interest at each open.
+
+    ``adverse[s, t]``: the period extreme's adverse log level against the start price (longs:
+    -(X_{t-1} + low_t); shorts: X_{t-1} + high_t); ``start``: X_{t-1}.
+    """
+    n, horizon = adverse.shape
+    G, H = model.tables(tiers, sign)
+    width = G.shape[1]
+    G_flat, H_flat = G.ravel(), H.ravel()
+    offsets = (np.arange(len(tiers)) * width)[:, None]
+    shares = np.array([t.share for t in tiers])
+    margins = np.array([t.maintenance_margin for t in tiers])[:, None]
+    oi = market.open_interest
+    g = model.overshoot
+    lam = -math.expm1(-math.log(2.0) * period_days / model.half_life_days)
+    # a new cohort every period, or once a day for periods shorter than a day (module notes)
+    per_day = max(1, int(round(1.0 / period_days))) if period_days < 1.0 else 1
+    opens = {t for t in range(1, horizon) if per_day == 1 or t == 1 or t % per_day == 0}
+    # cohorts older than _MAX_AGE_HALF_LIVES half-lives hold under 2**-8 of what entered: their
+    # slot is reused, and their survivors join the new cohort (as if they reopened at the price)
+    max_slots = 1 + math.ceil(_MAX_AGE_HALF_LIVES * model.half_life_days / max(period_days, 1.0))
+    n_cohorts = min(1 + len(opens), max_slots)
+    # per (scenario, cohort), flattened: anchor (longs: X at the cohort's open; shorts: -X; -inf
+    # until it opens), depth (largest adverse move since it opened), weight (the notional its
+    # survivors are a fraction of), and G_k(depth), H_k(depth) per tier
+    anchor = np.full((n, n_cohorts), -np.inf)
+    anchor[:, 0] = 0.0
+    depth = np.zeros((n, n_cohorts))
+    weight = np.zeros((n, n_cohorts))
+    weight[:, 0] = oi
+    g_state = np.zeros((len(tiers), n * n_cohorts))
+    h_state = np.zeros((len(tiers), n * n_cohorts))
+    survivors = np.ones((n, n_cohorts))
+    loss = np.zeros((n, horizon))
+    fee_base = np.zeros((n, horizon))
+    liquidated = np.zeros((n, horizon))
+    open_interest = np.zeros((n, horizon))
+    newest = 0
+    for t in range(horizon):
+        if t > 0:
+            weight *= 1.0 - lam  # turnover: a fraction lam of every position closes...
+            if t in opens:
+                newest = (newest + 1) % n_cohorts
+                if anchor[0, newest] != -np.inf:  # a reused slot: its survivors carry over
+                    carried = weight[:, newest] * survivors[:, newest]
+                    depth[:, newest] = 0.0
+                    g_state.reshape(len(tiers), n, n_cohorts)[:, :, newest] = 0.0
+                    h_state.reshape(len(tiers), n, n_cohorts)[:, :, newest] = 0.0
+                    survivors[:, newest] = 1.0
+                    weight[:, newest] = carried
+                anchor[:, newest] = start[:, t] if sign < 0 else -start[:, t]
+            # ...and reopens at the current price: the newest cohort takes lam * OI of survivors
+            weight[:, newest] += lam * oi / survivors[:, newest]
+        open_interest[:, t] = np.einsum("ns,ns->n", survivors, weight)
+        new_depth = np.maximum(depth, adverse[:, t, None] + anchor)
+        flat = np.flatnonzero(new_depth > depth)
+        if flat.size == 0:
+            continue
+        rows = flat // n_cohorts
+        hi = new_depth.ravel()[flat]
+        g_lo = g_state[:, flat]
+        h_lo = h_state[:, flat]
+        at_hi = _index(offsets, width, np.broadcast_to(hi, g_lo.shape))
+        g_hi = _at(G_flat, at_hi)
+        scale = shares[:, None] * weight.ravel()[flat][None, :]
+        q = np.bincount(rows, weights=((g_hi - g_lo) * scale).sum(axis=0), minlength=n)
+        imp = (market.impact * daily_vol[:, t] * np.sqrt(q / market.daily_volume))[rows][None, :]
+        lo = depth.ravel()[flat][None, :]
+        top = hi[None, :]
+        # bankrupt where g (hi - u) + I > m: u < hi - (m - I) / g; fee-paying where the margin left
+        # covers the fee cap: u >= hi - (m - I - fee_cap) / g
+        if g > 0.0:
+            b = np.clip(top - (margins - imp) / g, lo, top)
+            e = np.clip(top - (margins - imp - model.fee_cap) / g, lo, top)
+        else:
+            b = np.where(imp >= margins, top, lo)
+            e = np.where(margins - imp >= model.fee_cap, lo, top)
+        at_b = _index(offsets, width, b)
+        g_b = _at(G_flat, at_b)
+        h_b = _at(H_flat, at_b)
+        bankrupt = ((g * top + imp - margins) * (g_b - g_lo) - g * (h_b - h_lo)) * scale
+        paying = (g_hi - _at(G_flat, _index(offsets, width, e))) * scale
+        loss[:, t] = np.bincount(rows, weights=np.maximum(bankrupt, 0.0).sum(axis=0), minlength=n)
+        fee_base[:, t] = np.bincount(rows, weights=np.maximum(paying, 0.0).sum(axis=0), minlength=n)
+        liquidated[:, t] = q
+        depth.ravel()[flat] = hi
+        g_state[:, flat] = g_hi
+        h_state[:, flat] = _at(H_flat, at_hi)
+        survivors.ravel()[flat] = 1.0 - shares @ g_hi
+    return loss, fee_base, liquidated, open_interest
+
+
+def _index(offsets: np.ndarray, width: int, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where u[k] falls on tier k's row of a flattened (K, width) table: (flat index, fraction)."""
+    x = np.clip(u, 0.0, _GRID_MAX) * (1.0 / _GRID_STEP)
+    i = np.minimum(x.astype(np.intp), width - 2)
+    x -= i
+    i += offsets
+    return i, x
+
+
+def _at(flat_table: np.ndarray, where: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The table's linear interpolation at ``where`` (from :func:`_index`)."""
+    i, f = where
+    low = flat_table.take(i)
+    return low + (flat_table.take(i + 1) - low) * f
+
+
+def _number(model: StatefulBook, name: str) -> float:
+    value = getattr(model, name)
+    if isinstance(value, bool):
+        raise SpecificationError(f"StatefulBook.{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SpecificationError(f"StatefulBook.{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise SpecificationError(f"StatefulBook.{name} must be finite, got {value!r}")
+    object.__setattr__(model, name, number)
+    return number
+
+
+#: The stateful book with its shipped default parameters (what ``loss_model("stateful_book")`` is).
+DEFAULT_BOOK = StatefulBook()
