@@ -98,14 +98,17 @@ class StatefulBook:
 
     distance_scale: float = 2.6
     distance_spread: float = 0.55
+    fresh_scale: float = 1.5
     overshoot: float = 0.08
     half_life_days: float = 14.0
     fee_cap: float = 0.0125
+    range_volatility: bool = True
+    volume_response: bool = True
     source: str = "fundguard defaults (docs/design.md, 'The venue loss model')"
     _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name, low, high in (("distance_scale", 0.0, math.inf), ("distance_spread", 0.0, 5.0),
+        for name, low, high in (("distance_scale", 0.0, math.inf), ("distance_spread", 0.0, 5.0), ("fresh_scale", 0.0, math.inf),
                                 ("half_life_days", 0.0, math.inf)):
             value = _number(self, name)
             if not (low < value < high or (high == math.inf and value > low and math.isfinite(value))):
@@ -187,8 +190,17 @@ class StatefulBook:
         low = np.minimum(np.asarray(low, dtype=np.float64), np.minimum(returns, 0.0))
         high = np.maximum(np.asarray(high, dtype=np.float64), np.maximum(returns, 0.0))
         daily_vol = volatility / math.sqrt(period_days)
+        if self.range_volatility:
+            # the period's own range-based (Parkinson 1980) volatility when it exceeds the forecast
+            daily_vol = np.maximum(daily_vol, (high - low) * (1.0 / (2.0 * math.sqrt(math.log(2.0)) * math.sqrt(period_days))))
         level = np.cumsum(returns, axis=1)
         start = level - returns  # log price at each period's open
+        reference = market.long_run_volatility if market.long_run_volatility is not None else long_run_volatility
+        # the period's volume rises with volatility (Market.volume_elasticity): liquidations are
+        # absorbed by V_t = ADV (sigma_t / sigma_long_run)^eta, so impact uses sqrt(Q / V_t)
+        if reference is not None and self.volume_response:
+            volume_scale = (daily_vol * math.sqrt(period_days) / reference) ** market.volume_elasticity
+            daily_vol = daily_vol / np.sqrt(np.maximum(volume_scale, 1e-12))
         long = _side(self, market, market.tiers, -(start + low), start, daily_vol, period_days, sign=-1.0)
         short_tiers = market.tiers if market.short_tiers is None else market.short_tiers
         short = _side(self, market, short_tiers, start + high, start, daily_vol, period_days, sign=1.0)
@@ -208,7 +220,9 @@ class StatefulBook:
 
     # -- tabulated tier laws -------------------------------------------------------------------
     def tables(self, tiers: Sequence[LeverageTier], sign: float) -> tuple[np.ndarray, np.ndarray]:
-        """(G, H): per tier, the CDF of log-distance u and its first moment on the u-grid, (K, grid)."""
+        """(G, H): the CDF of log-distance u and its first moment on the u-grid, (2K, grid): rows
+        0..K-1 the book's tiers at the start (``distance_scale``), rows K..2K-1 new positions'
+        (``fresh_scale``)."""
         key = (tuple(tiers), sign)
         cached = self._tables.get(key)
         if cached is not None:
@@ -217,13 +231,14 @@ class StatefulBook:
         simple = -np.expm1(-u) if sign < 0 else np.expm1(u)
         with np.errstate(divide="ignore"):
             log_d = np.log(simple)
-        G = np.empty((len(tiers), u.size))
+        G = np.empty((2 * len(tiers), u.size))
         for k, tier in enumerate(tiers):
             G[k] = ndtr((log_d - math.log(self.distance_scale * tier.distance)) / self.distance_spread)
+            G[len(tiers) + k] = ndtr((log_d - math.log(self.fresh_scale * tier.distance)) / self.distance_spread)
         G[:, 0] = 0.0
         G[:, -1] = 1.0  # the mass beyond the grid sits at its end (liquidated only by a 95% fall)
         dG = np.diff(G, axis=1)
-        H = np.concatenate([np.zeros((len(tiers), 1)), np.cumsum(dG * (u[:-1] + u[1:]) / 2, axis=1)], axis=1)
+        H = np.concatenate([np.zeros((G.shape[0], 1)), np.cumsum(dG * (u[:-1] + u[1:]) / 2, axis=1)], axis=1)
         self._tables[key] = (G, H)
         return G, H
 
@@ -261,11 +276,12 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
     G, H = model.tables(tiers, sign)
     width = G.shape[1]
     G_flat, H_flat = G.ravel(), H.ravel()
-    offsets = (np.arange(len(tiers)) * width)[:, None]
+    tier_rows = (np.arange(len(tiers)) * width)[:, None]
+    fresh_rows = len(tiers) * width
     shares = np.array([t.share for t in tiers])
     margins = np.array([t.maintenance_margin for t in tiers])[:, None]
     oi = market.open_interest
-    g = model.overshoot
+    g = min(1.0, model.overshoot / math.sqrt(period_days))  # per day: see the module notes
     lam = -math.expm1(-math.log(2.0) * period_days / model.half_life_days)
     # a new cohort every period, or once a day for periods shorter than a day (module notes)
     per_day = max(1, int(round(1.0 / period_days))) if period_days < 1.0 else 1
@@ -290,12 +306,14 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
     liquidated = np.zeros((n, horizon))
     open_interest = np.zeros((n, horizon))
     newest = 0
+    reused = False
     for t in range(horizon):
         if t > 0:
             weight *= 1.0 - lam  # turnover: a fraction lam of every position closes...
             if t in opens:
                 newest = (newest + 1) % n_cohorts
                 if anchor[0, newest] != -np.inf:  # a reused slot: its survivors carry over
+                    reused = True
                     carried = weight[:, newest] * survivors[:, newest]
                     depth[:, newest] = 0.0
                     g_state.reshape(len(tiers), n, n_cohorts)[:, :, newest] = 0.0
@@ -311,6 +329,9 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
         if flat.size == 0:
             continue
         rows = flat // n_cohorts
+        # the book's own law for cohort 0 until its slot is reused, new positions' law otherwise
+        fresh = (flat % n_cohorts != 0) | reused
+        offsets = tier_rows + fresh_rows * fresh[None, :]
         hi = new_depth.ravel()[flat]
         g_lo = g_state[:, flat]
         h_lo = h_state[:, flat]

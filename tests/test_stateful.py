@@ -1,0 +1,172 @@
+"""The stateful book (models/venue/stateful.py) against closed forms and independent formulations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate, stats
+
+from fundguard.models import LeverageTier, Market, StatefulBook, VenueBook, replay
+from fundguard.models.errors import DataError, SpecificationError
+from fundguard.models.venue.stateful import bridge_extremes
+
+ONE_TIER = (LeverageTier(share=1.0, leverage=10.0, maintenance_margin=0.02),)  # D = 8%
+SLOW = 1e9  # a half-life in days that makes turnover negligible
+
+
+def _market(**kw):
+    base = dict(name="X", open_interest=1e9, daily_volume=3e9, tiers=ONE_TIER, impact=0.0)
+    base.update(kw)
+    return Market(**base)
+
+
+def _book(**kw):
+    base = dict(distance_scale=2.0, distance_spread=0.5, overshoot=0.0, half_life_days=SLOW, fee_cap=0.01,
+                range_volatility=False, volume_response=False)
+    base.update(kw)
+    return StatefulBook(**base)
+
+
+def _one_day(book, market, low, *, r=None, vol=0.03):
+    r = low / 2 if r is None else r
+    return book.run(market, np.array([[r]]), np.array([[vol]]), low=np.array([[low]]), high=np.array([[0.0]]))
+
+
+def _lognormal_cdf(d, book, tier):
+    return stats.norm.cdf((np.log(d) - math.log(book.distance_scale * tier.distance)) / book.distance_spread)
+
+
+@pytest.mark.parametrize("low", [-0.02, -0.08, -0.2, -0.5])
+def test_one_day_liquidates_the_lognormal_mass_the_low_reaches(low):
+    book, market = _book(), _market()
+    out = _one_day(book, market, low)
+    simple = -math.expm1(low)  # a long at simple distance d is gone when the price falls by d
+    expected = market.open_interest * _lognormal_cdf(simple, book, ONE_TIER[0])
+    assert out["liquidated"][0, 0] == pytest.approx(expected, rel=2e-4, abs=1e-3 * market.open_interest * 1e-3)
+
+
+def test_bankrupt_loss_matches_a_quadrature_of_the_overshoot_beyond_the_margin():
+    g, low = 0.3, -0.25
+    book, market = _book(overshoot=g), _market()
+    out = _one_day(book, market, low)
+    tier = ONE_TIER[0]
+    depth = -low
+
+    def density(u):  # lognormal density of the simple distance d = 1 - exp(-u), in u
+        d = -math.expm1(-u)
+        return stats.lognorm.pdf(d, book.distance_spread, scale=book.distance_scale * tier.distance) * math.exp(-u)
+
+    def shortfall(u):
+        return max(0.0, g * (depth - u) - tier.maintenance_margin) * density(u)
+
+    expected, _ = integrate.quad(shortfall, 0.0, depth, limit=200, points=[depth - tier.maintenance_margin / g])
+    assert out["loss"][0, 0] == pytest.approx(market.open_interest * expected, rel=2e-3)
+    # fee-paying: margin left after the overshoot covers the fee cap
+    paying, _ = integrate.quad(lambda u: density(u) if tier.maintenance_margin - g * (depth - u) >= book.fee_cap
+                               else 0.0, 0.0, depth, limit=200,
+                               points=[depth - (tier.maintenance_margin - book.fee_cap) / g])
+    assert out["premium_base"][0, 0] == pytest.approx(market.open_interest * paying, rel=2e-3)
+
+
+def test_a_liquidated_position_is_not_liquidated_again_when_the_price_returns():
+    """The stationary model re-liquidates the same move every period; the book remembers."""
+    book, market = _book(), _market()
+    r = np.array([[-0.1, 0.1, -0.1, 0.1]])
+    lows = np.array([[-0.1, 0.0, -0.1, 0.0]])
+    out = book.run(market, r, np.full(r.shape, 0.03), low=lows, high=np.maximum(r, 0.0))
+    first = out["liquidated"][0, 0]
+    assert first > 0.05 * market.open_interest
+    # the second fall reaches the same price: nothing new to liquidate on the long side
+    long_again = out["liquidated"][0, 2]
+    assert long_again < 1e-9 * market.open_interest + out["liquidated"][0, 1]  # only shorts of the rise, if any
+    assert out["open_interest_long"][0, 3] == pytest.approx(market.open_interest - first, rel=1e-9)
+
+
+def test_open_interest_recovers_with_the_half_life():
+    half_life = 5.0
+    book, market = _book(half_life_days=half_life), _market()
+    horizon = 16
+    r = np.zeros((1, horizon))
+    r[0, 0] = -0.3
+    lows = r.copy()
+    out = book.run(market, r, np.full(r.shape, 0.03), low=lows, high=np.zeros_like(r))
+    oi = out["open_interest_long"][0]
+    gap_after_crash = market.open_interest - oi[1]
+    assert gap_after_crash > 0.2 * market.open_interest
+    # no price moves after the crash (the price stays at its low): the deficit halves every 5 days
+    expected = gap_after_crash * 0.5 ** ((np.arange(1, horizon) - 1) / half_life)
+    assert np.allclose(market.open_interest - oi[1:], expected, rtol=1e-9)
+
+
+def test_hourly_extremes_chain_into_the_day_they_make():
+    """Calendar time: a slide over 24 hours liquidates what the day's low liquidates at once."""
+    book, market = _book(half_life_days=SLOW), _market()
+    daily = _one_day(book, market, -0.24, r=-0.24)
+    hours = np.full((1, 24), -0.01)
+    hourly = book.run(market, hours, np.full(hours.shape, 0.03 / math.sqrt(24)), period_days=1 / 24,
+                      low=hours, high=np.zeros_like(hours))
+    assert hourly["liquidated"].sum() == pytest.approx(daily["liquidated"].sum(), rel=1e-4)
+
+
+def test_winners_are_the_other_side_marked_to_market():
+    book, market = _book(), _market()
+    out = _one_day(book, market, -0.1, r=-0.05)
+    assert out["winners"][0, 0] == pytest.approx(market.open_interest * -math.expm1(-0.05), rel=1e-12)
+
+
+def test_fees_never_exceed_what_the_margin_left_can_pay_and_losses_are_non_negative():
+    book = _book(overshoot=0.2)
+    market = _market(impact=1.0, tiers=(LeverageTier(0.5, 50.0, 0.005), LeverageTier(0.5, 5.0, 0.025)))
+    rng = np.random.default_rng(3)
+    r = rng.standard_normal((200, 20)) * 0.05
+    low, high = bridge_extremes(r, np.full(r.shape, 0.05))
+    out = book.run(market, r, np.full(r.shape, 0.05), low=low, high=high)
+    assert (out["loss"] >= 0).all() and (out["premium_base"] >= 0).all()
+    assert (out["premium_base"] <= out["liquidated"] * (1 + 1e-9)).all()
+
+
+def test_bridge_median_extremes_solve_the_reflection_formula():
+    r = np.array([-0.05, 0.0, 0.03])
+    sigma = np.array([0.02, 0.04, 0.01])
+    low, high = bridge_extremes(r, sigma)
+    assert np.allclose(np.exp(-2 * low * (low - r) / sigma**2), 0.5)
+    assert np.allclose(np.exp(-2 * (high - r) * high / sigma**2), 0.5)  # P(max > m) for m >= max(0, r)
+
+
+@pytest.mark.parametrize("field,value", [("distance_scale", 0.0), ("distance_spread", -1.0), ("overshoot", 1.5),
+                                         ("half_life_days", float("nan")), ("fee_cap", 1.0),
+                                         ("fresh_scale", "x")])
+def test_bad_parameters_name_the_field(field, value):
+    with pytest.raises(SpecificationError, match=field):
+        StatefulBook(**{field: value})
+
+
+def _ohlc(closes, lows, highs):
+    index = pd.date_range("2024-01-01", periods=len(closes), freq="D", tz="UTC")
+    closes = np.asarray(closes, dtype=float)
+    opens = np.concatenate([[closes[0]], closes[:-1]])
+    return pd.DataFrame({"open": opens, "high": highs, "low": lows, "close": closes}, index=index)
+
+
+def test_replay_uses_the_intraday_low_and_returns_one_row_per_period_and_market():
+    frame = _ohlc([100, 100, 100], [100, 80, 100], [100, 100, 100])
+    venue = VenueBook([_market(name="BTC")])
+    book = _book()
+    table = replay(venue, {"BTC": frame}, loss_model=book)
+    assert list(table.columns[:6]) == ["liquidated", "fund_loss", "fee_income", "premium_base", "winners",
+                                      "open_interest"]
+    assert len(table) == 2
+    day = table.xs("BTC", level="market").iloc[0]
+    expected = 1e9 * _lognormal_cdf(0.2, book, ONE_TIER[0])  # the close is flat, the low -20%
+    assert day["liquidated"] == pytest.approx(expected, rel=2e-4)
+    closes_only = replay(venue, frame[["close"]].rename(columns={"close": "BTC"}), loss_model=book)
+    assert closes_only["liquidated"].iloc[0] < 1e-3 * expected  # closes alone never see the wick
+
+
+def test_replay_bad_ohlc_names_the_market_and_date():
+    frame = _ohlc([100, 100], [100, 120], [100, 130])
+    with pytest.raises(DataError, match=r"prices\['BTC'\] at 2024-01-02"):
+        replay(VenueBook([_market(name="BTC")]), {"BTC": frame})
