@@ -64,7 +64,7 @@ def test_hand_computed_single_period_to_the_cent():
     """
     market = Market("X", open_interest=100e6, daily_volume=400e6, impact=0.5, gap=0.5,
                     tiers=[LeverageTier(0.5, 10, 0.02), LeverageTier(0.5, 4, 0.05)])
-    loss, base = liquidation_gap(market, np.log([[0.88, 1.12]]), np.full((1, 2), 0.04))
+    loss, base, *_ = liquidation_gap(market, np.log([[0.88, 1.12]]), np.full((1, 2), 0.04))
     np.testing.assert_allclose(loss, [[447_213.60, 447_213.60]], atol=0.005)
     np.testing.assert_allclose(base, [[30_000_000.00, 30_000_000.00]], atol=0.005)
     assert round(float(loss[0, 0]), 2) == 447_213.60
@@ -77,7 +77,7 @@ def test_no_loss_when_every_margin_exceeds_the_largest_shortfall():
     rng = np.random.default_rng(0)
     returns = np.log1p(rng.uniform(-0.19, 0.19, size=(500, 30)))
     volatility = rng.uniform(0.001, 0.1, size=(500, 30))
-    loss, base = liquidation_gap(market, returns, volatility)
+    loss, base, *_ = liquidation_gap(market, returns, volatility)
     assert np.all(loss == 0.0)
     assert np.all(base[returns != 0] > 0)  # liquidations happen, all pay the fee
     # the same book with a thinner margin does lose
@@ -99,8 +99,8 @@ def test_losses_grow_with_size_leverage_impact_and_gap(change):
     base_market = Market("X", open_interest=1e9, daily_volume=3e9)
     bigger = replace(base_market, **change)
     returns, volatility = move_grid()
-    low, _ = liquidation_gap(base_market, returns, volatility)
-    high, _ = liquidation_gap(bigger, returns, volatility)
+    low, *_ = liquidation_gap(base_market, returns, volatility)
+    high, *_ = liquidation_gap(bigger, returns, volatility)
     assert np.all(high >= low - 1e-6)
     assert high.sum() > 1.05 * low.sum()
 
@@ -116,7 +116,7 @@ def test_higher_leverage_at_the_same_margin_loses_more():
 def test_losses_grow_with_the_size_of_the_move():
     market = Market("X", open_interest=1e9, daily_volume=3e9)
     returns, volatility = move_grid()
-    loss, _ = liquidation_gap(market, returns, volatility)
+    loss, *_ = liquidation_gap(market, returns, volatility)
     simple = np.expm1(returns[:, 0])
     down, up = loss[simple <= 0][::-1], loss[simple >= 0]  # both ordered by growing |move|
     assert np.all(np.diff(down, axis=0) >= -1e-6) and np.all(np.diff(up, axis=0) >= -1e-6)
@@ -132,8 +132,8 @@ def test_long_side_loses_on_down_moves_only_and_short_side_on_up_moves_only():
     simple = np.expm1(returns[:, 0])
     longs_only = Market("X", 1e9, 3e9, tiers=DEFAULT_TIERS, short_tiers=safe, impact=0.0)
     shorts_only = Market("X", 1e9, 3e9, tiers=safe, short_tiers=DEFAULT_TIERS, impact=0.0)
-    long_loss, _ = liquidation_gap(longs_only, returns, volatility)
-    short_loss, _ = liquidation_gap(shorts_only, returns, volatility)
+    long_loss, *_ = liquidation_gap(longs_only, returns, volatility)
+    short_loss, *_ = liquidation_gap(shorts_only, returns, volatility)
     assert np.all(long_loss[simple >= 0] == 0) and long_loss[simple < -0.2].min() > 0
     assert np.all(short_loss[simple <= 0] == 0) and short_loss[simple > 0.2].min() > 0
     # a book with the default ladder on both sides is the sum of its two sides
@@ -144,7 +144,7 @@ def test_long_side_loses_on_down_moves_only_and_short_side_on_up_moves_only():
 def test_liquidation_premium_base_is_non_bankrupt_liquidated_notional():
     market = Market("X", open_interest=1e9, daily_volume=3e9)
     returns, volatility = move_grid()
-    loss, base = liquidation_gap(market, returns, volatility)
+    loss, base, *_ = liquidation_gap(market, returns, volatility)
     no_impact = replace(market, impact=0.0, gap=0.0)
     # without slippage nothing goes bankrupt, and every liquidated dollar pays the fee:
     # base = OI sum_k w_k min(1, a / D_k)
@@ -158,15 +158,15 @@ def test_liquidation_premium_base_is_non_bankrupt_liquidated_notional():
 def test_volume_premium_base_rises_with_volatility_and_scales_with_period():
     market = Market("X", open_interest=1e9, daily_volume=2e9, premium_kind="volume", volume_elasticity=1.35)
     volatility = np.array([[0.01, 0.02, 0.04]])
-    _, base = liquidation_gap(market, np.zeros((1, 3)), volatility, long_run_volatility=0.02)
+    _, base, *_ = liquidation_gap(market, np.zeros((1, 3)), volatility, long_run_volatility=0.02)
     np.testing.assert_allclose(base, 2e9 * (volatility / 0.02) ** 1.35)
     assert base[0, 1] == pytest.approx(2e9)
     # an hourly period trades 1/24 of a day's volume, and its volatility is scaled to a day for impact
-    _, hourly = liquidation_gap(market, np.zeros((1, 3)), volatility / math.sqrt(24), period_days=1 / 24,
+    _, hourly, *_ = liquidation_gap(market, np.zeros((1, 3)), volatility / math.sqrt(24), period_days=1 / 24,
                                 long_run_volatility=0.02 / math.sqrt(24))
     np.testing.assert_allclose(hourly, base / 24)
-    daily_loss, _ = liquidation_gap(market, np.log([[0.7]]), np.array([[0.05]]), long_run_volatility=0.05)
-    hourly_loss, _ = liquidation_gap(market, np.log([[0.7]]), np.array([[0.05 / math.sqrt(24)]]), period_days=1 / 24,
+    daily_loss, *_ = liquidation_gap(market, np.log([[0.7]]), np.array([[0.05]]), long_run_volatility=0.05)
+    hourly_loss, *_ = liquidation_gap(market, np.log([[0.7]]), np.array([[0.05 / math.sqrt(24)]]), period_days=1 / 24,
                                      long_run_volatility=0.01)
     assert hourly_loss[0, 0] == pytest.approx(daily_loss[0, 0], rel=1e-12)
     with pytest.raises(ScenarioError, match="long_run_volatility"):
@@ -263,7 +263,8 @@ def test_build_scenarios_with_a_plugged_in_loss_model(three_markets):
     def negative(market, returns, volatility, *, period_days, long_run_volatility):
         return -np.ones(returns.shape), np.ones(returns.shape)
 
-    with pytest.raises(ScenarioError, match="loss model 'negative'.*losses must be finite and >= 0"):
+    with pytest.raises(ScenarioError, match=r"loss model 'negative'.*losses_by_market must be finite and >= 0; "
+                                            r"losses_by_market\[0, 0, 0\] = -1\.0 \(market 'ETH'\)"):
         build_scenarios(three_markets, venue, loss_model=negative)
 
     def wrong_shape(market, returns, volatility, *, period_days, long_run_volatility):
