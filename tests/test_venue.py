@@ -349,9 +349,24 @@ def test_build_scenarios_takes_a_pair_or_venue_losses(three_markets):
         winners = np.ones(shape) if market.name == "BTC" else None
         return VenueLosses(np.zeros(shape), np.ones(shape), winners=winners)
 
-    with pytest.raises(ScenarioError, match="loss model 'only_btc_knows' gave winners for some markets but None "
-                                            "for market 'ETH'"):
+    with pytest.raises(ScenarioError, match="loss model 'only_btc_knows' gave winners for some markets or chunks but "
+                                            "None for market 'ETH' in 1 of 1 chunks"):
         build_scenarios(three_markets, venue, loss_model=only_btc_knows)
+
+    def first_chunk_only(market, returns, volatility, *, period_days, long_run_volatility):
+        shape = returns.shape
+        first = np.array_equal(returns, three_markets.returns[:100, :, 0 if market.name == "BTC" else 1])
+        return VenueLosses(np.zeros(shape), np.ones(shape), liquidated=np.ones(shape) if first else None)
+
+    with pytest.raises(ScenarioError, match="gave liquidated for some markets or chunks but None for market 'ETH' in "
+                                            "6 of 7 chunks"):
+        build_scenarios(three_markets, venue, loss_model=first_chunk_only, chunk_size=100)
+
+    def no_base(market, returns, volatility, *, period_days, long_run_volatility):
+        return VenueLosses(np.zeros(returns.shape), None)
+
+    with pytest.raises(ScenarioError, match=r"loss model 'no_base' returned no premium_base \(None\) for market 'ETH'"):
+        build_scenarios(three_markets, venue, loss_model=no_base)
 
     def short_winners(market, returns, volatility, *, period_days, long_run_volatility):
         shape = returns.shape

@@ -142,6 +142,8 @@ def build_scenarios(
             ), model_name, market.name)
             expected = (block.stop - block.start, horizon)
             for what, array in zip(VenueLosses._fields, result):
+                if array is None and what in ("loss", "premium_base"):
+                    raise ScenarioError(f"loss model {model_name!r} returned no {what} (None) for market {market.name!r}")
                 if array is not None and np.shape(array) != expected:
                     raise ScenarioError(
                         f"loss model {model_name!r} returned {what} of shape {np.shape(array)} for market "
@@ -167,8 +169,8 @@ def build_scenarios(
         if any(calls) and min(calls) < len(starts):
             j = calls.index(min(calls))
             raise ScenarioError(
-                f"loss model {model_name!r} gave {name} for some markets but None for market "
-                f"{venue.markets[j].name!r} ({calls[j]} of {len(starts)} chunks): give it for every market or none")
+                f"loss model {model_name!r} gave {name} for some markets or chunks but None for market "
+                f"{venue.markets[j].name!r} in {len(starts) - calls[j]} of {len(starts)} chunks: give it always or never")
 
     info = dict(paths.metadata)
     info.update(
