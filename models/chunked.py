@@ -17,10 +17,14 @@ Choices (issue 9)
   chunk's losses are those rows of the in-memory ScenarioSet.
 * **Nothing is gathered.** Passes over the scenarios (:meth:`ChunkedScenarioSet.map`) run a
   function on every chunk where it lives and bring back only what it returns (per-chunk
-  summaries); :mod:`fundguard.optimizer.distributed` builds the solver's passes on it.
+  summaries); :mod:`fundguard.optimizer.distributed` builds the solver's passes on it. Each
+  chunk is a whole ScenarioSet, so its per-market fields (``losses_by_market``,
+  ``liquidated``, ``winners``) are there for a pass to read like its losses.
   :meth:`ChunkedScenarioSet.gather` exists for small sets and tests, and says so.
 * **Kept or regenerated.** ``persist=True`` (default) keeps every chunk in worker memory
-  (``N T (J + 1)`` float64: 0.96 GB per million scenarios at T = 30, J = 3); ``persist=False``
+  (losses, premium bases and the per-market fields the loss model gives: ``N T (4 J + 1)``
+  float64 with all three, 3.1 GB per million scenarios at T = 30, J = 3, of which 0.96 GB are
+  the losses and premium bases); ``persist=False``
   keeps nothing and regenerates each chunk from the plan in every pass (the same bits: the plan
   is deterministic), for sets larger than the cluster's memory, at the cost of one simulation
   per pass.
@@ -43,6 +47,8 @@ Choices (issue 9)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import math
 import threading
@@ -55,7 +61,7 @@ import numpy as np
 
 from .errors import ConfigError, MissingDependencyError, ScenarioError
 from .scenarios import SCENARIO_BLOCK, SimulationPlan
-from .scenarioset import ScenarioSet
+from .scenarioset import PER_MARKET_FIELDS, ScenarioSet
 from .venue import LossModel, VenueBook, build_scenarios, liquidation_gap
 from .venue import loss_model as named_loss_model
 
@@ -72,10 +78,13 @@ __all__ = [
 #: What to install for the distributed mode.
 DASK_EXTRA = 'pip install "fundguard[dask]"'
 
-# Default chunk: about 64 MiB of losses and premium bases (T = 30, J = 3: 69 blocks, 70,656
-# scenarios): large enough that a task's overhead (~1 ms) is noise, small enough that a worker
-# holds several and a lost one is quick to recompute.
+# Default chunk: about 64 MiB of a chunk's arrays, counting all three per-market fields (the
+# default loss model gives them): 8 T (4 J + 1) bytes a scenario (T = 30, J = 3: 21 blocks,
+# 21,504 scenarios): large enough that a task's overhead (~1 ms) is noise, small enough that a
+# worker holds several and a lost one is quick to recompute.
 _CHUNK_BYTES = 64 * 2**20
+#: float64 arrays of (T, J) per scenario a chunk holds at most: premium bases and the per-market fields.
+_PER_SCENARIO_MARKET_ARRAYS = 1 + len(PER_MARKET_FIELDS)
 
 
 def require_distributed() -> Any:
@@ -309,6 +318,25 @@ class ChunkedScenarioSet:
         """The stress scenarios (kept whole on the client), or None: ``stress`` as a store method."""
         return self.stress
 
+    @functools.cached_property
+    def per_market_fields(self) -> tuple[str, ...]:
+        """The per-market fields the chunks carry (those the loss model gives), asked of the first chunk once.
+
+        A persisted set asks its first chunk on its worker; otherwise its first block of 1024
+        scenarios is regenerated to see (the loss model gives the same fields for every chunk:
+        :func:`~fundguard.models.build_scenarios` refuses one that does not).
+        """
+        if self.parts is not None:
+            future = self.client.submit(_fields_of, self.parts[0], pure=False)
+        else:
+            b0 = self.blocks[0][0]
+            future = self.client.submit(_regenerated, _fields_of_chunk, self.plan, self.venue, self.loss_model,
+                                        b0, b0 + 1, 0, pure=False)
+        try:
+            return tuple(future.result())
+        finally:
+            future.release()
+
     @property
     def persisted(self) -> bool:
         """True when the chunks are kept in worker memory, False when regenerated per pass."""
@@ -380,9 +408,9 @@ def chunked_scenarios(
         Connected to the cluster (a ``LocalCluster``, or a scheduler such as ``tcp://host:8786``
         whose workers have the same fundguard version installed).
     chunk_size : int, optional
-        Scenarios per chunk, rounded up to whole blocks of 1024; default about 64 MiB of losses
-        and premium bases per chunk, and at least 8 chunks when N allows. Never changes the
-        numbers.
+        Scenarios per chunk, rounded up to whole blocks of 1024; default about 64 MiB of losses,
+        premium bases and per-market fields per chunk, and at least 8 chunks when N allows.
+        Never changes the numbers.
     stress : ScenarioSet, optional
         Stress scenarios (from ``build_scenarios(stress_paths(...), venue)``), kept on the client.
     loss_model : LossModel or str, default :func:`~fundguard.models.liquidation_gap`
@@ -425,8 +453,7 @@ def chunked_scenarios(
             raise ScenarioError(
                 f"stress scenarios have markets {list(stress.markets)} and horizon {stress.horizon}; "
                 f"expected {list(markets)} and {plan.horizon}")
-        stress = ScenarioSet(losses=stress.losses, premium_base=stress.premium_base, markets=markets,
-                             is_stress=np.ones(stress.n_scenarios, dtype=bool), metadata=stress.metadata)
+        stress = dataclasses.replace(stress, markets=markets, is_stress=np.ones(stress.n_scenarios, dtype=bool))
     if isinstance(loss_model, str):
         loss_model = named_loss_model(loss_model)
     blocks = _layout(plan, len(markets), chunk_size)
@@ -440,7 +467,7 @@ def chunked_scenarios(
 def _layout(plan: SimulationPlan, n_markets: int, chunk_size: int | None) -> tuple[tuple[int, int], ...]:
     n_blocks = plan.n_blocks
     if chunk_size is None:
-        per_block = SCENARIO_BLOCK * plan.horizon * (n_markets + 1) * 8
+        per_block = SCENARIO_BLOCK * plan.horizon * (_PER_SCENARIO_MARKET_ARRAYS * n_markets + 1) * 8
         blocks_per_chunk = max(1, min(_CHUNK_BYTES // per_block, math.ceil(n_blocks / 8)))
     elif isinstance(chunk_size, (int, np.integer)) and not isinstance(chunk_size, bool) and chunk_size >= 1:
         blocks_per_chunk = -(-int(chunk_size) // SCENARIO_BLOCK)
@@ -467,6 +494,14 @@ def _regenerated(function: Callable[..., Any], plan: SimulationPlan, venue: Venu
 
 def _identity(chunk: ScenarioSet, start: int) -> ScenarioSet:
     return chunk
+
+
+def _fields_of(chunk: ScenarioSet) -> tuple[str, ...]:
+    return chunk.per_market_fields
+
+
+def _fields_of_chunk(chunk: ScenarioSet, start: int) -> tuple[str, ...]:
+    return chunk.per_market_fields
 
 
 def describe_layout(chunked: ChunkedScenarioSet) -> Mapping[str, Any]:

@@ -2,6 +2,9 @@
 
 ``ScenarioSet`` is all the optimizer knows of the world. ``build_scenarios`` makes one from
 simulated return paths and a venue book, but a user may build one from their own loss engine.
+Besides the pooled losses and the premium bases it may carry per-market figures for what comes
+after the fund (loss allocation, sensitivities): the losses by market, the notional liquidated
+and the winners' profit (:data:`PER_MARKET_FIELDS`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,17 @@ import numpy as np
 
 from .errors import ScenarioError
 
-__all__ = ["ScenarioSet", "split_positions"]
+__all__ = ["ScenarioSet", "split_positions", "PER_MARKET_FIELDS"]
 
 _FORMAT_VERSION = 1
+
+#: The optional (N, T, J) fields of a ScenarioSet, in the order they are stored and shown.
+PER_MARKET_FIELDS = ("losses_by_market", "liquidated", "winners")
+
+# Losses and their per-market sum agree within this relative tolerance: the sum of J
+# non-negative floats in another order differs by at most about J ulps (J * 1.1e-16 relative),
+# so 1e-9 only rejects sets whose two figures were computed from different numbers.
+_SUM_RTOL = 1e-9
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +55,17 @@ class ScenarioSet:
         must be kept apart from the random ones when estimating probabilities. Default all False.
     metadata : mapping, optional
         JSON-serialisable description of how the set was made (model, seed, units, ...).
+    losses_by_market : (N, T, J) array of float64, currency units, >= 0, optional
+        ``losses_by_market[s, t, j]``: the part of ``losses[s, t]`` that market ``j``'s
+        liquidations cost the fund; when given, ``losses`` must equal its sum over markets
+        (within a relative 1e-9). Default None: only the pooled losses are known (a set built
+        from a loss engine that does not split them).
+    liquidated : (N, T, J) array of float64, currency units, >= 0, optional
+        Notional liquidated in market ``j`` in period ``t`` (both sides). Default None.
+    winners : (N, T, J) array of float64, currency units, >= 0, optional
+        Mark-to-market profit in market ``j`` of the side the period's move favoured (the
+        shorts on a fall, the longs on a rise): what auto-deleveraging could take from after
+        the fund. Default None.
 
     Notes
     -----
@@ -55,6 +77,12 @@ class ScenarioSet:
     Every entry must be finite and >= 0, and so must every scenario's total over the horizon
     and the total over all scenarios (losses near 1e308 whose sums overflow would otherwise
     make an infinite fund target).
+
+    Memory (:attr:`nbytes`): ``8 N T (J + 1)`` bytes for losses and premium bases, plus
+    ``8 N T J`` for each per-market field given (``8 N T (4 J + 1)`` with all three: 3.1 kB per
+    scenario at T = 30, J = 3), plus N bytes of stress flags. Every operation (:meth:`subset`,
+    :meth:`split`, :meth:`concat`, :meth:`stress_part`, :meth:`random_part`, :meth:`save` /
+    :meth:`load`, pickling) carries the per-market fields given, row for row.
     """
 
     losses: np.ndarray
@@ -62,6 +90,9 @@ class ScenarioSet:
     markets: tuple[str, ...]
     is_stress: np.ndarray | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    losses_by_market: np.ndarray | None = None
+    liquidated: np.ndarray | None = None
+    winners: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         losses = _real_array("losses", self.losses)
@@ -77,8 +108,25 @@ class ScenarioSet:
                 f"premium_base must have shape (N, T, J) = {(n, t, len(markets))} "
                 f"to match losses {losses.shape} and {len(markets)} markets, got {base.shape}"
             )
+        per_market = {}
+        for name in PER_MARKET_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            array = _real_array(name, value)
+            if array.shape != base.shape:
+                raise ScenarioError(
+                    f"{name} must have shape (N, T, J) = {base.shape} to match losses {losses.shape} and "
+                    f"{len(markets)} markets, got {array.shape}")
+            per_market[name] = array
+        # the per-market figures first: a bad entry there is named with its market, and it is
+        # the cause of the same bad entry in the pooled losses
+        for name, array in per_market.items():
+            _check_finite_nonnegative(name, array, markets)
         _check_finite_nonnegative("losses", losses)
-        _check_finite_nonnegative("premium_base", base)
+        _check_finite_nonnegative("premium_base", base, markets)
+        if "losses_by_market" in per_market:
+            _check_pooled_sum(losses, per_market["losses_by_market"], markets)
         if self.is_stress is None:
             stress = np.zeros(n, dtype=bool)
         else:
@@ -97,6 +145,8 @@ class ScenarioSet:
         object.__setattr__(self, "markets", markets)
         object.__setattr__(self, "is_stress", stress)
         object.__setattr__(self, "metadata", metadata)
+        for name, array in per_market.items():
+            object.__setattr__(self, name, array)
 
     @property
     def n_scenarios(self) -> int:
@@ -124,6 +174,17 @@ class ScenarioSet:
         return self.n_scenarios - self.n_stress
 
     @property
+    def per_market_fields(self) -> tuple[str, ...]:
+        """The per-market fields this set carries (those of :data:`PER_MARKET_FIELDS` not None), in that order."""
+        return tuple(name for name in PER_MARKET_FIELDS if getattr(self, name) is not None)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the set's arrays: ``8 N T (J + 1 + J k) + N`` with k per-market fields."""
+        arrays = [self.losses, self.premium_base, self.is_stress] + [getattr(self, n) for n in self.per_market_fields]
+        return sum(int(a.nbytes) for a in arrays)
+
+    @property
     def distributed(self) -> bool:
         """False: every scenario is in this process's memory (see :class:`~fundguard.models.ScenarioStore`)."""
         return False
@@ -146,7 +207,8 @@ class ScenarioSet:
     def __repr__(self) -> str:
         return (
             f"ScenarioSet(n_scenarios={self.n_scenarios}, horizon={self.horizon}, "
-            f"markets={list(self.markets)}, n_stress={self.n_stress})"
+            f"markets={list(self.markets)}, n_stress={self.n_stress}"
+            + (f", per_market={list(self.per_market_fields)})" if self.per_market_fields else ")")
         )
 
     def subset(self, index: np.ndarray | Sequence[int] | slice) -> ScenarioSet:
@@ -172,6 +234,7 @@ class ScenarioSet:
             markets=self.markets,
             is_stress=self.is_stress[idx],
             metadata=self.metadata,
+            **{name: getattr(self, name)[idx] for name in self.per_market_fields},
         )
 
     def random_part(self) -> ScenarioSet:
@@ -200,7 +263,9 @@ class ScenarioSet:
     def concat(sets: Sequence[ScenarioSet], metadata: Mapping[str, Any] | None = None) -> ScenarioSet:
         """Stack scenario sets with the same horizon and markets along the scenario axis.
 
-        The metadata of the first set is kept unless ``metadata`` is given.
+        The metadata of the first set is kept unless ``metadata`` is given. A per-market field
+        (``losses_by_market``, ``liquidated``, ``winners``) is stacked when every set has it and
+        is None otherwise (a set built from pooled losses only knows no split to stack).
         """
         sets = list(sets)
         if not sets:
@@ -217,10 +282,16 @@ class ScenarioSet:
             markets=first.markets,
             is_stress=np.concatenate([s.is_stress for s in sets]),
             metadata=first.metadata if metadata is None else metadata,
+            **{name: np.concatenate([getattr(s, name) for s in sets]) for name in PER_MARKET_FIELDS
+               if all(getattr(s, name) is not None for s in sets)},
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the set to ``path`` as an uncompressed ``.npz``, atomically (temporary file + rename)."""
+        """Write the set to ``path`` as an uncompressed ``.npz``, atomically (temporary file + rename).
+
+        The per-market fields given are stored under their own names (a reader of the same
+        format version that does not know them ignores them).
+        """
         path = Path(path)
         header = {"format_version": _FORMAT_VERSION, "markets": list(self.markets), "metadata": self.metadata}
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
@@ -232,6 +303,7 @@ class ScenarioSet:
                     premium_base=self.premium_base,
                     is_stress=self.is_stress,
                     header=np.array(json.dumps(header)),
+                    **{name: getattr(self, name) for name in self.per_market_fields},
                 )
             os.replace(tmp, path)
         except BaseException:
@@ -247,6 +319,7 @@ class ScenarioSet:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 arrays = {k: data[k] for k in ("losses", "premium_base", "is_stress")}
+                arrays.update({k: data[k] for k in PER_MARKET_FIELDS if k in data.files})
         except (OSError, KeyError, ValueError) as exc:
             raise ScenarioError(f"{path}: not a fundguard ScenarioSet file ({exc})") from None
         if header.get("format_version") != _FORMAT_VERSION:
@@ -295,7 +368,21 @@ def _real_array(name: str, value: Any) -> np.ndarray:
     raise ScenarioError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
 
 
-def _check_finite_nonnegative(name: str, array: np.ndarray) -> None:
+def _check_pooled_sum(losses: np.ndarray, by_market: np.ndarray, markets: tuple[str, ...]) -> None:
+    """ScenarioError unless ``losses`` equals ``by_market`` summed over markets within ``_SUM_RTOL``."""
+    total = by_market.sum(axis=-1)
+    # both >= 0 and finite (checked before), so max(losses, total) bounds the rounding of either
+    apart = np.abs(losses - total) > _SUM_RTOL * np.maximum(losses, total)
+    if apart.any():
+        s, t = (int(i) for i in np.argwhere(apart)[0])
+        split = ", ".join(f"{m} {float(v)!r}" for m, v in zip(markets, by_market[s, t]))
+        raise ScenarioError(
+            f"losses must equal losses_by_market summed over markets (within a relative {_SUM_RTOL:g}); "
+            f"losses[{s}, {t}] = {float(losses[s, t])!r} but losses_by_market[{s}, {t}] sums to "
+            f"{float(total[s, t])!r} ({split})")
+
+
+def _check_finite_nonnegative(name: str, array: np.ndarray, markets: tuple[str, ...] = ()) -> None:
     # Two passes: min, then the sum (finite iff every entry is finite and no total overflows,
     # the entries being >= 0); locate the culprit only on failure.
     if not array.size:
@@ -308,7 +395,8 @@ def _check_finite_nonnegative(name: str, array: np.ndarray) -> None:
     bad = ~np.isfinite(array) | (array < 0)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ScenarioError(f"{name} must be finite and >= 0; {name}{list(where)} = {float(array[where])!r}")
+        market = f" (market {markets[where[2]]!r})" if array.ndim == 3 and markets else ""
+        raise ScenarioError(f"{name} must be finite and >= 0; {name}{list(where)} = {float(array[where])!r}{market}")
     with np.errstate(over="ignore"):
         per_scenario = array.reshape(array.shape[0], -1).sum(axis=1)
     overflowing = np.flatnonzero(~np.isfinite(per_scenario))

@@ -21,7 +21,7 @@ __all__ = ["ScenarioStore"]
 
 @runtime_checkable
 class ScenarioStore(Protocol):
-    """Random and stress scenarios of losses and premium bases, passed over chunk by chunk.
+    """Random and stress scenarios of losses and premium bases (and per-market figures), passed over chunk by chunk.
 
     Attributes
     ----------
@@ -41,6 +41,13 @@ class ScenarioStore(Protocol):
     distributed : bool
         True when the random scenarios live on other processes (each pass is a round of tasks;
         a method that needs all scenarios in one place cannot run on it).
+    per_market_fields : tuple of str
+        The per-market (N, T, J) fields every chunk of random scenarios carries besides
+        ``losses`` and ``premium_base``, among ``("losses_by_market", "liquidated", "winners")``
+        (:data:`~fundguard.models.scenarioset.PER_MARKET_FIELDS`); the others are None on the
+        chunks. A pass reads them on the chunk as it reads the losses
+        (``chunk.liquidated[:, t, j]``), so they are summarised where they live like the rest.
+        The stress part says its own (``stress_part().per_market_fields``).
     """
 
     @property
@@ -63,6 +70,9 @@ class ScenarioStore(Protocol):
 
     @property
     def distributed(self) -> bool: ...
+
+    @property
+    def per_market_fields(self) -> tuple[str, ...]: ...
 
     def map(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
         """``[function(chunk, start, *args, **kwargs) for every chunk of random scenarios]``, in row order.

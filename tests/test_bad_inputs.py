@@ -34,6 +34,7 @@ from fundguard.models import (
     stress_paths,
 )
 from fundguard.models.errors import InfeasibleError, ProblemError
+from fundguard.models.venue.losses import VenueLosses
 from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, solve
 from fundguard.optimizer.job.config import parse_config
 from fundguard.optimizer.job.balance import check_balance
@@ -152,6 +153,21 @@ CASES = {
                               ProblemError, "cost_of_capital = 1e+305"),
     "premium income overflowing": (lambda: solve(PolicyProblem(alpha=0.05, cost_of_capital=0.1, premium_max=1e305), GOOD),
                                    ProblemError, "premium_max = 1e+305"),
+    # -- seam (issue 15): per-market fields --
+    "losses not the sum of losses_by_market": (lambda: ScenarioSet(LOSSES + 1.0, BASE, ["A", "B"],
+                                                                   losses_by_market=_by_market()),
+                                                ScenarioError, "losses must equal losses_by_market summed over markets"),
+    "losses_by_market of wrong shape": (lambda: ScenarioSet(LOSSES, BASE, ["A", "B"],
+                                                            losses_by_market=_by_market()[:, :, :1]),
+                                        ScenarioError, "losses_by_market must have shape (N, T, J) = (400, 5, 2)"),
+    "liquidated negative": (lambda: ScenarioSet(LOSSES, BASE, ["A", "B"], liquidated=-BASE), ScenarioError,
+                            "liquidated[0, 0, 0] = "),
+    "winners NaN": (lambda: ScenarioSet(LOSSES, BASE, ["A", "B"], winners=np.where(BASE > 0, np.nan, 0.0)),
+                    ScenarioError, "(market 'A')"),
+    "loss model returning a triple": (lambda: _build_with(lambda market, returns, volatility, **_: (
+        returns * 0, returns * 0, returns * 0)), ScenarioError, "returned a tuple of length 3 for market 'BTC'"),
+    "loss model winners of wrong shape": (lambda: _build_with(lambda market, returns, volatility, **_: VenueLosses(
+        returns * 0, returns * 0, winners=returns[:, :1] * 0)), ScenarioError, "returned winners of shape (7, 1)"),
     # problem
     "alpha zero": (lambda: PolicyProblem(alpha=0.0, cost_of_capital=0.1), ProblemError, "alpha"),
     "alpha one": (lambda: PolicyProblem(alpha=1.0, cost_of_capital=0.1), ProblemError, "alpha"),
@@ -237,6 +253,18 @@ CASES = {
     "config unknown key": (lambda: _config(alfa=0.1), ConfigError, "problem.alfa"),
     "config wrong type": (lambda: _config(confidence="high"), ConfigError, "problem.confidence"),
 }
+
+def _by_market():
+    """LOSSES split between the two markets: a quarter to A, the rest to B."""
+    return np.stack([0.25 * LOSSES, LOSSES - 0.25 * LOSSES], axis=-1)
+
+
+def _build_with(loss_model):
+    from fundguard.models import ReturnPaths, build_scenarios
+
+    paths = ReturnPaths(np.zeros((7, 3, 1)), np.full((7, 3, 1), 0.02), ("BTC",))
+    return build_scenarios(paths, _book(), loss_model=loss_model)
+
 
 _MODEL = []
 

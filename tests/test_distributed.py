@@ -120,6 +120,50 @@ def test_chunks_are_the_in_memory_rows_whatever_the_chunking(client, world, chun
     chunked.release()
 
 
+_PER_MARKET = ("losses_by_market", "liquidated", "winners")
+
+
+def _per_market_totals(chunk, start):
+    """A pass over the per-market fields (on a worker): per market, the horizon totals of each, (n, 3, J)."""
+    return start, np.stack([getattr(chunk, name).sum(axis=1) for name in _PER_MARKET], axis=1)
+
+
+def test_the_per_market_fields_live_in_the_chunks_as_in_memory(chunked, world, client):
+    """Issue 15: every chunk carries losses_by_market, liquidated and winners; passes read them where
+    they are, the stress part keeps them, gathering stacks them: the in-memory rows, bit for bit."""
+    from fundguard.models import chunked_scenarios
+
+    plan, venue, stress, in_memory = world
+    assert in_memory.per_market_fields == _PER_MARKET
+    assert chunked.per_market_fields == _PER_MARKET
+    parts = chunked.map(_per_market_totals)
+    assert [p[0] for p in parts] == [chunked.rows(i)[0] for i in range(chunked.n_chunks)]
+    random = in_memory.random_part()
+    expected = np.stack([getattr(random, name).sum(axis=1) for name in _PER_MARKET], axis=1)
+    assert np.array_equal(np.concatenate([p[1] for p in parts]), expected)
+    # the per-market losses add up to the pooled ones, on the workers too (summed in another order)
+    np.testing.assert_allclose(np.concatenate([p[1][:, 0].sum(axis=-1) for p in parts]), random.losses.sum(axis=1),
+                               rtol=1e-12)
+    for name in _PER_MARKET:
+        assert np.array_equal(getattr(chunked.stress_part(), name), getattr(in_memory.stress_part(), name)), name
+    regenerated = chunked_scenarios(plan, venue, client, chunk_size=8192, stress=stress, persist=False)
+    assert regenerated.per_market_fields == _PER_MARKET
+    gathered = regenerated.gather()
+    for name in _PER_MARKET:
+        assert np.array_equal(getattr(gathered, name), getattr(in_memory, name)), name
+
+
+def test_a_chunked_set_of_a_pair_model_has_losses_by_market_only(client, world):
+    from fundguard.models import chunked_scenarios
+
+    plan, venue, _, in_memory = world
+    pooled_only = chunked_scenarios(plan, venue, client, chunk_size=9000, loss_model=_pair_model, persist=False)
+    assert pooled_only.per_market_fields == ("losses_by_market",)
+    gathered = pooled_only.gather()
+    assert gathered.liquidated is None and gathered.winners is None
+    assert np.array_equal(gathered.losses_by_market, in_memory.random_part().losses_by_market)
+
+
 @pytest.mark.parametrize("problem_name", ["preset", "interior"])
 @pytest.mark.parametrize("method", ["cvar", "exact"])
 def test_solve_equals_the_in_memory_fast_path(chunked, world, method, problem_name):
@@ -225,6 +269,14 @@ def test_other_methods_and_bad_options_are_refused(chunked):
         solve(problem, chunked, "certified")
     with pytest.raises(ProblemError, match="no option 'beta'"):
         solve(problem, chunked, "cvar", beta=0.1)
+
+
+def _pair_model(market, returns, volatility, *, period_days, long_run_volatility):
+    """liquidation_gap's (loss, premium_base) only: the older pair form (module level: it must pickle)."""
+    from fundguard.models import liquidation_gap
+
+    return tuple(liquidation_gap(market, returns, volatility, period_days=period_days,
+                                 long_run_volatility=long_run_volatility)[:2])
 
 
 # -- failures -------------------------------------------------------------------------------------

@@ -213,3 +213,143 @@ def test_a_scenario_set_is_a_store_of_one_chunk():
     assert plain.stress_part() is None and plain.map(lambda chunk, start: chunk) == [plain]
     only_stress = ScenarioSet(losses=losses, premium_base=base, markets=("A", "B"), is_stress=np.ones(6, dtype=bool))
     assert only_stress.n_random == 0 and only_stress.map(lambda chunk, start: 1) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-market fields (issue 15): losses_by_market, liquidated, winners
+# ---------------------------------------------------------------------------------------------
+
+
+def make_full_set(n: int = 12, horizon: int = 4, markets=("BTC", "ETH", "SOL"), seed: int = 7, **kw) -> ScenarioSet:
+    """A set with all three per-market fields; every row tagged by its own numbers."""
+    rng = np.random.default_rng(seed)
+    shape = (n, horizon, len(markets))
+    by_market = rng.exponential(1e6, size=shape) * (rng.random(shape) < 0.5)
+    return ScenarioSet(
+        losses=by_market.sum(axis=-1),
+        premium_base=rng.exponential(1e8, size=shape),
+        markets=markets,
+        losses_by_market=by_market,
+        liquidated=rng.exponential(1e7, size=shape),
+        winners=rng.exponential(1e7, size=shape),
+        **kw,
+    )
+
+
+def _same_rows(part: ScenarioSet, whole: ScenarioSet, rows) -> None:
+    for name in ("losses", "premium_base", "is_stress", "losses_by_market", "liquidated", "winners"):
+        np.testing.assert_array_equal(getattr(part, name), getattr(whole, name)[rows], err_msg=name)
+
+
+def test_per_market_fields_are_optional_and_stored_without_copies():
+    plain = make_set()
+    assert plain.losses_by_market is None and plain.liquidated is None and plain.winners is None
+    assert plain.per_market_fields == ()
+    # 40 scenarios x 5 periods: losses 8 * 200, premium bases 8 * 400, stress flags 40
+    assert plain.nbytes == 8 * 200 + 8 * 400 + 40
+    full = make_full_set()
+    assert full.per_market_fields == ("losses_by_market", "liquidated", "winners")
+    # 12 x 4 x 3: 8 N T (4 J + 1) + N bytes
+    assert full.nbytes == 8 * 12 * 4 * 13 + 12
+    by_market = full.losses_by_market
+    again = ScenarioSet(losses=full.losses, premium_base=full.premium_base, markets=full.markets,
+                        losses_by_market=by_market)
+    assert again.losses_by_market is by_market and again.per_market_fields == ("losses_by_market",)
+    integers = ScenarioSet(losses=np.full((2, 1), 3), premium_base=np.ones((2, 1, 2)), markets=("A", "B"),
+                           losses_by_market=np.array([[[1, 2]], [[3, 0]]]), winners=np.zeros((2, 1, 2), dtype=int))
+    assert integers.losses_by_market.dtype == np.float64 and integers.winners.dtype == np.float64
+    assert "per_market=['losses_by_market', 'liquidated', 'winners']" in repr(full)
+    assert "per_market" not in repr(plain)
+
+
+def test_losses_must_be_the_sum_of_losses_by_market():
+    full = make_full_set()
+    # the pooled losses may differ from the sum in another order by rounding: 1e-12 relative passes
+    ScenarioSet(losses=full.losses * (1 + 1e-12), premium_base=full.premium_base, markets=full.markets,
+                losses_by_market=full.losses_by_market)
+    rows, periods = np.nonzero(full.losses)
+    s, t = int(rows[0]), int(periods[0])
+    off = full.losses.copy()
+    off[s, t] *= 1 + 1e-8  # beyond 1e-9
+    with pytest.raises(ScenarioError, match=rf"losses must equal losses_by_market summed over markets \(within a "
+                                            rf"relative 1e-09\); losses\[{s}, {t}\] = .* sums to .*\(BTC "):
+        ScenarioSet(losses=off, premium_base=full.premium_base, markets=full.markets,
+                    losses_by_market=full.losses_by_market)
+    # a loss with no market to come from
+    zero = np.zeros_like(full.losses_by_market)
+    with pytest.raises(ScenarioError, match=r"losses\[0, 0\] = 1\.0 but losses_by_market\[0, 0\] sums to 0\.0"):
+        ScenarioSet(losses=np.ones(full.losses.shape), premium_base=full.premium_base, markets=full.markets,
+                    losses_by_market=zero)
+
+
+@pytest.mark.parametrize("name", ["losses_by_market", "liquidated", "winners"])
+def test_per_market_fields_are_validated_naming_field_index_and_market(name):
+    full = make_full_set()
+    fields = {n: getattr(full, n) for n in ("losses_by_market", "liquidated", "winners")}
+
+    def build(value):
+        return ScenarioSet(losses=full.losses, premium_base=full.premium_base, markets=full.markets,
+                           **{**fields, name: value})
+
+    with pytest.raises(ScenarioError, match=rf"{name} must have shape \(N, T, J\) = \(12, 4, 3\) .* got \(12, 4, 2\)"):
+        build(fields[name][:, :, :2])
+    for bad, shown in ((-2.5, r"-2\.5"), (np.nan, "nan"), (np.inf, "inf")):
+        value = fields[name].copy()
+        value[5, 3, 2] = bad
+        with pytest.raises(ScenarioError, match=rf"{name} must be finite and >= 0; {name}\[5, 3, 2\] = {shown} "
+                                                r"\(market 'SOL'\)"):
+            build(value)
+    with pytest.raises(ScenarioError, match=f"{name} must be real numbers, got complex"):
+        build(fields[name] + 0j)
+    with pytest.raises(ScenarioError, match=f"{name} must be an array of real numbers, got dtype <U"):
+        build(fields[name].astype(str))
+
+
+def test_per_market_fields_survive_subset_split_and_the_stress_part():
+    stress = np.arange(12) % 5 == 0
+    full = make_full_set(is_stress=stress)
+    _same_rows(full.subset([11, 0, 3, 3]), full, [11, 0, 3, 3])
+    _same_rows(full.subset(slice(2, 9)), full, slice(2, 9))
+    _same_rows(full.subset(stress), full, stress)
+    _same_rows(full.stress_part(), full, stress)
+    _same_rows(full.random_part(), full, ~stress)
+    [(chunk, start)] = full.map(lambda chunk, start: (chunk, start))
+    assert start == 0
+    _same_rows(chunk, full, ~stress)
+    first, second = full.split(0.25, seed=3)
+    a, b = scenarioset_module.split_positions(12, 0.25, seed=3)
+    _same_rows(first, full, a)
+    _same_rows(second, full, b)
+
+
+def test_concat_stacks_per_market_fields_only_when_every_set_has_them():
+    a, b = make_full_set(n=5, seed=1), make_full_set(n=3, seed=2, is_stress=np.ones(3, dtype=bool))
+    joined = ScenarioSet.concat([a, b])
+    for name in ("losses_by_market", "liquidated", "winners"):
+        np.testing.assert_array_equal(getattr(joined, name), np.concatenate([getattr(a, name), getattr(b, name)]))
+    # a set from pooled losses only has no split to stack: the joined set has none either
+    pooled = ScenarioSet(losses=b.losses, premium_base=b.premium_base, markets=b.markets,
+                         losses_by_market=b.losses_by_market)
+    mixed = ScenarioSet.concat([a, pooled])
+    assert mixed.per_market_fields == ("losses_by_market",)
+    np.testing.assert_array_equal(mixed.losses_by_market[5:], b.losses_by_market)
+    bare = ScenarioSet(losses=b.losses, premium_base=b.premium_base, markets=b.markets)
+    assert ScenarioSet.concat([a, bare]).per_market_fields == ()
+
+
+def test_per_market_fields_survive_save_load_and_pickle(tmp_path):
+    import pickle
+
+    full = make_full_set(is_stress=np.arange(12) == 4, metadata={"seed": 7})
+    loaded = ScenarioSet.load(full.save(tmp_path / "full.npz"))
+    _same_rows(loaded, full, slice(None))
+    assert loaded.per_market_fields == full.per_market_fields and loaded.metadata == {"seed": 7}
+    # a file written without them (a pooled-only set, or an older version) loads without them
+    plain = ScenarioSet.load(make_set().save(tmp_path / "plain.npz"))
+    assert plain.per_market_fields == ()
+    partial = ScenarioSet(losses=full.losses, premium_base=full.premium_base, markets=full.markets,
+                          winners=full.winners)
+    assert ScenarioSet.load(partial.save(tmp_path / "partial.npz")).per_market_fields == ("winners",)
+    pickled = pickle.loads(pickle.dumps(full))
+    _same_rows(pickled, full, slice(None))
+    assert pickled.per_market_fields == full.per_market_fields

@@ -64,10 +64,38 @@ def test_hand_computed_single_period_to_the_cent():
     """
     market = Market("X", open_interest=100e6, daily_volume=400e6, impact=0.5, gap=0.5,
                     tiers=[LeverageTier(0.5, 10, 0.02), LeverageTier(0.5, 4, 0.05)])
-    loss, base = liquidation_gap(market, np.log([[0.88, 1.12]]), np.full((1, 2), 0.04))
+    loss, base, *_ = liquidation_gap(market, np.log([[0.88, 1.12]]), np.full((1, 2), 0.04))
     np.testing.assert_allclose(loss, [[447_213.60, 447_213.60]], atol=0.005)
     np.testing.assert_allclose(base, [[30_000_000.00, 30_000_000.00]], atol=0.005)
     assert round(float(loss[0, 0]), 2) == 447_213.60
+
+
+def test_hand_computed_liquidated_notional_and_winners_of_one_market():
+    """The book of the test above, one market; liquidated and winners by hand.
+
+    A 12% fall: the longs lose, q1 = 50m (tier 1 wholly), q2 = 30m: liquidated 80m; the shorts
+    gain OI * 0.12 = 12m. A 12% rise: the same for the shorts' ladder and the longs' gain.
+    A 5% fall: q1 = 50m * 0.05/0.08 = 31.25m, q2 = 50m * 0.05/0.20 = 12.5m: 43.75m; winners 5m.
+    No move: nothing liquidated, nobody wins.
+    With shorts on a 25x ladder (D = 0.04 - 0.01 = 3%): a 5% rise liquidates all 100m of
+    shorts; the longs win 5m.
+    """
+    from fundguard.models.venue.losses import VenueLosses
+
+    tiers = [LeverageTier(0.5, 10, 0.02), LeverageTier(0.5, 4, 0.05)]
+    market = Market("X", open_interest=100e6, daily_volume=400e6, impact=0.5, gap=0.5, tiers=tiers)
+    result = liquidation_gap(market, np.log([[0.88, 1.12, 0.95, 1.0]]), np.full((1, 4), 0.04))
+    assert isinstance(result, VenueLosses)
+    np.testing.assert_allclose(result.liquidated, [[80e6, 80e6, 43.75e6, 0.0]], rtol=1e-12, atol=1e-6)
+    np.testing.assert_allclose(result.winners, [[12e6, 12e6, 5e6, 0.0]], rtol=1e-12, atol=1e-6)
+    # the loss and premium base are those of the test above (a 5% fall: no gap, impact
+    # 0.02 sqrt(43.75m / 400m) = 0.66% < m for both tiers: all 43.75m pay the fee)
+    np.testing.assert_allclose(result.loss, [[447_213.60, 447_213.60, 0.0, 0.0]], atol=0.005)
+    np.testing.assert_allclose(result.premium_base, [[30e6, 30e6, 43.75e6, 0.0]], rtol=1e-12, atol=1e-6)
+    shorts = replace(market, short_tiers=[LeverageTier(1.0, 25, 0.01)])
+    squeeze = liquidation_gap(shorts, np.log([[1.05, 0.95]]), np.full((1, 2), 0.04))
+    np.testing.assert_allclose(squeeze.liquidated, [[100e6, 43.75e6]], rtol=1e-12)
+    np.testing.assert_allclose(squeeze.winners, [[5e6, 5e6]], rtol=1e-12)
 
 
 def test_no_loss_when_every_margin_exceeds_the_largest_shortfall():
@@ -77,7 +105,7 @@ def test_no_loss_when_every_margin_exceeds_the_largest_shortfall():
     rng = np.random.default_rng(0)
     returns = np.log1p(rng.uniform(-0.19, 0.19, size=(500, 30)))
     volatility = rng.uniform(0.001, 0.1, size=(500, 30))
-    loss, base = liquidation_gap(market, returns, volatility)
+    loss, base, *_ = liquidation_gap(market, returns, volatility)
     assert np.all(loss == 0.0)
     assert np.all(base[returns != 0] > 0)  # liquidations happen, all pay the fee
     # the same book with a thinner margin does lose
@@ -99,8 +127,8 @@ def test_losses_grow_with_size_leverage_impact_and_gap(change):
     base_market = Market("X", open_interest=1e9, daily_volume=3e9)
     bigger = replace(base_market, **change)
     returns, volatility = move_grid()
-    low, _ = liquidation_gap(base_market, returns, volatility)
-    high, _ = liquidation_gap(bigger, returns, volatility)
+    low, *_ = liquidation_gap(base_market, returns, volatility)
+    high, *_ = liquidation_gap(bigger, returns, volatility)
     assert np.all(high >= low - 1e-6)
     assert high.sum() > 1.05 * low.sum()
 
@@ -116,7 +144,7 @@ def test_higher_leverage_at_the_same_margin_loses_more():
 def test_losses_grow_with_the_size_of_the_move():
     market = Market("X", open_interest=1e9, daily_volume=3e9)
     returns, volatility = move_grid()
-    loss, _ = liquidation_gap(market, returns, volatility)
+    loss, *_ = liquidation_gap(market, returns, volatility)
     simple = np.expm1(returns[:, 0])
     down, up = loss[simple <= 0][::-1], loss[simple >= 0]  # both ordered by growing |move|
     assert np.all(np.diff(down, axis=0) >= -1e-6) and np.all(np.diff(up, axis=0) >= -1e-6)
@@ -132,8 +160,8 @@ def test_long_side_loses_on_down_moves_only_and_short_side_on_up_moves_only():
     simple = np.expm1(returns[:, 0])
     longs_only = Market("X", 1e9, 3e9, tiers=DEFAULT_TIERS, short_tiers=safe, impact=0.0)
     shorts_only = Market("X", 1e9, 3e9, tiers=safe, short_tiers=DEFAULT_TIERS, impact=0.0)
-    long_loss, _ = liquidation_gap(longs_only, returns, volatility)
-    short_loss, _ = liquidation_gap(shorts_only, returns, volatility)
+    long_loss, *_ = liquidation_gap(longs_only, returns, volatility)
+    short_loss, *_ = liquidation_gap(shorts_only, returns, volatility)
     assert np.all(long_loss[simple >= 0] == 0) and long_loss[simple < -0.2].min() > 0
     assert np.all(short_loss[simple <= 0] == 0) and short_loss[simple > 0.2].min() > 0
     # a book with the default ladder on both sides is the sum of its two sides
@@ -144,7 +172,7 @@ def test_long_side_loses_on_down_moves_only_and_short_side_on_up_moves_only():
 def test_liquidation_premium_base_is_non_bankrupt_liquidated_notional():
     market = Market("X", open_interest=1e9, daily_volume=3e9)
     returns, volatility = move_grid()
-    loss, base = liquidation_gap(market, returns, volatility)
+    loss, base, *_ = liquidation_gap(market, returns, volatility)
     no_impact = replace(market, impact=0.0, gap=0.0)
     # without slippage nothing goes bankrupt, and every liquidated dollar pays the fee:
     # base = OI sum_k w_k min(1, a / D_k)
@@ -158,15 +186,15 @@ def test_liquidation_premium_base_is_non_bankrupt_liquidated_notional():
 def test_volume_premium_base_rises_with_volatility_and_scales_with_period():
     market = Market("X", open_interest=1e9, daily_volume=2e9, premium_kind="volume", volume_elasticity=1.35)
     volatility = np.array([[0.01, 0.02, 0.04]])
-    _, base = liquidation_gap(market, np.zeros((1, 3)), volatility, long_run_volatility=0.02)
+    _, base, *_ = liquidation_gap(market, np.zeros((1, 3)), volatility, long_run_volatility=0.02)
     np.testing.assert_allclose(base, 2e9 * (volatility / 0.02) ** 1.35)
     assert base[0, 1] == pytest.approx(2e9)
     # an hourly period trades 1/24 of a day's volume, and its volatility is scaled to a day for impact
-    _, hourly = liquidation_gap(market, np.zeros((1, 3)), volatility / math.sqrt(24), period_days=1 / 24,
+    _, hourly, *_ = liquidation_gap(market, np.zeros((1, 3)), volatility / math.sqrt(24), period_days=1 / 24,
                                 long_run_volatility=0.02 / math.sqrt(24))
     np.testing.assert_allclose(hourly, base / 24)
-    daily_loss, _ = liquidation_gap(market, np.log([[0.7]]), np.array([[0.05]]), long_run_volatility=0.05)
-    hourly_loss, _ = liquidation_gap(market, np.log([[0.7]]), np.array([[0.05 / math.sqrt(24)]]), period_days=1 / 24,
+    daily_loss, *_ = liquidation_gap(market, np.log([[0.7]]), np.array([[0.05]]), long_run_volatility=0.05)
+    hourly_loss, *_ = liquidation_gap(market, np.log([[0.7]]), np.array([[0.05 / math.sqrt(24)]]), period_days=1 / 24,
                                      long_run_volatility=0.01)
     assert hourly_loss[0, 0] == pytest.approx(daily_loss[0, 0], rel=1e-12)
     with pytest.raises(ScenarioError, match="long_run_volatility"):
@@ -263,7 +291,8 @@ def test_build_scenarios_with_a_plugged_in_loss_model(three_markets):
     def negative(market, returns, volatility, *, period_days, long_run_volatility):
         return -np.ones(returns.shape), np.ones(returns.shape)
 
-    with pytest.raises(ScenarioError, match="loss model 'negative'.*losses must be finite and >= 0"):
+    with pytest.raises(ScenarioError, match=r"loss model 'negative'.*losses_by_market must be finite and >= 0; "
+                                            r"losses_by_market\[0, 0, 0\] = -1\.0 \(market 'ETH'\)"):
         build_scenarios(three_markets, venue, loss_model=negative)
 
     def wrong_shape(market, returns, volatility, *, period_days, long_run_volatility):
@@ -271,6 +300,150 @@ def test_build_scenarios_with_a_plugged_in_loss_model(three_markets):
 
     with pytest.raises(ScenarioError, match="'wrong_shape' returned loss of shape \\(3,\\) for market 'ETH'"):
         build_scenarios(three_markets, venue, loss_model=wrong_shape)
+
+
+def test_build_scenarios_fills_the_per_market_fields(three_markets):
+    venue = VenueBook([Market("SOL", 2e8, 5e8, premium_kind="volume"), Market("BTC", 1e9, 3e9)])
+    scenarios = build_scenarios(three_markets, venue, chunk_size=100)
+    assert scenarios.per_market_fields == ("losses_by_market", "liquidated", "winners")
+    # losses are the pooled per-market losses (summed in market order: exactly equal)
+    np.testing.assert_array_equal(scenarios.losses, scenarios.losses_by_market.sum(axis=-1))
+    assert scenarios.losses_by_market[:, :, 1].sum() > 0
+    for j, (market, column) in enumerate(((venue.markets[0], 2), (venue.markets[1], 0))):
+        alone = liquidation_gap(market, three_markets.returns[:, :, column], three_markets.volatility[:, :, column],
+                                long_run_volatility=float(three_markets.long_run_volatility[column]))
+        for name in ("liquidated", "winners"):
+            np.testing.assert_array_equal(getattr(scenarios, name)[:, :, j], getattr(alone, name))
+        np.testing.assert_array_equal(scenarios.losses_by_market[:, :, j], alone.loss)
+        # winners: OI |R|
+        simple = np.expm1(three_markets.returns[:, :, column])
+        np.testing.assert_allclose(scenarios.winners[:, :, j], market.open_interest * np.abs(simple), rtol=1e-12)
+    threaded = build_scenarios(three_markets, venue, chunk_size=7, threads=3)
+    for name in ("losses", "premium_base", "losses_by_market", "liquidated", "winners"):
+        assert np.array_equal(getattr(threaded, name), getattr(scenarios, name)), name
+
+
+def test_build_scenarios_takes_a_pair_or_venue_losses(three_markets):
+    from fundguard.models.venue.losses import VenueLosses
+
+    venue = VenueBook([Market("ETH", 5e8, 1e9), Market("BTC", 1e9, 3e9)])
+
+    def pair(market, returns, volatility, *, period_days, long_run_volatility):
+        return np.full(returns.shape, market.open_interest * 1e-9), np.ones(returns.shape)
+
+    old = build_scenarios(three_markets, venue, loss_model=pair)
+    assert old.per_market_fields == ("losses_by_market",)
+    np.testing.assert_array_equal(old.losses_by_market[0, 0], [0.5, 1.0])
+    np.testing.assert_array_equal(old.losses, np.full((700, 12), 1.5))
+
+    def liquidating(market, returns, volatility, *, period_days, long_run_volatility):
+        shape = returns.shape
+        return VenueLosses(np.zeros(shape), np.ones(shape), liquidated=np.full(shape, market.open_interest))
+
+    partial = build_scenarios(three_markets, venue, loss_model=liquidating, chunk_size=64)
+    assert partial.per_market_fields == ("losses_by_market", "liquidated") and partial.winners is None
+    np.testing.assert_array_equal(partial.liquidated[:, :, 1], np.full((700, 12), 1e9))
+
+    def only_btc_knows(market, returns, volatility, *, period_days, long_run_volatility):
+        shape = returns.shape
+        winners = np.ones(shape) if market.name == "BTC" else None
+        return VenueLosses(np.zeros(shape), np.ones(shape), winners=winners)
+
+    with pytest.raises(ScenarioError, match="loss model 'only_btc_knows' gave winners for some markets or chunks but "
+                                            "None for market 'ETH' in 1 of 1 chunks"):
+        build_scenarios(three_markets, venue, loss_model=only_btc_knows)
+
+    def first_chunk_only(market, returns, volatility, *, period_days, long_run_volatility):
+        shape = returns.shape
+        first = np.array_equal(returns, three_markets.returns[:100, :, 0 if market.name == "BTC" else 1])
+        return VenueLosses(np.zeros(shape), np.ones(shape), liquidated=np.ones(shape) if first else None)
+
+    with pytest.raises(ScenarioError, match="gave liquidated for some markets or chunks but None for market 'ETH' in "
+                                            "6 of 7 chunks"):
+        build_scenarios(three_markets, venue, loss_model=first_chunk_only, chunk_size=100)
+
+    def no_base(market, returns, volatility, *, period_days, long_run_volatility):
+        return VenueLosses(np.zeros(returns.shape), None)
+
+    with pytest.raises(ScenarioError, match=r"loss model 'no_base' returned no premium_base \(None\) for market 'ETH'"):
+        build_scenarios(three_markets, venue, loss_model=no_base)
+
+    def short_winners(market, returns, volatility, *, period_days, long_run_volatility):
+        shape = returns.shape
+        return VenueLosses(np.zeros(shape), np.ones(shape), winners=np.ones((shape[0], 3)))
+
+    with pytest.raises(ScenarioError, match=r"loss model 'short_winners' returned winners of shape \(7, 3\) for "
+                                            r"market 'ETH', expected \(7, 12\)"):
+        build_scenarios(three_markets, venue, loss_model=short_winners, chunk_size=7)
+
+    def negative_liquidated(market, returns, volatility, *, period_days, long_run_volatility):
+        shape = returns.shape
+        return VenueLosses(np.zeros(shape), np.ones(shape), liquidated=np.where(market.name == "BTC", -1.0,
+                                                                                np.ones(shape)))
+
+    with pytest.raises(ScenarioError, match=r"loss model 'negative_liquidated': liquidated must be finite and >= 0; "
+                                            r"liquidated\[0, 0, 1\] = -1\.0 \(market 'BTC'\)"):
+        build_scenarios(three_markets, venue, loss_model=negative_liquidated)
+
+    def three(market, returns, volatility, *, period_days, long_run_volatility):
+        return np.zeros(returns.shape), np.ones(returns.shape), np.ones(returns.shape)
+
+    with pytest.raises(ScenarioError, match=r"loss model 'three' returned a tuple of length 3 for market 'ETH'; "
+                                            r"expected \(loss, premium_base\) or a VenueLosses"):
+        build_scenarios(three_markets, venue, loss_model=three)
+
+    def array(market, returns, volatility, *, period_days, long_run_volatility):
+        return np.zeros(returns.shape)
+
+    with pytest.raises(ScenarioError, match="loss model 'array' returned a ndarray for market 'ETH'"):
+        build_scenarios(three_markets, venue, loss_model=array)
+
+
+def _with_excursions(paths: ReturnPaths) -> ReturnPaths:
+    """``paths`` with ``low`` / ``high`` attributes (N, T, J): low = min(r, 0) - 1%, high = max(r, 0) + 2%."""
+    low = np.minimum(paths.returns, 0.0) - 0.01
+    high = np.maximum(paths.returns, 0.0) + 0.02
+    with_them = replace(paths)
+    object.__setattr__(with_them, "low", low)  # whether or not ReturnPaths has the fields yet
+    object.__setattr__(with_them, "high", high)
+    return with_them
+
+
+def test_low_and_high_reach_loss_models_that_name_them(three_markets):
+    venue = VenueBook([Market("ETH", 5e8, 1e9), Market("BTC", 1e9, 3e9)])
+    paths = _with_excursions(three_markets)
+    seen = []
+
+    def excursion(market, returns, volatility, *, period_days, long_run_volatility, low=None, high=None):
+        # the fund pays the low's depth, in currency: checks the slices are this market's rows
+        return -low * market.open_interest, high * market.open_interest
+
+    scenarios = build_scenarios(paths, venue, loss_model=excursion, chunk_size=50)
+    for j, column in enumerate((1, 0)):
+        oi = venue.markets[j].open_interest
+        np.testing.assert_array_equal(scenarios.losses_by_market[:, :, j], -paths.low[:, :, column] * oi)
+        np.testing.assert_array_equal(scenarios.premium_base[:, :, j], paths.high[:, :, column] * oi)
+
+    def low_only(market, returns, volatility, *, period_days, long_run_volatility, low=None):
+        seen.append(low is not None)
+        return np.zeros(returns.shape), np.ones(returns.shape)
+
+    build_scenarios(paths, venue, loss_model=low_only)
+    assert seen and all(seen)
+
+    def catch_all(market, returns, volatility, **kwargs):
+        # a **kwargs model gets no excursions: it may forward them to one that takes none
+        assert set(kwargs) == {"period_days", "long_run_volatility"}
+        return liquidation_gap(market, returns, volatility, **kwargs)
+
+    np.testing.assert_array_equal(build_scenarios(paths, venue, loss_model=catch_all).losses,
+                                  build_scenarios(three_markets, venue).losses)
+
+    def needs_them(market, returns, volatility, *, period_days, long_run_volatility, low=None, high=None):
+        assert low is None and high is None  # paths without excursions: the model runs without them
+        return np.zeros(returns.shape), np.ones(returns.shape)
+
+    build_scenarios(three_markets, venue, loss_model=needs_them)
 
 
 def test_build_scenarios_errors(three_markets):

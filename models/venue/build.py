@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +17,7 @@ from ..scenarioset import ScenarioSet
 from . import registry
 from .book import VenueBook
 from .gap import liquidation_gap
+from .losses import VenueLosses
 from .registry import LossModel
 
 __all__ = ["build_scenarios"]
@@ -23,6 +26,11 @@ __all__ = ["build_scenarios"]
 # loss model's dozen temporaries stay in cache (measured 10-20% faster than 2**18, 2x faster
 # than 100,000 x 30 at once).
 _CHUNK_ELEMENTS = 2**16
+
+# Optional intraperiod paths of ReturnPaths, passed on to loss models that name them.
+_EXCURSIONS = ("low", "high")
+# Optional per-market figures of a VenueLosses, kept in the ScenarioSet when the model gives them.
+_OPTIONAL = ("liquidated", "winners")
 
 
 def build_scenarios(
@@ -44,6 +52,11 @@ def build_scenarios(
     venue : VenueBook
     loss_model : LossModel or str, default :func:`liquidation_gap`
         Called once per market and chunk of scenarios; a str names one of ``LOSS_MODELS``.
+        It returns ``(loss, premium_base)`` or a :class:`~fundguard.models.venue.losses.VenueLosses`.
+        When the paths carry intraperiod excursions (``paths.low`` / ``paths.high``, (N, T, J')
+        arrays, optional) and the model's signature names the keyword ``low`` / ``high`` (a
+        ``**kwargs`` catch-all does not count), the chunk's (n, T) slice of the market is
+        passed as it.
     chunk_size : int, optional
         Scenarios per chunk (default: about 2**16 scenario-periods); does not change the result.
     metadata : mapping, optional
@@ -59,17 +72,23 @@ def build_scenarios(
     -------
     ScenarioSet
         ``losses`` (N, T): sum over markets of the model's loss, currency units;
-        ``premium_base`` (N, T, J): per venue market, in venue order; ``is_stress`` from the
-        paths; ``metadata``: the paths' metadata, the venue and the loss model's name.
-        Memory: the two returned arrays plus a few (chunk, T) temporaries.
+        ``premium_base`` (N, T, J): per venue market, in venue order; ``losses_by_market``
+        (N, T, J): the model's loss per market; ``liquidated`` and ``winners`` (N, T, J): the
+        model's, when it returns a VenueLosses that gives them (for every market), else None;
+        ``is_stress`` from the paths; ``metadata``: the paths' metadata, the venue and the loss
+        model's name.
+        Memory: the returned arrays, ``8 N T (2 J + 1)`` bytes plus ``8 N T J`` for each of
+        ``liquidated`` and ``winners`` given, plus a few (chunk, T) temporaries.
 
     Raises
     ------
     SpecificationError
         ``loss_model`` names no loss model of ``LOSS_MODELS``.
     ScenarioError
-        A venue market missing from the paths, or a loss model returning arrays of the wrong
-        shape or negative / non-finite values.
+        A venue market missing from the paths, or a loss model returning something other than
+        a pair or a VenueLosses, arrays of the wrong shape or negative / non-finite values, or
+        ``liquidated`` / ``winners`` for some markets and not others (the message names the
+        model and the market).
     """
     if not isinstance(paths, ReturnPaths):
         raise ScenarioError(f"paths must be ReturnPaths, got {type(paths).__name__}")
@@ -97,30 +116,61 @@ def build_scenarios(
         loss_model = registry.loss_model(loss_model)
     model_name = getattr(loss_model, "__name__", type(loss_model).__name__)
 
+    accepted = _named_keywords(loss_model)
+    excursions = {name: getattr(paths, name, None) for name in accepted}
+    excursions = {name: array for name, array in excursions.items() if array is not None}
+
     losses = np.zeros((n, horizon))
     premium_base = np.empty((n, horizon, len(venue.markets)))
+    losses_by_market = np.empty_like(premium_base)
+    # liquidated / winners: allocated when a first call gives them; calls counted per market
+    optional: dict[str, np.ndarray] = {}
+    given = {name: [0] * len(venue.markets) for name in _OPTIONAL}
+    lock = threading.Lock()
+
     def work(start: int) -> None:
         block = slice(start, min(start + rows, n))
         for j, (market, column) in enumerate(zip(venue.markets, columns)):
             reference = None if paths.long_run_volatility is None else float(paths.long_run_volatility[column])
-            loss, base = loss_model(
+            result = _as_venue_losses(loss_model(
                 market,
                 paths.returns[block, :, column],
                 paths.volatility[block, :, column],
                 period_days=period_days,
                 long_run_volatility=reference,
-            )
+                **{name: array[block, :, column] for name, array in excursions.items()},
+            ), model_name, market.name)
             expected = (block.stop - block.start, horizon)
-            for what, array in (("loss", loss), ("premium_base", base)):
-                if np.shape(array) != expected:
+            for what, array in zip(VenueLosses._fields, result):
+                if array is None and what in ("loss", "premium_base"):
+                    raise ScenarioError(f"loss model {model_name!r} returned no {what} (None) for market {market.name!r}")
+                if array is not None and np.shape(array) != expected:
                     raise ScenarioError(
                         f"loss model {model_name!r} returned {what} of shape {np.shape(array)} for market "
                         f"{market.name!r}, expected {expected}"
                     )
-            losses[block] += loss
-            premium_base[block, :, j] = base
+            losses[block] += result.loss
+            losses_by_market[block, :, j] = result.loss
+            premium_base[block, :, j] = result.premium_base
+            for name in _OPTIONAL:
+                array = getattr(result, name)
+                if array is None:
+                    continue
+                with lock:
+                    if name not in optional:
+                        optional[name] = np.empty_like(premium_base)
+                    given[name][j] += 1
+                optional[name][block, :, j] = array
 
-    in_threads(work, range(0, n, rows), threads, "fundguard-losses")  # chunks write disjoint rows
+    starts = range(0, n, rows)
+    in_threads(work, starts, threads, "fundguard-losses")  # chunks write disjoint rows
+    for name in _OPTIONAL:
+        calls = given[name]
+        if any(calls) and min(calls) < len(starts):
+            j = calls.index(min(calls))
+            raise ScenarioError(
+                f"loss model {model_name!r} gave {name} for some markets or chunks but None for market "
+                f"{venue.markets[j].name!r} in {len(starts) - calls[j]} of {len(starts)} chunks: give it always or never")
 
     info = dict(paths.metadata)
     info.update(
@@ -135,6 +185,33 @@ def build_scenarios(
         info.update(metadata)
     try:
         return ScenarioSet(losses=losses, premium_base=premium_base, markets=venue.names,
-                           is_stress=paths.is_stress, metadata=info)
+                           is_stress=paths.is_stress, metadata=info, losses_by_market=losses_by_market, **optional)
     except ScenarioError as exc:
         raise ScenarioError(f"loss model {model_name!r}: {exc}") from None
+
+
+def _named_keywords(loss_model: LossModel) -> frozenset[str]:
+    """The optional keywords (``low``, ``high``) that ``loss_model``'s signature names.
+
+    Only parameters named in the signature count: a ``**kwargs`` catch-all often forwards to
+    another model that would not take them. A callable without a signature takes none.
+    """
+    try:
+        parameters = inspect.signature(loss_model).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(name for name in _EXCURSIONS if name in parameters and parameters[name].kind in kinds)
+
+
+def _as_venue_losses(result: Any, model_name: str, market: str) -> VenueLosses:
+    """A loss model's result as a VenueLosses: itself, or the old pair ``(loss, premium_base)``."""
+    if isinstance(result, VenueLosses):
+        return result
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        return VenueLosses(*result)
+    what = f"a {type(result).__name__} of length {len(result)}" if isinstance(result, (tuple, list)) else \
+        f"a {type(result).__name__}"
+    raise ScenarioError(
+        f"loss model {model_name!r} returned {what} for market {market!r}; expected (loss, premium_base) "
+        "or a VenueLosses")

@@ -15,7 +15,10 @@ return (margin distances are fractions of the price, so log returns are converte
   so the liquidated notional is q_k = w_k OI min(1, a / D_k);
 * execution shortfall per unit notional: slip_k = Y sigma_d sqrt(Q / ADV) + g max(0, a - D_k),
   Q = sum_k q_k the side's liquidated notional, sigma_d the conditional volatility per day;
-* the fund pays q_k max(0, slip_k - m_k); liquidations with slip_k < m_k pay a fee instead.
+* the fund pays q_k max(0, slip_k - m_k); liquidations with slip_k < m_k pay a fee instead;
+* the notional liquidated is Q of the side the move was adverse to; the winners are the other
+  side, whose open interest gains OI max(0, -R) (the shorts, on a fall) or OI max(0, R) (the
+  longs, on a rise): the whole open interest is on each side, as every contract has both.
 
 The book is stationary: every period starts with the same open interest spread the same way
 (liquidated positions are replaced), and only the period's close-to-close move is seen (the
@@ -31,6 +34,7 @@ import numpy as np
 
 from ..errors import ScenarioError
 from .book import LeverageTier, Market
+from .losses import VenueLosses
 
 __all__ = ["liquidation_gap"]
 
@@ -42,7 +46,7 @@ def liquidation_gap(
     *,
     period_days: float = 1.0,
     long_run_volatility: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> VenueLosses:
     """The default loss model: bankrupt liquidations from uniformly spread liquidation distances.
 
     Parameters
@@ -59,11 +63,19 @@ def liquidation_gap(
 
     Returns
     -------
-    loss : array of the shape of ``returns``, currency units
-        sum over sides and tiers of q_k max(0, slip_k - m_k).
-    premium_base : array of the shape of ``returns``, currency units
-        "liquidation": sum over sides and tiers of q_k 1[slip_k < m_k]; "volume":
-        ADV period_days (sigma / sigma_long_run)^eta.
+    VenueLosses
+        Four arrays of the shape of ``returns``, currency units:
+
+        loss
+            sum over sides and tiers of q_k max(0, slip_k - m_k).
+        premium_base
+            "liquidation": sum over sides and tiers of q_k 1[slip_k < m_k]; "volume":
+            ADV period_days (sigma / sigma_long_run)^eta.
+        liquidated
+            sum over sides and tiers of q_k (only the side the move was adverse to has any).
+        winners
+            OI |R|: the profit of the side the move favoured (OI max(0, -R) for the shorts on
+            a fall, OI max(0, R) for the longs on a rise).
 
     Notes
     -----
@@ -75,27 +87,32 @@ def liquidation_gap(
     simple = np.expm1(returns)
     daily_vol = volatility * (1.0 / math.sqrt(period_days)) if period_days != 1.0 else volatility
     if market.short_tiers is None:
-        loss, fee_base = _side_losses(np.abs(simple), daily_vol, market, market.tiers)
+        loss, fee_base, liquidated = _side_losses(np.abs(simple), daily_vol, market, market.tiers)
     else:
-        loss, fee_base = _side_losses(np.maximum(-simple, 0.0), daily_vol, market, market.tiers)
-        short_loss, short_fee = _side_losses(np.maximum(simple, 0.0), daily_vol, market, market.short_tiers)
+        loss, fee_base, liquidated = _side_losses(np.maximum(-simple, 0.0), daily_vol, market, market.tiers)
+        short_loss, short_fee, short_liquidated = _side_losses(np.maximum(simple, 0.0), daily_vol, market,
+                                                               market.short_tiers)
         loss += short_loss
         fee_base += short_fee
+        liquidated += short_liquidated
+    # the favoured side's gain: OI max(0, -R) (shorts) + OI max(0, R) (longs), one of them zero
+    winners = np.abs(simple, out=simple)
+    winners *= market.open_interest
     if market.premium_kind == "liquidation":
-        return loss, fee_base
+        return VenueLosses(loss, fee_base, liquidated, winners)
     reference = market.long_run_volatility if market.long_run_volatility is not None else long_run_volatility
     if reference is None:
         raise ScenarioError(f"market {market.name!r}: premium_kind='volume' needs a long_run_volatility")
     base = np.divide(volatility, reference, out=fee_base)
     base **= market.volume_elasticity
     base *= market.daily_volume * period_days
-    return loss, base
+    return VenueLosses(loss, base, liquidated, winners)
 
 
 def _side_losses(
     adverse: np.ndarray, daily_vol: np.ndarray, market: Market, tiers: Sequence[LeverageTier]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fund loss and fee-paying liquidated notional of one side, for adverse moves ``adverse``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fund loss, fee-paying liquidated notional and liquidated notional Q of one side, for adverse moves ``adverse``."""
     liquidated = []
     total = np.zeros_like(adverse)
     for tier in tiers:
@@ -106,7 +123,7 @@ def _side_losses(
         total += q
         liquidated.append(q)
     # square-root impact Y sigma_d sqrt(Q / ADV), shared by the side's tiers
-    impact = np.multiply(total, 1.0 / market.daily_volume, out=total)
+    impact = np.multiply(total, 1.0 / market.daily_volume)
     np.sqrt(impact, out=impact)
     impact *= daily_vol
     impact *= market.impact
@@ -128,4 +145,4 @@ def _side_losses(
         np.maximum(excess, 0.0, out=excess)
         excess *= q
         loss += excess
-    return loss, fee_base
+    return loss, fee_base, total

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import SpecificationError
 from .book import Market
 from .gap import liquidation_gap
+from .losses import VenueLosses
 from .stateful import DEFAULT_BOOK
 
 __all__ = ["LossModel", "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "loss_model"]
@@ -33,11 +34,21 @@ class LossModel(Protocol):
         Length of a period in days (1.0 for daily paths, 1/24 for hourly).
     long_run_volatility : float or None
         sigma_long_run per period (``Market.long_run_volatility`` or the paths').
+    low, high : (n, T) float64 arrays, optional keywords
+        The period's intraperiod low and high of this market, as ``ReturnPaths.low`` /
+        ``ReturnPaths.high`` define them, for models that see the adverse excursion rather
+        than only the close. :func:`~fundguard.models.build_scenarios` passes them only to a model whose
+        signature names them (``low=None, high=None``; a ``**kwargs`` catch-all does not count)
+        and only when the ReturnPaths carry them; a model must work without them.
 
     Returns
     -------
-    (loss, premium_base) : two (n, T) float64 arrays >= 0, currency units
-        What the fund pays, and what this market's premium rate is charged on, per period.
+    VenueLosses or (loss, premium_base)
+        (n, T) float64 arrays >= 0, currency units: what the fund pays and what this market's
+        premium rate is charged on, per period; a
+        :class:`~fundguard.models.venue.losses.VenueLosses` may add the notional liquidated
+        and the winners' profit (each None when the model does not know it). The pair is the
+        older form, still accepted.
     """
 
     def __call__(
@@ -48,7 +59,7 @@ class LossModel(Protocol):
         *,
         period_days: float,
         long_run_volatility: float | None,
-    ) -> tuple[np.ndarray, np.ndarray]: ...
+    ) -> VenueLosses | tuple[np.ndarray, np.ndarray]: ...
 
 
 #: The loss models fundguard ships, by the name a configuration gives (read-only).

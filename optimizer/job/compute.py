@@ -121,18 +121,22 @@ def estimate_memory(cfg: CalibrationConfig, method: str | None = None, *, mode: 
     Notes
     -----
     With N = ``n_scenarios`` (plus S stress scenarios), M = ``certify_scenarios``, T =
-    ``horizon``, J markets, float64 (8 bytes) and ``set(n) = 8 n T (J + 1)`` (losses (n, T) and
-    premium bases (n, T, J)), the in-memory run peaks at the larger of
+    ``horizon``, J markets, float64 (8 bytes), ``set(n) = 8 n T (J + 1)`` (losses (n, T) and
+    premium bases (n, T, J)) and ``held(n) = set(n) + 24 n T J`` (a built set also holds the
+    per-market fields, losses_by_market, liquidated and winners (n, T, J): all three counted,
+    as the default loss model gives them), the in-memory run peaks at the larger of
 
     * building the scenarios: return paths and volatilities of both draws ``16 (N + M) T J``,
-      both scenario sets ``set(N) + set(M)``, their concatenation with the stress scenarios
-      ``set(N + S)`` and the per-market horizon losses ``16 N T``;
-    * solving (the paths are freed by then): ``set(N) + set(M) + set(N + S)`` and the method's
-      working set ``f_method set(N)`` (``_SOLVE_FACTOR``).
+      both scenario sets ``held(N) + held(M)``, their concatenation with the stress scenarios
+      ``held(N + S)`` and the per-market horizon losses (one-market sets, ``held`` at J = 1:
+      ``40 N T``);
+    * solving (the paths are freed by then): ``held(N) + held(M) + held(N + S)`` and the
+      method's working set ``f_method set(N)`` (``_SOLVE_FACTOR``: the solvers read losses and
+      premium bases only).
 
-    Chunked, the workers hold ``set(N + M)`` between them plus one chunk's paths each, and this
-    process O(N) summaries ``8 N (2 + 2 J)``, the plotted 20,000 scenarios and the screened tail.
-    The balance check holds ``16 M T J + set(M)``. Checked against tracemalloc peaks in-memory
+    Chunked, the workers hold ``held(N + M)`` between them plus one chunk's paths each, and this
+    process O(N) summaries ``8 N (2 + 2 J)``, the plotted 20,000 scenarios ``held(20,000)`` and
+    the screened tail. The balance check holds ``16 M T J + held(M)``. Checked against tracemalloc peaks in-memory
     (within 1.25x; see the tests and the issue 13 notes); the chunked figures are a model.
     """
     scen = cfg.scenarios
@@ -143,26 +147,29 @@ def estimate_memory(cfg: CalibrationConfig, method: str | None = None, *, mode: 
     def scenario_set(rows: int) -> int:
         return 8 * rows * t * (j + 1)
 
+    def held(rows: int) -> int:
+        return scenario_set(rows) + 24 * rows * t * j
+
     def paths(rows: int) -> int:
         return 16 * rows * t * j
 
     factor = max(_SOLVE_FACTOR.get(method, max(_SOLVE_FACTOR.values())),
                  _SOLVE_FACTOR.get(frontier_method, 0.0) if frontier_method else 0.0)
-    data = scenario_set(n) + scenario_set(m) + (scenario_set(n + s) if s else 0)
+    data = held(n) + held(m) + (held(n + s) if s else 0)
     if mode == "memory":
-        calibration = max(paths(n + m) + data + 16 * n * t, data + int(factor * scenario_set(n)))
+        calibration = max(paths(n + m) + data + 40 * n * t, data + int(factor * scenario_set(n)))
     else:
-        plotted = scenario_set(min(n, 20_000))
+        plotted = held(min(n, 20_000))
         # the tail that screening keeps is a few times alpha N at the levels solved
         tail = int(factor * scenario_set(min(n + s, math.ceil(20 * cfg.problem.alpha * n) + s)))
         calibration = 8 * n * (2 + 2 * j) + plotted + tail
         if mode == "local":
             workers = cfg.compute.workers or 1
-            chunk = cfg.compute.chunk_size or max(1024, 64 * 2**20 // (8 * t * (j + 1)))
-            calibration += scenario_set(n + m) + workers * (paths(min(chunk, n)) + _WORKER_BASE)
+            chunk = cfg.compute.chunk_size or max(1024, 64 * 2**20 // (8 * t * (4 * j + 1)))
+            calibration += held(n + m) + workers * (paths(min(chunk, n)) + _WORKER_BASE)
     if not balance_check:
         return calibration
-    check = paths(m) + scenario_set(m)
+    check = paths(m) + held(m)
     return max(calibration, check) if calibrating else check
 
 
@@ -208,7 +215,7 @@ def check_memory(cfg: CalibrationConfig, method: str | None = None, *, frontier_
             message += (f", or run it chunked on a local Dask cluster{switch} ([compute] workers = {usable_cpus()} "
                         f"or --workers {usable_cpus()}; about {_gb(local)})")
         elif remote <= available:
-            held = 8 * (scen.n_scenarios + scen.certify_scenarios) * scen.horizon * (len(cfg.markets) + 1)
+            held = 8 * (scen.n_scenarios + scen.certify_scenarios) * scen.horizon * (4 * len(cfg.markets) + 1)
             message += (f", or run it chunked on a Dask cluster{switch} (--scheduler) whose workers hold about "
                         f"{_gb(held)} between them (this process then needs about {_gb(remote)})")
     raise ConfigError(config_where(cfg, f"scenarios.{key}", message))
