@@ -17,7 +17,7 @@ from ..errors import SpecificationError
 from .book import Market
 from .gap import liquidation_gap
 from .losses import VenueLosses
-from .stateful import DEFAULT_BOOK
+from .stateful import DEFAULT_BOOK, StatefulBook
 
 __all__ = ["LossModel", "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "loss_model"]
 
@@ -73,15 +73,21 @@ DEFAULT_LOSS_MODEL = "liquidation_gap"
 
 
 def loss_model(name: str) -> LossModel:
-    """The loss model called ``name`` in :data:`LOSS_MODELS`.
+    """The loss model called ``name`` in :data:`LOSS_MODELS`, or the one a ``loss_model.json`` file describes.
+
+    A name ending in ``.json`` is read as a fitted stateful book (``fundguard loss-fit``'s output).
 
     Raises
     ------
     SpecificationError
-        ``name`` is not a known loss model (the message lists the known ones).
+        ``name`` is not a known loss model (the message lists the known ones), or its file is
+        missing or not a loss model.
     """
+    if isinstance(name, str) and name.lower().endswith(".json"):
+        return StatefulBook.from_json(name)
     try:
         return LOSS_MODELS[name]
     except (KeyError, TypeError):
         raise SpecificationError(
-            f"unknown loss model {name!r}; known loss models: {', '.join(LOSS_MODELS)}") from None
+            f"unknown loss model {name!r}; known loss models: {', '.join(LOSS_MODELS)} "
+            f"(or a loss_model.json file)") from None

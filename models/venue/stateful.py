@@ -46,9 +46,11 @@ losses somewhat lower on slow slides (measured in ``python -m benchmarks.realism
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -58,13 +60,15 @@ from ..errors import ScenarioError, SpecificationError
 from .book import LeverageTier, Market
 from .losses import VenueLosses
 
-__all__ = ["StatefulBook", "DEFAULT_BOOK", "stateful_book", "bridge_extremes"]
+__all__ = ["StatefulBook", "DEFAULT_BOOK", "LOSS_MODEL_SCHEMA", "stateful_book", "bridge_extremes"]
 
 # The u-grid the tier CDFs are tabulated on: 0..3 in log price (a 95% fall or a 20x rise) in
 # steps of 5e-4 (linear interpolation error below 1e-6 of open interest for the defaults).
 _GRID_STEP = 5e-4
 _GRID_MAX = 3.0
 _MAX_AGE_HALF_LIVES = 8
+#: Version of the loss_model.json layout (:meth:`StatefulBook.to_dict`).
+LOSS_MODEL_SCHEMA = 1
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,40 @@ class StatefulBook:
         out = asdict(self)
         out.pop("_tables", None)
         return out
+
+    def to_dict(self, **provenance: Any) -> dict[str, Any]:
+        """What ``loss_model.json`` holds: the model's name, its parameters, and any provenance given."""
+        return {"schema": LOSS_MODEL_SCHEMA, "loss_model": "stateful_book", "parameters": self.parameters(),
+                **provenance}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "loss model") -> StatefulBook:
+        """The model a :meth:`to_dict` (or ``loss_model.json``) describes; unknown parameters are an error."""
+        if not isinstance(data, Mapping) or data.get("loss_model") != "stateful_book":
+            raise SpecificationError(f"{where}: expected a 'stateful_book' loss model, got "
+                                     f"{data.get('loss_model') if isinstance(data, Mapping) else type(data).__name__!r}")
+        if data.get("schema", LOSS_MODEL_SCHEMA) != LOSS_MODEL_SCHEMA:
+            raise SpecificationError(f"{where}: schema {data.get('schema')!r} is not {LOSS_MODEL_SCHEMA}")
+        params = data.get("parameters")
+        if not isinstance(params, Mapping):
+            raise SpecificationError(f"{where}: 'parameters' must be a table of the model's parameters")
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise SpecificationError(f"{where}: unknown parameter(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(params))
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> StatefulBook:
+        """Read ``loss_model.json`` (as written by ``fundguard loss-fit``)."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            raise SpecificationError(f"loss model file {os.fspath(path)!r} does not exist") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SpecificationError(f"loss model file {os.fspath(path)!r} is not readable JSON: {exc}") from None
+        return cls.from_dict(data, where=f"loss model file {os.fspath(path)!r}")
 
     # -- the loss model ------------------------------------------------------------------------
     def __call__(
