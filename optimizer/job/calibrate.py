@@ -44,6 +44,7 @@ from .build import (
     RunSeeds,
     check_mode,
     fit_models,
+    loss_model_of,
     policy_problem,
     resolve_config,
     run_seed,
@@ -290,10 +291,11 @@ class _RunScenarios:
 
         clock = time.perf_counter()
         say("building venue losses")
-        random_set = build_scenarios(paths, book)
-        certify_set = build_scenarios(fresh, book)
+        losses_of = loss_model_of(cfg)
+        random_set = build_scenarios(paths, book, loss_model=losses_of)
+        certify_set = build_scenarios(fresh, book, loss_model=losses_of)
         scenarios = random_set if stress_set is None else ScenarioSet.concat([random_set, stress_set])
-        market_losses = market_horizon_losses(paths, book)
+        market_losses = random_set.losses_by_market.sum(axis=1)  # (N, J): each market's horizon loss
         # The return paths are spent: free them before the solver's working set is allocated
         # (the peak memory that estimate_memory models).
         del paths, fresh
@@ -321,8 +323,9 @@ class _RunScenarios:
                                    seed=seeds.fit, copula=copula_arg)
         certify_plan = plan_simulation(models, scen.horizon, scen.certify_scenarios, innovations=scen.innovations,
                                        seed=seeds.certify, copula=copula_arg)
-        chunked = chunked_scenarios(fit_plan, book, client, chunk_size=chunk_size, stress=stress_set)
-        fresh = chunked_scenarios(certify_plan, book, client, chunk_size=chunk_size)
+        chunked = chunked_scenarios(fit_plan, book, client, chunk_size=chunk_size, stress=stress_set,
+                                    loss_model=loss_model_of(cfg))
+        fresh = chunked_scenarios(certify_plan, book, client, chunk_size=chunk_size, loss_model=loss_model_of(cfg))
         timings["simulate"] = time.perf_counter() - clock
 
         def vectors(policy: Policy) -> Vectors:
@@ -332,8 +335,7 @@ class _RunScenarios:
             horizon_loss = np.concatenate([p[0] for p in parts])
             need = np.concatenate([p[1] for p in parts])
             base_totals = np.concatenate([p[2] for p in parts])
-            futures = [client.submit(_market_losses, fit_plan, book, b0, b1, pure=False) for b0, b1 in chunked.blocks]
-            market_losses = np.concatenate(client.gather(futures))
+            market_losses = np.concatenate(chunked.map(_market_losses))
             head = chunked.map(_head_rows, _PLOT_SCENARIOS)
             plot_set = ScenarioSet.concat([part for part in head if part is not None]
                                           + ([stress_set] if stress_set is not None else []))
@@ -353,14 +355,14 @@ def _report_vectors(chunk: ScenarioSet, start: int, policy: Policy) -> tuple[np.
     return chunk.losses.sum(axis=1), required_fund(policy, chunk), chunk.premium_base.sum(axis=1)
 
 
-def market_horizon_losses(paths: Any, book: VenueBook) -> np.ndarray:
+def market_horizon_losses(paths: Any, book: VenueBook, loss_model: Any = "stateful_book") -> np.ndarray:
     """Horizon loss per scenario and market of return paths on the venue's book, (N, J) float64, currency units."""
-    return np.column_stack([build_scenarios(paths, VenueBook([m])).losses.sum(axis=1) for m in book.markets])
+    return build_scenarios(paths, book, loss_model=loss_model).losses_by_market.sum(axis=1)
 
 
-def _market_losses(plan: Any, book: VenueBook, first: int, stop: int) -> np.ndarray:
-    """Horizon loss per scenario and market of blocks ``[first, stop)`` (on a worker), (n, J)."""
-    return market_horizon_losses(plan.simulate(first, stop), book)
+def _market_losses(chunk: ScenarioSet, start: int) -> np.ndarray:
+    """Horizon loss per scenario and market of a chunk (on a worker), (n, J)."""
+    return chunk.losses_by_market.sum(axis=1)
 
 
 #: Random scenarios a distributed run keeps in ``CalibrationResult.scenarios`` (for the plots).
