@@ -52,7 +52,7 @@ from ..volatility import VolSpec, fit_volatility
 __all__ = [
     "ExcursionLaw", "ExcursionModel", "BridgeExcursions", "fit_excursions", "fit_market_excursions",
     "bridge_excursions", "DEFAULT_EXCURSIONS", "DEFAULT_Z_EDGES", "DEFAULT_LEVELS", "MIN_BUCKET_PERIODS",
-    "HOURLY_VS_DAILY",
+    "HOURLY_VS_DAILY", "ExcursionSpec", "resolve_excursions",
 ]
 
 #: Inner bucket edges of z (buckets are (a, b]): finer in the body where the median wick changes
@@ -495,3 +495,36 @@ _SHIPPED = {
 
 #: The default excursion law of every market (the numbers above): Binance BTC + ETH daily.
 DEFAULT_EXCURSIONS = ExcursionModel.from_dict(_SHIPPED)
+
+
+#: What ``simulate_returns`` and ``stress_paths`` accept as ``excursions``.
+ExcursionSpec = Any  # "default" | "bridge" | ExcursionModel | BridgeExcursions | Mapping[str, ...] | None
+
+
+def resolve_excursions(excursions: ExcursionSpec, names: tuple[str, ...]) -> tuple[ExcursionLaw, ...] | None:
+    """One excursion law per market of ``names`` (None: no excursions), or a SpecificationError.
+
+    ``"default"``: :data:`DEFAULT_EXCURSIONS` for every market; ``"bridge"``: the Brownian bridge
+    for every market; one law for all; a mapping market -> law (or ``"default"`` / ``"bridge"``)
+    naming every market; None.
+    """
+    if excursions is None:
+        return None
+    if isinstance(excursions, Mapping):
+        unknown = [k for k in excursions if k not in names]
+        missing = [n for n in names if n not in excursions]
+        if unknown or missing:
+            raise SpecificationError(f"excursions must name every market {list(names)} and no other; missing "
+                                     f"{missing}, unknown {unknown}")
+        return tuple(_one_law(excursions[n], f"excursions[{n!r}]") for n in names)
+    law = _one_law(excursions, "excursions")
+    return tuple(law for _ in names)
+
+
+def _one_law(value: Any, where: str) -> ExcursionLaw:
+    if isinstance(value, str) and value in ("default", "bridge"):
+        return DEFAULT_EXCURSIONS if value == "default" else BridgeExcursions()
+    if isinstance(value, (ExcursionModel, BridgeExcursions)):
+        return value
+    raise SpecificationError(f"{where} must be 'default', 'bridge', an ExcursionModel, a mapping of market -> "
+                             f"those, or None, got {value!r}")
