@@ -33,8 +33,8 @@ size, and the first n paths of a run with N > n scenarios equal a run with n sce
 
 Every path carries the periods' intraday low and high (``ReturnPaths.low`` / ``.high``), drawn
 given each return and volatility from an empirical excursion law (``excursions``; the default is
-fitted to Binance BTC and ETH daily bars) from each block's own stream, the child after its
-innovation streams: the returns of a seed are the same with or without excursions.
+fitted to Binance BTC and ETH daily bars) from streams of each block's own, one per market after
+its innovation streams: the returns of a seed are the same with or without excursions.
 
 Layout (imports run down this list): ``paths`` (the ReturnPaths result, what generators read off
 the models), ``copula``, ``tails``, ``excursions`` (intraday low/high given the close), ``innovations`` (distributions, transforms, samplers),

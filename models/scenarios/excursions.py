@@ -201,7 +201,8 @@ class ExcursionModel:
         ----------
         returns, volatility : arrays of one shape (any, e.g. (N, T)), unitless log returns, volatility > 0
         rng : numpy Generator
-            Two standard normals per element are drawn from it, as one (2, *shape) array.
+            Two standard normals per element are drawn from it, as one (*shape, 2) array: the
+            draws of the first n rows do not depend on how many rows follow.
 
         Returns
         -------
@@ -211,10 +212,10 @@ class ExcursionModel:
         """
         returns, volatility = _check_inputs(returns, volatility)
         bucket = self.bucket_of(returns / volatility)
-        e = rng.standard_normal((2, *returns.shape))
+        e = rng.standard_normal((*returns.shape, 2))
         rho = self.correlation[bucket]
-        u_down = special.ndtr(e[0])
-        u_up = special.ndtr(rho * e[0] + np.sqrt(1.0 - rho * rho) * e[1])
+        u_down = special.ndtr(e[..., 0])
+        u_up = special.ndtr(rho * e[..., 0] + np.sqrt(1.0 - rho * rho) * e[..., 1])
         return self._wicks(returns, volatility, bucket, u_down, u_up)
 
     def at_level(self, returns: np.ndarray, volatility: np.ndarray,
@@ -286,7 +287,7 @@ def bridge_excursions(returns: np.ndarray, volatility: np.ndarray,
     ----------
     returns, volatility : arrays of one shape, unitless log returns, volatility > 0
     rng : numpy Generator
-        Two uniforms per element, drawn as one (2, *shape) array.
+        Two uniforms per element, drawn as one (*shape, 2) array.
 
     Returns
     -------
@@ -302,8 +303,8 @@ def bridge_excursions(returns: np.ndarray, volatility: np.ndarray,
     10% on crypto daily bars (module notes).
     """
     returns, volatility = _check_inputs(returns, volatility)
-    u = 1.0 - rng.random((2, *returns.shape))  # in (0, 1]: ln is finite
-    return _bridge(returns, volatility, u[0], u[1])
+    u = 1.0 - rng.random((*returns.shape, 2))  # in (0, 1]: ln is finite
+    return _bridge(returns, volatility, u[..., 0], u[..., 1])
 
 
 def _bridge(returns: np.ndarray, volatility: np.ndarray, u_down: np.ndarray,

@@ -175,9 +175,11 @@ class SimulationPlan:
         def work(first: int) -> None:
             blocks = range(first, min(first + blocks_per_chunk, stop_block))
             sizes = [min(SCENARIO_BLOCK, self.n_scenarios - b * SCENARIO_BLOCK) for b in blocks]
-            # A block's excursion stream is the child after its innovation streams, (b, n_streams):
-            # the innovations (and so the returns) are those of a run without excursions.
-            streams = [block_streams(self.root, b, n_streams + (laws is not None)) for b in blocks]
+            # Market j's excursions in block b come from the child (b, n_streams + j), after the
+            # block's innovation streams: the returns are those of a run without excursions, and
+            # a block's first rows draw the same whatever its size (a shorter run is a prefix).
+            streams = [block_streams(self.root, b, n_streams + (len(laws) if laws is not None else 0))
+                       for b in blocks]
             z = self.sampler.innovations([s[:n_streams] for s in streams], sizes, self.horizon)
             row = first * SCENARIO_BLOCK - start
             rows = slice(row, row + sum(sizes))
@@ -186,9 +188,9 @@ class SimulationPlan:
                 return
             for size, block_stream in zip(sizes, streams):
                 rows, row = slice(row, row + size), row + size
-                for column, law in enumerate(laws):  # markets in order, from the block's own stream
+                for column, law in enumerate(laws):
                     low[rows, :, column], high[rows, :, column] = law.draw(
-                        returns[rows, :, column], volatility[rows, :, column], block_stream[n_streams])
+                        returns[rows, :, column], volatility[rows, :, column], block_stream[n_streams + column])
 
         # chunks are independent: own streams, own output rows
         in_threads(work, range(first_block, stop_block, blocks_per_chunk), threads, "fundguard-simulate")
