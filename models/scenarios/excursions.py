@@ -2,9 +2,8 @@
 
 A close-to-close return hides the period's path: on Binance BTC daily 2017-09..2025-12 the
 intraday low touched -5% on 404 of 3,043 days, the close only on 180 (the close misses 55% of
-those days). A
-venue's liquidations are triggered by the low (longs) and the high (shorts), so every return path
-carries them (``ReturnPaths.low`` and ``ReturnPaths.high``).
+those days). A venue's liquidations are triggered by the low (longs) and the high (shorts), so
+every return path carries them (``ReturnPaths.low`` and ``ReturnPaths.high``).
 
 Notation, per period and market: r the close-to-close log return, sigma its conditional standard
 deviation (known at the period's start), ``low`` / ``high`` the log of the period's lowest / highest
@@ -28,7 +27,9 @@ where a caller asks for it (``simulate_returns(excursions="bridge")``): with a G
 matches the number of BTC daily lows below -5% (380 expected vs 404 observed) but expects about
 half the days below -10% (52 vs 90) and a quarter below -15% (7 vs 31); BTC + ETH: 1,070 vs
 1,041, 166 vs 267, 36 vs 95. Too thin beyond about 10% (``tests/test_excursions.py`` shows it
-on the data). The empirical law expects 1,020, 246 and 77 of those BTC + ETH days.
+on the data). The empirical law expects 1,020, 246 and 77 of those BTC + ETH days (within 2
+standard errors; its draws stop at each bucket's largest observed wick, so it too runs thin far
+out: 28 expected vs 32 observed below -20%).
 
 :data:`DEFAULT_EXCURSIONS` is the law fitted to Binance BTC and ETH daily bars 2017-2025 (its
 provenance is beside the numbers). The same law measured on the hourly bars (2020-08 .. 2021-06)
@@ -65,13 +66,13 @@ DEFAULT_Z_EDGES = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
 #: Probability levels of the stored quantiles: the body by tenths, the upper tail (the long wicks
 #: that trigger liquidations) at 95, 98, 99, 99.5 and 99.9%, and the bucket's extremes at 0 and 1.
 #: The levels close to 1 keep the largest wick of a bucket from being spread over the whole last
-#: percent (with 739 periods in a bucket, the largest is 0.14% of its mass: between 99.9% and 1
+#: percent (with 743 periods in a bucket, the largest is 0.13% of its mass: between 99.9% and 1
 #: the law puts 0.1% on the stretch up to it).
 DEFAULT_LEVELS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
 
 #: Fewest periods a bucket is fitted on; a smaller one is merged into its neighbour. 100 puts
-#: the 99% quantile at the second-largest wick, and keeps both tail buckets of BTC + ETH daily
-#: (146 and 142 days beyond 2 sigma) as they are.
+#: the 99% quantile between the two largest wicks, and keeps both tail buckets of BTC + ETH
+#: daily (145 and 141 days beyond 2 sigma) as they are.
 MIN_BUCKET_PERIODS = 100
 
 #: How close the standardized hourly wick law is to the daily one: Binance BTC + ETH hourly bars
