@@ -172,15 +172,21 @@ def _excursion(name: str, value: Any, returns: np.ndarray, bound: Any) -> np.nda
     if array.shape != returns.shape:
         raise ScenarioError(f"{name} must have the shape of returns {returns.shape}, got {array.shape}")
     _check_finite(name, array)
-    limit = bound(returns, 0.0)
-    wrong = array > limit + EXCURSION_TOLERANCE if name == "low" else array < limit - EXCURSION_TOLERANCE
-    if wrong.any():
-        where = tuple(int(i) for i in np.argwhere(wrong)[0])
-        side = "min(0, returns)" if name == "low" else "max(0, returns)"
-        raise ScenarioError(
-            f"{name} must be {'<=' if name == 'low' else '>='} {side} (the path passes through the open and the "
-            f"close); {name}{list(where)} = {float(array[where])!r}, returns{list(where)} = {float(returns[where])!r}"
-        )
+    flat_values, flat_returns = array.reshape(-1), returns.reshape(-1)
+    step = 2**18  # in slices, so the check's temporaries stay small beside the (N, T, J) arrays
+    for start in range(0, flat_values.size, step):
+        part = slice(start, start + step)
+        limit = bound(flat_returns[part], 0.0)
+        wrong = (flat_values[part] > limit + EXCURSION_TOLERANCE if name == "low"
+                 else flat_values[part] < limit - EXCURSION_TOLERANCE)
+        if wrong.any():
+            where = tuple(int(i) for i in np.unravel_index(start + int(np.argmax(wrong)), array.shape))
+            side = "min(0, returns)" if name == "low" else "max(0, returns)"
+            raise ScenarioError(
+                f"{name} must be {'<=' if name == 'low' else '>='} {side} (the path passes through the open and "
+                f"the close); {name}{list(where)} = {float(array[where])!r}, returns{list(where)} = "
+                f"{float(returns[where])!r}"
+            )
     return array
 
 

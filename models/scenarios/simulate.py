@@ -93,7 +93,8 @@ def simulate_returns(
         ``returns``, ``volatility`` and (unless ``excursions=None``) ``low`` and ``high``
         (N, T, J) float64 in the models' units; ``tails``
         ("evt") and ``copula`` ("parametric", J >= 2) as fitted; ``metadata`` with the seed.
-        Peak memory is the two returned arrays plus the chunk buffers.
+        Peak memory is the returned arrays (four with excursions, two without) plus the chunk
+        buffers.
 
     Raises
     ------
