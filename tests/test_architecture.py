@@ -84,7 +84,7 @@ LAYERS = [
     ["models.errors", "models.serial"],
     ["models.parallel", "models.seeds", "models.data"],
     ["models.volatility"],
-    ["models.scenarios.copula", "models.scenarios.tails"],
+    ["models.scenarios.copula", "models.scenarios.tails", "models.scenarios.excursions"],
     ["models.scenarios.paths", "models.scenarios.dynamics", "models.scenarios.innovations"],
     ["models.scenarios.simulate", "models.scenarios.stress"],
     ["models.scenarios"],

@@ -14,8 +14,11 @@ import pandas as pd
 import pytest
 
 from fundguard.models import (
+    DEFAULT_EXCURSIONS,
     ConfigError,
     DataError,
+    ExcursionModel,
+    ReturnPaths,
     DateParseError,
     DuplicateTimestampsError,
     FundguardError,
@@ -28,7 +31,9 @@ from fundguard.models import (
     SpecificationError,
     UnsortedTimestampsError,
     VenueBook,
+    fit_excursions,
     fit_volatility,
+    load_ohlc,
     load_prices,
     simulate_returns,
     stress_paths,
@@ -248,6 +253,35 @@ CASES = {
                                                             "markets": [{"name": "X", "open_interest": 1,
                                                                          "daily_volume": 1}]}),
                                       ConfigError, "stress_dates[0] is not a calendar date: '2021-02-30'"),
+    # -- excursions: intraday low/high --
+    "OHLC low above open and close": (lambda: load_ohlc(_ohlc(low=(40, 1e9)), name="BTC"), InvalidPriceError,
+                                      "market 'BTC': low 1000000000 at 2022-02-10 00:00:00+00:00 is above min(open"),
+    "OHLC high below open and close": (lambda: load_ohlc(_ohlc(high=(41, 1.0)), name="BTC"), InvalidPriceError,
+                                       "high 1 at 2022-02-11 00:00:00+00:00 is below max(open, close)"),
+    "OHLC price zero": (lambda: load_ohlc(_ohlc(open=(7, 0.0)), name="BTC"), InvalidPriceError,
+                        "market 'BTC': open at 2022-01-08 00:00:00+00:00 is 0.0"),
+    "OHLC column missing": (lambda: load_ohlc(_ohlc().drop(columns=["low"]), name="BTC"), DataError,
+                            "OHLC columns ['low'] not found"),
+    "paths low above the close": (lambda: ReturnPaths(np.full((2, 3, 1), -0.01), np.full((2, 3, 1), 0.02), ("A",),
+                                                      low=np.zeros((2, 3, 1))), ScenarioError,
+                                  "low must be <= min(0, returns)"),
+    "paths high not finite": (lambda: ReturnPaths(np.zeros((2, 3, 1)), np.full((2, 3, 1), 0.02), ("A",),
+                                                  high=np.full((2, 3, 1), np.inf)), ScenarioError,
+                              "high must be finite; high[0, 0, 0] = inf"),
+    "paths low of the wrong shape": (lambda: ReturnPaths(np.zeros((2, 3, 1)), np.full((2, 3, 1), 0.02), ("A",),
+                                                         low=np.zeros((2, 3))), ScenarioError,
+                                     "low must have the shape of returns (2, 3, 1)"),
+    "excursions missing a market": (lambda: simulate_returns({"X": _model()}, 5, 100,
+                                                             excursions={"Y": DEFAULT_EXCURSIONS}),
+                                    SpecificationError, "missing ['X'], unknown ['Y']"),
+    "excursions of an unknown kind": (lambda: simulate_returns({"X": _model()}, 5, 100, excursions="wicks"),
+                                      SpecificationError, "excursions must be 'default', 'bridge'"),
+    "excursion fit on a zero volatility": (lambda: fit_excursions(load_ohlc(_ohlc(), name="X")["X"],
+                                                                  _sigma(zero_at=12)),
+                                           SpecificationError, "volatility['X'] at 2022-01-13"),
+    "excursion quantiles decreasing": (lambda: ExcursionModel.from_dict(
+        {**DEFAULT_EXCURSIONS.to_dict(), "up": np.flip(DEFAULT_EXCURSIONS.up, axis=1)}), SpecificationError,
+        "ExcursionModel.up[0] must be finite quantiles >= 0, non-decreasing"),
     # config
     "config alpha out of range": (lambda: _config(alpha=2.0), ConfigError, "problem.alpha"),
     "config unknown key": (lambda: _config(alfa=0.1), ConfigError, "problem.alfa"),
@@ -295,6 +329,25 @@ def _stamped(stamps, jump_at: int | None = None) -> pd.DataFrame:
     if jump_at is not None:
         close[jump_at] *= 1e6
     return pd.DataFrame({"timestamp": stamps, "close": close})
+
+
+def _ohlc(n: int = 300, **changes) -> pd.DataFrame:
+    """Daily bars opening at the previous close, 1% wicks; ``column=(row, value)`` overwrites a cell."""
+    close = _prices(n)["BTC"].to_numpy()
+    open_ = np.r_[close[0], close[:-1]]
+    frame = pd.DataFrame({"date": pd.date_range("2022-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+                          "open": open_, "high": np.maximum(open_, close) * 1.01,
+                          "low": np.minimum(open_, close) * 0.99, "close": close})
+    for column, (row, value) in changes.items():
+        frame.loc[row, column] = value
+    return frame
+
+
+def _sigma(zero_at: int) -> pd.Series:
+    """A conditional volatility of the bars of ``_ohlc`` (on their returns' dates), zero at one row."""
+    sigma = pd.Series(0.03, index=pd.date_range("2022-01-02", periods=299, freq="D", tz="UTC", name="time"))
+    sigma.iloc[zero_at - 1] = 0.0
+    return sigma
 
 
 def test_catalogue_is_large_enough():
