@@ -135,7 +135,8 @@ def check_paths(paths: ReturnPaths, *, max_daily_log_return: float = MAX_DAILY_L
     Returns
     -------
     PathCheck
-        Counts per path and per market; a non-finite return counts as above the bound.
+        Counts per path and per market (a non-finite return would count as above the bound;
+        ``ReturnPaths`` refuses them already).
 
     Raises
     ------
