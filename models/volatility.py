@@ -242,8 +242,9 @@ class VolModel:
     selection : dict of str -> float
         For ``spec="auto"``: BIC of every candidate that converged (label -> BIC); else empty.
     rejected : dict of str -> str
-        For ``spec="auto"``: candidates left out, with the reason (no convergence, persistence
-        >= 1 at arch's stationarity bound, non-finite fit).
+        For ``spec="auto"``: candidates left out, with the reason (no convergence, non-finite
+        fit, or non-stationary: persistence >= 1 at arch's stationarity bound, and with
+        ``fit_volatility(innovations=...)`` any reason of :meth:`explosive_reason`).
     typical_volatility : float or None
         Median conditional volatility over the fitted sample, input units per period: the
         "normal" level volume and impact are measured against (robust to persistence near 1,
