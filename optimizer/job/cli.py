@@ -14,7 +14,8 @@ Exit codes (also in the README):
 4     no policy meets the constraints (infeasible, or nothing could be certified)
 5     the output folder is locked by another run
 6     ``calibrate``, ``frontier``: some simulated paths exceed the stated bound on one-period
-      moves (|log return| 2 a day, scaled by sqrt(period); ``fundguard.models.scenarios.bounds``):
+      moves (|log return| 2 a period of a day or less, times sqrt(period / 1 day) beyond;
+      ``fundguard.models.scenarios.bounds``):
       the volatility model explodes on them, the notes count them (outputs are still written;
       takes precedence over 3)
 130   interrupted (Ctrl-C)

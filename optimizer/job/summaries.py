@@ -125,6 +125,6 @@ def path_notes(notes: list[str], checks: Mapping[str, PathCheck]) -> None:
         markets = ", ".join(f"{m} {n:,}" for m, n in check.exceeding_by_market.items() if n)
         largest = "a non-finite return" if not math.isfinite(check.largest) else f"largest {check.largest:.3g}"
         notes.append(f"{check.n_exceeding:,} of {check.n_paths:,} {name} paths hold a one-period |log return| above "
-                     f"{check.bound:.3g} (the stated bound, {check.max_daily_log_return:g} a day scaled by sqrt(period); "
+                     f"{check.bound:.3g} (the stated bound of fundguard.models.scenarios.bounds: {check.max_daily_log_return:g} a day; "
                      f"{largest}; by market: {markets}): the volatility model explodes on them and the fund "
                      "target sized on them is not credible (choose another volatility spec or innovations)")
