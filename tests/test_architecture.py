@@ -86,7 +86,7 @@ LAYERS = [
     ["models.volatility"],
     ["models.scenarios.copula", "models.scenarios.tails", "models.scenarios.excursions"],
     ["models.scenarios.paths", "models.scenarios.dynamics", "models.scenarios.innovations"],
-    ["models.scenarios.simulate", "models.scenarios.stress"],
+    ["models.scenarios.simulate", "models.scenarios.stress", "models.scenarios.bounds"],
     ["models.scenarios"],
     ["models.scenarioset"],
     ["models.store", "models.venue.book", "models.venue.losses"],

@@ -38,8 +38,10 @@ from fundguard.models import (
     simulate_returns,
     stress_paths,
 )
+from fundguard.models import FitError, VolSpec
 from fundguard.models.errors import InfeasibleError, ProblemError
 from fundguard.models.venue.losses import VenueLosses
+from fundguard.models.scenarios.bounds import check_paths, period_bound
 from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, solve
 from fundguard.optimizer.job.config import parse_config
 from fundguard.optimizer.job.balance import check_balance
@@ -286,6 +288,20 @@ CASES = {
     "config alpha out of range": (lambda: _config(alpha=2.0), ConfigError, "problem.alpha"),
     "config unknown key": (lambda: _config(alfa=0.1), ConfigError, "problem.alfa"),
     "config wrong type": (lambda: _config(confidence="high"), ConfigError, "problem.confidence"),
+    # -- explosive (issue 15, item 6) --
+    "fit innovations unknown": (lambda: fit_volatility(_explosive(), VolSpec("GARCH", "normal"), innovations="bootstrap"),
+                                SpecificationError, "innovations must be one of ('parametric', 'fhs', 'evt') or None, "
+                                                    "got 'bootstrap'"),
+    "explosive_reason innovations unknown": (lambda: _model().explosive_reason("historical"), SpecificationError,
+                                             "innovations must be one of ('parametric', 'fhs', 'evt'), got 'historical'"),
+    "auto with every candidate explosive": (lambda: fit_volatility(_explosive(), candidates=[VolSpec("GARCH", "normal")],
+                                                                   innovations="fhs"),
+                                            FitError, "market 'BOOM': no candidate gave a converged, stationary fit "
+                                                      "safe to simulate with innovations 'fhs'"),
+    "path check on an array": (lambda: check_paths(np.zeros((2, 3, 1))), ScenarioError,
+                               "check_paths needs a ReturnPaths, got ndarray"),
+    "path bound not positive": (lambda: period_bound(pd.Timedelta("1D"), -2.0), ScenarioError,
+                                "max_daily_log_return must be a positive finite number, got -2.0"),
 }
 
 def _by_market():
@@ -299,6 +315,15 @@ def _build_with(loss_model):
     paths = ReturnPaths(np.zeros((7, 3, 1)), np.full((7, 3, 1), 0.02), ("BTC",))
     return build_scenarios(paths, _book(), loss_model=loss_model)
 
+
+def _explosive() -> pd.Series:
+    """Returns of a GARCH(1,1)-normal with alpha + beta = 1.04 (its fit lands on arch's bound, persistence 1)."""
+    rng = np.random.default_rng(3)
+    returns, variance = np.empty(800), 1e-4
+    for t in range(800):
+        returns[t] = variance**0.5 * rng.standard_normal()
+        variance = 1e-5 + 0.12 * returns[t] ** 2 + 0.92 * variance
+    return pd.Series(returns, index=pd.date_range("2020-01-01", periods=800, freq="D", tz="UTC"), name="BOOM")
 
 _MODEL = []
 

@@ -125,7 +125,7 @@ def fit_models(cfg: CalibrationConfig, preset: Preset | None, notes: list[str], 
                             None if copula.kendall_tau is None else copula.kendall_tau[np.ix_(index, index)])
         else:
             copula = None
-        model_notes(models, notes)
+        model_notes(models, notes, cfg.scenarios.innovations)
         return models, info, True, copula
     spec = parse_vol_spec(cfg.volatility.spec)
     for i, m in enumerate(cfg.markets, start=1):
@@ -134,12 +134,13 @@ def fit_models(cfg: CalibrationConfig, preset: Preset | None, notes: list[str], 
         returns = log_returns(prices)[m.name].dropna()
         if cfg.volatility.lookback is not None:
             returns = returns.iloc[-cfg.volatility.lookback:]
-        model = fit_volatility(returns, spec, candidates=SIMULATION_CANDIDATES, name=m.name)
+        model = fit_volatility(returns, spec, candidates=SIMULATION_CANDIDATES, name=m.name,
+                               innovations=cfg.scenarios.innovations)
         models[m.name] = model
         info[m.name] = {"source": str(m.prices), "sha256": sha256_file(m.prices), "first": str(returns.index[0]),
                         "last": str(returns.index[-1]), "n_returns": int(len(returns)),
                         "frequency": prices.attrs["frequency"], **model_summary(model)}
-    model_notes(models, notes)
+    model_notes(models, notes, cfg.scenarios.innovations)
     return models, info, False, None
 
 
