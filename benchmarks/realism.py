@@ -14,11 +14,11 @@ liquidation-gap model, kept by name for comparison), on real data of the project
 3. **Implied fund / open interest.** A Binance-like BTC/ETH/BNB book (open interest 8 / 5 / 1 bn per
    side, ADV 3 x open interest; an illustrative mix, the ratio is scale-free) sized for 30 days at
    alpha = 1% (the 99% quantile of the largest cumulative fund loss over the horizon, with no fee
-   income, and with liquidation fees at the fee cap), from GJR-t models fitted to Binance daily
-   closes up to four dates: a calm state (2023-09-30), today (2025-12-31), a pre-crash state
+   income, and with liquidation fees at the fee cap), from models chosen by ``fit_volatility(spec="auto", innovations="fhs")``
+   (stationary under FHS) on Binance daily closes up to four dates: a calm state (2023-09-30), today (2025-12-31), a pre-crash state
    (2020-03-11) and a 2021-like state (2021-05-20).
-4. **Calendar time.** The same BTC/ETH book over the same 30 days simulated from hourly GJR-t
-   models (720 periods) and daily ones (30 periods) fitted to the same dates (Binance hourly
+4. **Calendar time.** The same BTC/ETH book over the same 30 days simulated from hourly models
+   (720 periods, chosen the same way) and daily ones (30 periods) fitted to the same dates (Binance hourly
    2020-08..2021-06 and the daily closes of those dates): fund targets at 99% and 95%.
 5. **Stress days.** The preset-like book under instantaneous shocks of -10%..-50%: the fund's
    change on the crash day with liquidation fees charged at the cap, which must be a loss.
@@ -45,7 +45,6 @@ from fundguard.models import (
     ReturnPaths,
     StatefulBook,
     VenueBook,
-    VolSpec,
     build_scenarios,
     fit_volatility,
     log_returns,
@@ -75,7 +74,6 @@ WARMUP_DAYS = 30
 BOOK = {"BTC": 8e9, "ETH": 5e9, "BNB": 1e9}
 STATES = {"calm (2023-09-30)": "2023-09-30", "today (2025-12-31)": "2025-12-31",
           "pre-crash (2020-03-11)": "2020-03-11", "2021-like (2021-05-20)": "2021-05-20"}
-SPEC = VolSpec(vol="GJR", dist="t", mean="constant")
 ALPHA = 0.01
 HORIZON_DAYS = 30
 
@@ -163,7 +161,7 @@ def fit_models(closes: Mapping[str, pd.Series], end: str, *, lookback: int = 150
         returns = log_returns(series.loc[:end].to_frame(name))[name].iloc[-lookback:]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FundguardWarning)
-            models[name] = fit_volatility(returns, spec=SPEC)
+            models[name] = fit_volatility(returns, spec="auto", innovations="fhs")
     return models
 
 
@@ -211,8 +209,9 @@ def calendar(hourly: Mapping[str, pd.DataFrame], daily: Mapping[str, pd.DataFram
             returns = log_returns(closes.to_frame(name))[name]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FundguardWarning)
-                models[name] = fit_volatility(returns, spec=SPEC)
-        specs[label] = {name: {k: round(float(v), 6) for k, v in m.params.items()} for name, m in models.items()}
+                models[name] = fit_volatility(returns, spec="auto", innovations="fhs")
+        specs[label] = {name: {"spec": str(m.spec), **{k: round(float(v), 6) for k, v in m.params.items()}}
+                        for name, m in models.items()}
         clock = time.perf_counter()
         paths = simulate_returns(models, horizon, n, innovations="fhs", seed=seed)
         for name in MODELS:
@@ -285,15 +284,15 @@ def report(results: Mapping[str, Any], prov: _common.Provenance) -> str:
                           _pct(row["largest_day_share"], 1)])
     lines += [_common.markdown_table(header, table), ""]
     lines += [f"## 3. Implied 30-day fund / open interest at alpha = {ALPHA:.0%} (Binance-like BTC/ETH/BNB book)", "",
-              f"{results['n_implied']:,} scenarios per state, FHS innovations, GJR-t fitted to 1,500 daily returns up to "
-              "the state's date. Real funds hold roughly 1-5% of open interest.", ""]
+              f"{results['n_implied']:,} scenarios per state, FHS innovations, models chosen by fit_volatility(spec='auto', "
+              "innovations='fhs') on 1,500 daily returns up to the state's date. Real funds hold roughly 1-5% of open interest.", ""]
     header = ["state", "BTC daily vol."] + [f"{name}" for name in MODELS] + [f"{name}, fees at cap" for name in MODELS]
     table = [[r["state"], _pct(r["btc_volatility"])] + [_pct(r[name]) for name in MODELS]
              + [_pct(r[f"{name}_with_fees"]) for name in MODELS] for r in results["implied"]]
     lines += [_common.markdown_table(header, table), ""]
     cal = results["calendar"]
     lines += ["## 4. Calendar time: the same BTC/ETH book over the same 30 days", "",
-              f"GJR-t fitted to {cal['fit_sample']} hourly ({cal['hourly_n']:,} scenarios of 720 hours) and daily "
+              f"Models chosen by fit_volatility(spec='auto', innovations='fhs') on {cal['fit_sample']} hourly ({cal['hourly_n']:,} scenarios of 720 hours) and daily "
               f"({cal['daily_n']:,} scenarios of 30 days); fund / open interest.", ""]
     header = ["model", "daily 99%", "hourly 99%", "hourly / daily", "daily 95%", "hourly 95%", "hourly / daily"]
     table = []

@@ -62,7 +62,8 @@ import numpy as np
 from .errors import ConfigError, MissingDependencyError, ScenarioError
 from .scenarios import SCENARIO_BLOCK, SimulationPlan
 from .scenarioset import PER_MARKET_FIELDS, ScenarioSet
-from .venue import LossModel, VenueBook, build_scenarios, liquidation_gap
+from .venue import LossModel, VenueBook, build_scenarios
+from .venue import DEFAULT_LOSS_MODEL
 from .venue import loss_model as named_loss_model
 
 __all__ = [
@@ -393,7 +394,7 @@ def chunked_scenarios(
     *,
     chunk_size: int | None = None,
     stress: ScenarioSet | None = None,
-    loss_model: LossModel | str = liquidation_gap,
+    loss_model: LossModel | str | None = None,
     persist: bool = True,
 ) -> ChunkedScenarioSet:
     """Simulate ``plan``'s scenarios and their venue losses in chunks on the workers of ``client``.
@@ -413,7 +414,8 @@ def chunked_scenarios(
         Never changes the numbers.
     stress : ScenarioSet, optional
         Stress scenarios (from ``build_scenarios(stress_paths(...), venue)``), kept on the client.
-    loss_model : LossModel or str, default :func:`~fundguard.models.liquidation_gap`
+    loss_model : LossModel or str, optional
+        Default ``DEFAULT_LOSS_MODEL`` (the stateful book).
         A str names one of ``LOSS_MODELS`` (:func:`~fundguard.models.loss_model`).
         Must pickle (a module-level function).
     persist : bool, default True
@@ -454,6 +456,8 @@ def chunked_scenarios(
                 f"stress scenarios have markets {list(stress.markets)} and horizon {stress.horizon}; "
                 f"expected {list(markets)} and {plan.horizon}")
         stress = dataclasses.replace(stress, markets=markets, is_stress=np.ones(stress.n_scenarios, dtype=bool))
+    if loss_model is None:
+        loss_model = DEFAULT_LOSS_MODEL
     if isinstance(loss_model, str):
         loss_model = named_loss_model(loss_model)
     blocks = _layout(plan, len(markets), chunk_size)

@@ -170,3 +170,17 @@ def test_replay_bad_ohlc_names_the_market_and_date():
     frame = _ohlc([100, 100], [100, 120], [100, 130])
     with pytest.raises(DataError, match=r"prices\['BTC'\] at 2024-01-02"):
         replay(VenueBook([_market(name="BTC")]), {"BTC": frame})
+
+
+def test_parameters_survive_a_run_and_round_trip_through_loss_model_json(tmp_path):
+    import json
+
+    from fundguard.models import loss_model
+
+    book = _book(overshoot=0.2)
+    _one_day(book, _market(), -0.1)  # fills the table cache
+    path = tmp_path / "loss_model.json"
+    path.write_text(json.dumps(book.to_dict(fitted_to="a test")))
+    assert loss_model(str(path)) == book
+    with pytest.raises(SpecificationError, match="unknown parameter"):
+        StatefulBook.from_dict({"loss_model": "stateful_book", "parameters": {"leverage": 3}})

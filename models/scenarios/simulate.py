@@ -254,6 +254,13 @@ def plan_simulation(
         sampler: Parametric | Bootstrap = Parametric([Marginal.of(m) for m in fitted], fitted_copula)
     else:
         _, residuals = _common_residuals(names, fitted, f"innovations={innovations!r}")
+        # Bootstrapped residuals are rescaled to unit mean square, so that the variance recursion
+        # runs at its fitted persistence: a fitted t or GED law leaves the sample's E[z^2] away
+        # from 1 (DOGE GARCH-GED: 1.31, which turned persistence 0.96 into 1.07 and simulated
+        # daily log returns of +46; Binance BTC hourly GJR-t: returns of 2.7 in one hour). The
+        # filtered historical simulation of Barone-Adesi, Giannopoulos & Vosper (1999, J. Futures
+        # Markets 19, 583) resamples residuals standardized to unit variance in the same way.
+        residuals = residuals / np.sqrt(np.mean(residuals * residuals, axis=0))
         if innovations == "evt":
             fits = [fit_tails_quietly(residuals[:, i], tail_fraction, name) for i, name in enumerate(names)]
             for fit in fits:

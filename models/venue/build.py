@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +15,6 @@ from ..scenarios import ReturnPaths
 from ..scenarioset import ScenarioSet
 from . import registry
 from .book import VenueBook
-from .gap import liquidation_gap
 from .losses import VenueLosses
 from .registry import LossModel
 
@@ -27,8 +25,6 @@ __all__ = ["build_scenarios"]
 # than 100,000 x 30 at once).
 _CHUNK_ELEMENTS = 2**16
 
-# Optional intraperiod paths of ReturnPaths, passed on to loss models that name them.
-_EXCURSIONS = ("low", "high")
 # Optional per-market figures of a VenueLosses, kept in the ScenarioSet when the model gives them.
 _OPTIONAL = ("liquidated", "winners")
 
@@ -37,7 +33,7 @@ def build_scenarios(
     paths: ReturnPaths,
     venue: VenueBook,
     *,
-    loss_model: LossModel | str = liquidation_gap,
+    loss_model: LossModel | str | None = None,
     chunk_size: int | None = None,
     metadata: Mapping[str, Any] | None = None,
     threads: int | None = None,
@@ -50,7 +46,8 @@ def build_scenarios(
         (N, T, J') returns and volatilities; must contain every market of ``venue`` (by name;
         other markets are ignored).
     venue : VenueBook
-    loss_model : LossModel or str, default :func:`liquidation_gap`
+    loss_model : LossModel or str, optional
+        Default ``DEFAULT_LOSS_MODEL`` (the stateful book, :class:`StatefulBook`).
         Called once per market and chunk of scenarios; a str names one of ``LOSS_MODELS``.
         It returns ``(loss, premium_base)`` or a :class:`~fundguard.models.venue.losses.VenueLosses`.
         When the paths carry intraperiod excursions (``paths.low`` / ``paths.high``, (N, T, J')
@@ -112,11 +109,13 @@ def build_scenarios(
         rows = int(chunk_size)
     else:
         raise ScenarioError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if loss_model is None:
+        loss_model = registry.DEFAULT_LOSS_MODEL
     if isinstance(loss_model, str):
         loss_model = registry.loss_model(loss_model)
     model_name = getattr(loss_model, "__name__", type(loss_model).__name__)
 
-    accepted = _named_keywords(loss_model)
+    accepted = registry.excursion_keywords(loss_model)
     excursions = {name: getattr(paths, name, None) for name in accepted}
     excursions = {name: array for name, array in excursions.items() if array is not None}
 
@@ -188,20 +187,6 @@ def build_scenarios(
                            is_stress=paths.is_stress, metadata=info, losses_by_market=losses_by_market, **optional)
     except ScenarioError as exc:
         raise ScenarioError(f"loss model {model_name!r}: {exc}") from None
-
-
-def _named_keywords(loss_model: LossModel) -> frozenset[str]:
-    """The optional keywords (``low``, ``high``) that ``loss_model``'s signature names.
-
-    Only parameters named in the signature count: a ``**kwargs`` catch-all often forwards to
-    another model that would not take them. A callable without a signature takes none.
-    """
-    try:
-        parameters = inspect.signature(loss_model).parameters
-    except (TypeError, ValueError):
-        return frozenset()
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return frozenset(name for name in _EXCURSIONS if name in parameters and parameters[name].kind in kinds)
 
 
 def _as_venue_losses(result: Any, model_name: str, market: str) -> VenueLosses:

@@ -7,6 +7,7 @@ this package (the function and the notes of its parameters) plus one line in ``L
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Protocol
@@ -19,7 +20,7 @@ from .gap import liquidation_gap
 from .losses import VenueLosses
 from .stateful import DEFAULT_BOOK, StatefulBook
 
-__all__ = ["LossModel", "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "loss_model"]
+__all__ = ["LossModel", "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "loss_model", "excursion_keywords"]
 
 
 class LossModel(Protocol):
@@ -69,7 +70,7 @@ LOSS_MODELS: Mapping[str, LossModel] = MappingProxyType({
 })
 
 #: The name :func:`~fundguard.models.build_scenarios` uses when none is given.
-DEFAULT_LOSS_MODEL = "liquidation_gap"
+DEFAULT_LOSS_MODEL = "stateful_book"
 
 
 def loss_model(name: str) -> LossModel:
@@ -91,3 +92,17 @@ def loss_model(name: str) -> LossModel:
         raise SpecificationError(
             f"unknown loss model {name!r}; known loss models: {', '.join(LOSS_MODELS)} "
             f"(or a loss_model.json file)") from None
+
+
+def excursion_keywords(loss_model: LossModel) -> frozenset[str]:
+    """The optional keywords (``low``, ``high``) that ``loss_model``'s signature names.
+
+    Only parameters named in the signature count: a ``**kwargs`` catch-all often forwards to
+    another model that would not take them. A callable without a signature takes none.
+    """
+    try:
+        parameters = inspect.signature(loss_model).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(name for name in ("low", "high") if name in parameters and parameters[name].kind in kinds)

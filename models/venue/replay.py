@@ -85,7 +85,7 @@ def replay(
     for market in venue.markets:
         name = market.name
         kwargs: dict[str, Any] = {}
-        if low is not None:
+        if low is not None and registry.excursion_keywords(model) >= {"low", "high"}:
             r = returns[name].to_numpy()[None, :]
             kwargs = {"low": np.minimum(low[name].to_numpy()[None, :], np.minimum(r, 0.0)),
                       "high": np.maximum(high[name].to_numpy()[None, :], np.maximum(r, 0.0))}

@@ -30,8 +30,10 @@ A_c); its positions with u <= D_c,t are gone. A period liquidates the slice (D_c
 
 Execution: a position at u liquidated in a period whose extreme depth is D loses, per unit
 notional, the overshoot g (D - u) (the engine fills a fraction g of the move past the
-liquidation price on average) plus the square-root impact I = Y sigma_d sqrt(Q / ADV) of the
-side's liquidated notional Q in that period. With margin m_k left at the liquidation price the
+liquidation price on average) plus the square-root impact of the side's liquidation flow: the
+flow of a day is one metaorder, so a unit pays on average (2/3) Y sigma_d sqrt(Q / ADV) for a day's
+flow Q (2/3 of the peak impact; for periods shorter than a day, the increment over the day's
+earlier liquidations). With margin m_k left at the liquidation price the
 fund pays (g (D - u) + I - m_k)^+ per unit, and a liquidation fee can be taken from what is left:
 min(fee, m_k - g (D - u) - I). The premium base (kind "liquidation") is the notional whose margin
 left covers the highest fee the venue charges (``fee_cap``), so sum_j p_j B_j with p_j <= fee_cap
@@ -50,7 +52,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -156,9 +158,7 @@ class StatefulBook:
 
     def parameters(self) -> dict[str, Any]:
         """The parameters as a JSON-serialisable dict (what loss_model.json holds)."""
-        out = asdict(self)
-        out.pop("_tables", None)
-        return out
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}  # not asdict: the cache
 
     def to_dict(self, **provenance: Any) -> dict[str, Any]:
         """What ``loss_model.json`` holds: the model's name, its parameters, and any provenance given."""
@@ -428,7 +428,15 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
             slice_ = (g_hi - g_lo) * (shares[k] * w[sub])
             q += np.bincount(rows[sub], weights=slice_, minlength=n)
             parts.append((k, sub, cells, top, at_hi, g_hi, g_lo))
-        impact_all = market.impact * daily_vol[:, t] * np.sqrt(q / market.daily_volume)
+        # square-root impact of the side's liquidation flow over the trailing day: the units of this
+        # period pay on average (2/3) Y sigma_d [(P + q)^1.5 - P^1.5] / (q sqrt(ADV)), P the notional
+        # liquidated in the day's earlier periods (0 for daily periods): the day's cost is the same
+        # whatever the period length (the average cost of a square-root metaorder is 2/3 of its peak)
+        before = liquidated[:, max(0, t - per_day + 1): t].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            average = ((before + q) ** 1.5 - before**1.5) / q
+        average = np.where(q > 0, average, np.sqrt(before))
+        impact_all = (2.0 / 3.0) * market.impact * daily_vol[:, t] * average / math.sqrt(market.daily_volume)
         # pass 2: bankrupt where g (hi - u) + I > m: u < hi - (m - I) / g; fee-paying where the
         # margin left covers the fee cap: u >= hi - (m - I - fee_cap) / g
         for k, sub, cells, top, at_hi, g_hi, g_lo in parts:
