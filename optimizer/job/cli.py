@@ -272,39 +272,15 @@ def _add_losskit_commands(sub) -> None:
     fit.set_defaults(handler=_cmd_loss_fit)
 
 
-def _price_items(items: Sequence[str]) -> list[tuple[str, str]]:
-    pairs = []
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name.strip() or not path:
-            raise UsageError(f"--prices takes MARKET=FILE, got {item!r}")
-        pairs.append((name.strip().upper(), path))
-    names = [n for n, _ in pairs]
-    if len(set(names)) != len(names):
-        raise UsageError(f"--prices names a market twice: {names}")
-    return pairs
-
-
-def _band(text: str) -> tuple[float, float]:
-    parts = text.split(",")
-    try:
-        low, high = (float(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"--band takes LO,HI (two numbers), got {text!r}") from None
-    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
-        raise UsageError(f"--band needs 0 < LO <= HI, got LO={low:g}, HI={high:g}")
-    return low, high
-
-
 def _cmd_loss_check(args: argparse.Namespace) -> int:
-    from .losscheck import check_events, read_ohlc
+    from .losscheck import check_events, parse_band, parse_prices_option, read_ohlc
 
-    band = _band(args.band)
+    band = parse_band(args.band, "--band")
     if not (math.isfinite(args.turnover) and args.turnover > 0):
         raise UsageError(f"--turnover must be a number > 0 (ADV / open interest), got {args.turnover!r}")
     if args.warmup < 0:
         raise UsageError(f"--warmup must be an integer >= 0 (days), got {args.warmup}")
-    prices = {name: read_ohlc(path, name) for name, path in _price_items(args.prices)}
+    prices = {name: read_ohlc(path, name) for name, path in parse_prices_option(args.prices, "--prices")}
     table = check_events(args.events, prices, loss_model=args.loss_model, turnover=args.turnover,
                          warmup_days=args.warmup, band=band, exclude_uncertain=args.exclude_uncertain)
     code = EXIT_BELOW_TARGET if table.attrs["outside_band"] else EXIT_OK
@@ -320,7 +296,8 @@ def _cmd_loss_check(args: argparse.Namespace) -> int:
           f"{'fund gross':>10} {'net':>10} {'reported':>10} {'ratio':>6}  verdict")
     for r in table.to_dict(orient="records"):
         if r["status"] != "checked":
-            print(f"{r['date']:<10} {r['market']:<8} {r['prices'] or '-':<6} skipped: {r['reason']}")
+            shown = r["prices"] if isinstance(r["prices"], str) else "-"
+            print(f"{r['date']:<10} {r['market']:<8} {shown:<6} skipped: {r['reason']}")
             continue
         verdict = {True: "ok", False: "OUTSIDE"}.get(r["in_band"], "no ratio")
         if r["uncertain"]:
@@ -348,7 +325,7 @@ def _ratio(value: float) -> str:
 
 
 def _cmd_loss_fit(args: argparse.Namespace) -> int:
-    from .losscheck import read_ohlc
+    from .losscheck import parse_prices_option, read_ohlc
     from .lossfit import check_loss_model_output, fit_loss_model, read_snapshots, read_venue_data, write_loss_model
 
     if not (math.isfinite(args.turnover) and args.turnover > 0):
@@ -358,7 +335,7 @@ def _cmd_loss_fit(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
     check_loss_model_output(args.out, force=args.force)  # before the fit: a refused --out should not cost one
-    items = _price_items(args.prices)
+    items = parse_prices_option(args.prices, "--prices")
     prices = {name: read_ohlc(path, name) for name, path in items}
     venue = read_venue_data(args.venue_data)
     snapshots = read_snapshots(args.snapshots) if args.snapshots is not None else None

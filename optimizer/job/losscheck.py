@@ -33,7 +33,8 @@ from fundguard.models.errors import DataError, SpecificationError
 from fundguard.models.venue import Market, StatefulBook, VenueBook, loss_model as named_loss_model, replay
 
 __all__ = ["check_events", "read_events", "read_ohlc", "match_market", "EVENT_COLUMNS", "DEFAULT_TURNOVER",
-           "DEFAULT_WARMUP_DAYS", "DEFAULT_BAND", "CHECK_COLUMNS", "model_parameters"]
+           "DEFAULT_WARMUP_DAYS", "DEFAULT_BAND", "CHECK_COLUMNS", "model_parameters",
+           "parse_prices_option", "parse_band"]
 
 #: Columns an events file must have (shared/data/README.md, "public_liquidation_events.csv").
 EVENT_COLUMNS = ("date", "scope", "market", "open_interest_before_usd", "liquidations_usd", "fund_loss_usd",
@@ -176,6 +177,30 @@ def model_parameters(model: StatefulBook) -> dict[str, Any]:
     return {f.name: getattr(model, f.name) for f in fields(model) if f.init}
 
 
+def parse_prices_option(items: list[str] | tuple[str, ...], option: str = "--prices") -> list[tuple[str, str]]:
+    """``MARKET=FILE`` items as (MARKET upper-cased, FILE) pairs; one line naming ``option`` when one is malformed
+    or a market is named twice."""
+    pairs = []
+    for item in items:
+        name, sep, path = str(item).partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise SpecificationError(f"{option} takes MARKET=FILE, got {item!r}")
+        pairs.append((name.strip().upper(), path.strip()))
+    names = [n for n, _ in pairs]
+    if len(set(names)) != len(names):
+        raise SpecificationError(f"{option} names a market twice: {names}")
+    return pairs
+
+
+def parse_band(text: str, option: str = "--band") -> tuple[float, float]:
+    """``LO,HI`` as two floats with 0 < LO <= HI; one line naming ``option`` otherwise."""
+    try:
+        low, high = (float(p) for p in str(text).split(","))
+    except ValueError:
+        raise SpecificationError(f"{option} takes LO,HI (two numbers), got {text!r}") from None
+    return _check_band((low, high), option)
+
+
 def _loss_model(model: Any) -> Any:
     if model is None:
         return named_loss_model("stateful_book")
@@ -184,13 +209,13 @@ def _loss_model(model: Any) -> Any:
     return model
 
 
-def _check_band(band: tuple[float, float]) -> tuple[float, float]:
+def _check_band(band: tuple[float, float], name: str = "band") -> tuple[float, float]:
     try:
         low, high = (float(b) for b in band)
     except (TypeError, ValueError):
-        raise SpecificationError(f"band must be two numbers LO,HI, got {band!r}") from None
+        raise SpecificationError(f"{name} must be two numbers LO,HI, got {band!r}") from None
     if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
-        raise SpecificationError(f"band must have 0 < LO <= HI (finite), got LO={low!r}, HI={high!r}")
+        raise SpecificationError(f"{name} needs 0 < LO <= HI (finite), got LO={low:g}, HI={high:g}")
     return low, high
 
 

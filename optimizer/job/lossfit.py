@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares, minimize
+from scipy.special import ndtr
 
 from fundguard.models.errors import DataError, SpecificationError
 from fundguard.models.venue import DEFAULT_BOOK, DEFAULT_TIERS, LeverageTier, Market, StatefulBook, VenueBook, replay
@@ -186,7 +187,7 @@ def read_snapshots(source: str | os.PathLike[str] | pd.DataFrame,
     """Position snapshots: ``market, side, distance or leverage, notional``.
 
     ``distance`` is the simple adverse move to the position's liquidation price (a fraction: 0.1
-    for 10%); a ``leverage`` (notional / equity) is read as distance ``1/leverage - m`` with m the
+    for 10%); a long at 1 or more has no liquidation price (a censored observation in the fit); a ``leverage`` (notional / equity) is read as distance ``1/leverage - m`` with m the
     maintenance margin of the ladder tier nearest in log leverage.
 
     Returns
@@ -215,9 +216,6 @@ def read_snapshots(source: str | os.PathLike[str] | pd.DataFrame,
             i = int(np.flatnonzero(distance <= 0)[0])
             raise DataError(f"{where}, line {i + 2}: leverage {leverage[i]:g} leaves no distance to liquidation "
                             f"(maintenance margin {margin[i]:g})")
-    if (distance >= 1).any():
-        i = int(np.flatnonzero(distance >= 1)[0])
-        raise DataError(f"{where}, line {i + 2}: distance must be a fraction of price below 1, got {distance[i]:g}")
     return pd.DataFrame({"market": frame["market"].astype(str).str.strip().str.upper(), "side": sides.to_numpy(),
                          "distance": distance, "notional": _numbers(frame, "notional", where, positive=True)})
 
@@ -312,9 +310,14 @@ def fit_loss_model(
         names: tuple[str, ...] = ("fresh_scale",)
     else:
         names = ("distance_scale", "distance_spread", "fresh_scale")
-    x, boot, rms = _least_squares(liquidated_residuals, names, params, weights,
+    upstream = {"half_life_days": replicates}
+    if snapshots is not None:
+        upstream.update(distance_scale=boot[:, 0], distance_spread=boot[:, 1])
+    x, boot, rms = _least_squares(liquidated_residuals, names, params, weights, upstream=upstream,
                                   bounds=(np.log([0.05, 0.02, 0.05][-len(names):]), np.log([100.0, 4.9, 100.0][-len(names):])))
     residual_sd["liquidated_share"] = rms
+    for i, name in enumerate(names):
+        upstream[name] = np.exp(boot[:, i])
     for i, name in enumerate(names):
         estimates[name] = _entry(float(np.exp(x[i])), np.exp(boot[:, i]), alpha,
                                  "least squares on log liquidated shares; block bootstrap, one Gauss-Newton step")
@@ -335,7 +338,7 @@ def fit_loss_model(
             return np.concatenate(out)
 
         x, boot, rms = _least_squares(loss_residuals, ("overshoot",), params, [np.tile(w, len(loss_columns)) for w in weights],
-                                      bounds=(np.array([0.0]), np.array([1.0])), log=False)
+                                      bounds=(np.array([0.0]), np.array([1.0])), log=False, upstream=upstream)
         residual_sd["loss_share"] = rms
         estimates["overshoot"] = _entry(float(x[0]), boot[:, 0], alpha,
                                         f"least squares on log {' and '.join(loss_columns)} shares; block bootstrap, "
@@ -431,12 +434,16 @@ def _fit_half_life(data: Mapping[str, pd.DataFrame], period_days: float, n: int,
 
 
 def _mixture_nll(theta: np.ndarray, log_d: np.ndarray, weight: np.ndarray, log_nominal: np.ndarray,
-                 shares: np.ndarray) -> float:
+                 shares: np.ndarray, censored: np.ndarray) -> float:
+    """Notional-weighted negative log-likelihood of log distances under the tier mixture; a censored
+    position (a long without liquidation price) contributes P(d >= 1) (the constant 1/d is left out)."""
     log_rho, log_s = theta
     s = math.exp(log_s)
     z = (log_d[:, None] - log_rho - log_nominal[None, :]) / s
     density = (shares[None, :] * np.exp(-0.5 * z * z)).sum(axis=1) / (s * math.sqrt(2 * math.pi))
-    return -float(np.sum(weight * np.log(np.maximum(density, 1e-300))))
+    survival = (shares[None, :] * ndtr(-z)).sum(axis=1)
+    value = np.where(censored, survival, density)
+    return -float(np.sum(weight * np.log(np.maximum(value, 1e-300))))
 
 
 def _fit_snapshots(snapshots: pd.DataFrame, markets: tuple[str, ...], base: StatefulBook, params: dict[str, Any],
@@ -444,7 +451,9 @@ def _fit_snapshots(snapshots: pd.DataFrame, markets: tuple[str, ...], base: Stat
     unknown = sorted(set(snapshots["market"]) - set(markets))
     if unknown:
         raise SpecificationError(f"snapshots name market(s) {unknown} the venue data does not have (markets: {list(markets)})")
-    log_d = np.log(snapshots["distance"].to_numpy())
+    distance = snapshots["distance"].to_numpy()
+    censored = (snapshots["side"].to_numpy() == "long") & (distance >= 1.0)
+    log_d = np.log(np.where(censored, 1.0, distance))
     notional = snapshots["notional"].to_numpy()
     weight = notional / notional.mean()
     log_nominal = np.log([t.distance for t in DEFAULT_TIERS])
@@ -452,7 +461,7 @@ def _fit_snapshots(snapshots: pd.DataFrame, markets: tuple[str, ...], base: Stat
     start = np.log([params["distance_scale"], params["distance_spread"]])
 
     def fit(idx: np.ndarray) -> np.ndarray:
-        found = minimize(_mixture_nll, start, args=(log_d[idx], weight[idx], log_nominal, shares), method="Nelder-Mead",
+        found = minimize(_mixture_nll, start, args=(log_d[idx], weight[idx], log_nominal, shares, censored[idx]), method="Nelder-Mead",
                          options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 2000})
         return np.exp(found.x)
 
@@ -462,21 +471,31 @@ def _fit_snapshots(snapshots: pd.DataFrame, markets: tuple[str, ...], base: Stat
 
 
 def _least_squares(residuals, names: tuple[str, ...], params: dict[str, Any], weights: list[np.ndarray], *,
-                   bounds: tuple[np.ndarray, np.ndarray], log: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+                   bounds: tuple[np.ndarray, np.ndarray], log: bool = True,
+                   upstream: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Least squares over ``names`` (log coordinates when ``log``), then one Gauss-Newton step per
+    bootstrap replicate. ``upstream``: replicates of parameters estimated in earlier stages (name ->
+    values, positive): a replicate's residuals are r + J_up (log u*_b - log u), the linear
+    propagation of the earlier stages' sampling error into this one."""
     start = np.array([params[k] for k in names], dtype=float)
     start = np.log(start) if log else start
     start = np.clip(start, bounds[0] + 1e-6, bounds[1] - 1e-6)
     found = least_squares(residuals, start, args=(names, params), bounds=bounds, diff_step=1e-2, x_scale=1.0,
                           xtol=1e-6, ftol=1e-8)
     x, r, J = found.x, found.fun, found.jac
+    fitted = dict(params, **{k: float(np.exp(v) if log else v) for k, v in zip(names, x)})
+    shifts = np.zeros((len(weights), len(r)))
+    for name, replicates in (upstream or {}).items():
+        # d r / d log(upstream) by a forward difference of 1% in the upstream parameter
+        moved = dict(fitted, **{name: fitted[name] * math.exp(1e-2)})
+        column = (residuals(x, names, moved) - r) / 1e-2
+        delta = np.log(np.asarray(replicates, dtype=float)) - math.log(fitted[name])
+        shifts += np.where(np.isfinite(delta), delta, 0.0)[:, None] * column[None, :]
     boot = []
-    for w in weights:
+    for w, shift in zip(weights, shifts):
         # one Gauss-Newton step on the reweighted objective sum w r^2 from x (Andrews 2002, k = 1)
         JW = J * w[:, None]
-        try:
-            step = np.linalg.solve(JW.T @ J, JW.T @ r)
-        except np.linalg.LinAlgError:
-            step = np.linalg.lstsq(JW.T @ J, JW.T @ r, rcond=None)[0]
+        step = np.linalg.lstsq(JW.T @ J, JW.T @ (r + shift), rcond=None)[0]
         boot.append(np.clip(x - step, bounds[0], bounds[1]))
     return x, np.array(boot).reshape(-1, len(names)), float(np.sqrt(np.mean(r * r)))
 
