@@ -356,7 +356,9 @@ def _cmd_loss_fit(args: argparse.Namespace) -> int:
     else:
         for name, entry in document["fit"]["parameters"].items():
             low, high = entry["interval"] if entry["interval"] is not None else (math.nan, math.nan)
-            print(f"{name:<16} {entry['value']:>10.4g}  [{low:.4g}, {high:.4g}]  {entry['method']}")
+            value = f"{entry['value']:>10.4g}" if not isinstance(entry["value"], bool) else f"{entry['value']!s:>10}"
+            shown = f"[{low:.4g}, {high:.4g}]" if entry["interval"] is not None else "(fixed)"
+            print(f"{name:<16} {value}  {shown:<20}  {entry['method']}")
         print(f"loss model written to {path}")
     return EXIT_OK
 

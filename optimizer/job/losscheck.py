@@ -19,6 +19,7 @@ defaults were fitted on) and the net one is reported beside it. A ratio is model
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Mapping
@@ -209,6 +210,17 @@ def _loss_model(model: Any) -> Any:
     return model
 
 
+def _sees_extremes(model: Any) -> bool:
+    """Whether a loss model takes the periods' low/high (its signature names them)."""
+    if callable(getattr(model, "run", None)):
+        return True
+    try:
+        names = inspect.signature(model).parameters
+    except (TypeError, ValueError):
+        return False
+    return "low" in names and "high" in names
+
+
 def _check_band(band: tuple[float, float], name: str = "band") -> tuple[float, float]:
     try:
         low, high = (float(b) for b in band)
@@ -321,9 +333,14 @@ def _check_row(event: pd.Series, prices: Mapping[str, pd.DataFrame], keys: list[
         return row
     window = bars[(bars.index >= start - period) & (bars.index < end)]
     venue = VenueBook([Market(key, open_interest=1.0, daily_volume=turnover)])
-    replayed = replay(venue, {key: window}, loss_model=model).xs(key, level="market")
+    # OHLC only to a model whose signature names low/high (as build_scenarios passes them): replay
+    # hands them to any model it is given OHLC for, which a close-only model cannot take
+    source = {key: window} if _sees_extremes(model) else window[["close"]].set_axis([key], axis=1)
+    replayed = replay(venue, source, loss_model=model).xs(key, level="market")
     on_day = replayed[replayed.index >= day]
-    scale = open_interest / float(on_day["open_interest"].iloc[0])
+    # a model that does not report its open interest (liquidation_gap) keeps the book at OI = 1
+    opening = float(on_day["open_interest"].iloc[0])
+    scale = open_interest / (opening if math.isfinite(opening) else 1.0)
     liquidated, fund_loss, fees = (scale * float(on_day[c].sum()) for c in ("liquidated", "fund_loss", "fee_income"))
     row.update(status="checked", open_interest=open_interest, model_liquidated=liquidated, model_fund_loss=fund_loss,
                model_fee_income=fees, model_net_fund_loss=fund_loss - fees)

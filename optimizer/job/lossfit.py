@@ -147,6 +147,10 @@ def _numbers(frame: pd.DataFrame, column: str, where: str, *, positive: bool = F
 def read_venue_data(source: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFrame:
     """A venue's per-period data, validated.
 
+    ``time`` labels a period as the price bars do (by its opening time: a day's date for daily
+    data); ``open_interest`` is per side at the period's open; the liquidated columns are the
+    notional liquidated on each side during the period.
+
     Returns
     -------
     DataFrame
