@@ -1,6 +1,8 @@
 """The ``fundguard`` command line.
 
-Commands: ``calibrate`` (the whole job; no arguments runs the built-in preset), ``frontier``,
+Commands: ``calibrate`` (the whole job; no arguments runs the built-in preset), ``frontier``, ``loss-check``
+(public liquidation events replayed through the loss model; 3 when a ratio leaves the band), ``loss-fit``
+(the stateful book fitted to a venue's data: loss_model.json),
 ``check`` (daily monitoring), ``fit`` (volatility models only) and ``preset build``.
 
 Exit codes (also in the README):
@@ -244,10 +246,10 @@ def _add_losskit_commands(sub) -> None:
     chk.add_argument("--prices", nargs="+", required=True, metavar="MARKET=FILE",
                      help="OHLC bars (daily or hourly) per market prefix: BTC matches BTCUSDT, XBTUSD, BTC")
     chk.add_argument("--loss-model", help="a loss model name or a loss_model.json (default: the stateful book)")
-    chk.add_argument("--band", default="0.3333333333333333,3", metavar="LO,HI",
+    chk.add_argument("--band", metavar="LO,HI",
                      help="accepted model / reported ratios (default 1/3,3)")
-    chk.add_argument("--turnover", type=float, default=3.0, help="ADV / open interest of the replayed book (default 3)")
-    chk.add_argument("--warmup", type=int, default=30, help="days replayed before the event (default 30)")
+    chk.add_argument("--turnover", type=float, help="ADV / open interest of the replayed book (default 3)")
+    chk.add_argument("--warmup", type=int, help="days replayed before the event (default 30)")
     chk.add_argument("--exclude-uncertain", action="store_true",
                      help="rows with an 'uncertain' note do not set the exit code")
     chk.add_argument("--json", action="store_true", help="print a JSON document instead of the table")
@@ -265,7 +267,7 @@ def _add_losskit_commands(sub) -> None:
     fit.add_argument("--snapshots", type=Path, help="position snapshots CSV")
     fit.add_argument("--out", type=Path, default=Path("loss_model.json"), help="where to write (default loss_model.json)")
     fit.add_argument("--force", action="store_true", help="replace an existing file at --out")
-    fit.add_argument("--turnover", type=float, default=3.0, help="ADV / open interest (default 3)")
+    fit.add_argument("--turnover", type=float, help="ADV / open interest (default 3)")
     fit.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (default 200)")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     fit.add_argument("--json", action="store_true", help="print loss_model.json to stdout as well")
@@ -273,9 +275,12 @@ def _add_losskit_commands(sub) -> None:
 
 
 def _cmd_loss_check(args: argparse.Namespace) -> int:
-    from .losscheck import check_events, parse_band, parse_prices_option, read_ohlc
+    from .losscheck import DEFAULT_BAND, DEFAULT_TURNOVER, DEFAULT_WARMUP_DAYS, check_events, parse_band, \
+        parse_prices_option, read_ohlc
 
-    band = parse_band(args.band, "--band")
+    band = DEFAULT_BAND if args.band is None else parse_band(args.band, "--band")
+    args.turnover = DEFAULT_TURNOVER if args.turnover is None else args.turnover
+    args.warmup = DEFAULT_WARMUP_DAYS if args.warmup is None else args.warmup
     if not (math.isfinite(args.turnover) and args.turnover > 0):
         raise UsageError(f"--turnover must be a number > 0 (ADV / open interest), got {args.turnover!r}")
     if args.warmup < 0:
@@ -325,8 +330,10 @@ def _ratio(value: float) -> str:
 
 
 def _cmd_loss_fit(args: argparse.Namespace) -> int:
-    from .losscheck import parse_prices_option, read_ohlc
+    from .losscheck import DEFAULT_TURNOVER, parse_prices_option, read_ohlc
     from .lossfit import check_loss_model_output, fit_loss_model, read_snapshots, read_venue_data, write_loss_model
+
+    args.turnover = DEFAULT_TURNOVER if args.turnover is None else args.turnover
 
     if not (math.isfinite(args.turnover) and args.turnover > 0):
         raise UsageError(f"--turnover must be a number > 0 (ADV / open interest), got {args.turnover!r}")

@@ -144,6 +144,11 @@ def read_ohlc(source: str | os.PathLike[str] | pd.DataFrame, market: str) -> pd.
     DataFrame
         Columns ``open, high, low, close`` (float64), a UTC ``DatetimeIndex``; ``attrs["period"]``.
 
+    Notes
+    -----
+    ``models.data.load_ohlc`` (being added on another branch) reads the same files in one pass;
+    once it is merged this function can become a call to it.
+
     Raises
     ------
     DataError
