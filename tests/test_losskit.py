@@ -179,9 +179,21 @@ def test_loss_check_on_bitstamp_hourly_reproduces_direct_replays(shared_data, bi
             assert row["liquidated_ratio"] == pytest.approx(liquidated / row["reported_liquidated"], rel=1e-12)
         if row["reported_fund_loss"] > 0:
             assert row["fund_loss_ratio"] == pytest.approx(fund_loss / row["reported_fund_loss"], rel=1e-12)
+    # the scaling is exact: the book replayed at the row's own size (OI and ADV scaled together so
+    # that the event day opens at the reported open interest) gives the same figures
+    black_thursday = checked.iloc[0]
+    day = pd.Timestamp("2020-03-12", tz="UTC")
+    window = bitstamp_hourly.loc[day - pd.Timedelta(days=30, hours=1):day + pd.Timedelta(hours=23)]
+    unit = replay(VenueBook([Market("BTC", 1.0, 3.0)]), {"BTC": window},
+                  loss_model=StatefulBook()).xs("BTC", level="market")
+    size = black_thursday["open_interest"] / unit.loc[day:, "open_interest"].iloc[0]
+    sized = replay(VenueBook([Market("BTC", size, 3.0 * size)]), {"BTC": window},
+                   loss_model=StatefulBook()).xs("BTC", level="market").loc[day:]
+    assert sized["open_interest"].iloc[0] == pytest.approx(black_thursday["open_interest"], rel=1e-12)
+    assert sized["liquidated"].sum() == pytest.approx(black_thursday["model_liquidated"], rel=1e-9)
+    assert sized["fund_loss"].sum() == pytest.approx(black_thursday["model_fund_loss"], rel=1e-9)
     # the figures the stateful book's defaults were fitted to: Black Thursday on BitMEX inside the
     # band, 10 May 2020 (open interest reported nine days later) outside it
-    black_thursday = checked.iloc[0]
     assert 0.5 < black_thursday["liquidated_ratio"] < 2 and 1 / 3 < black_thursday["fund_loss_ratio"] < 3
     assert list(checked["in_band"].iloc[2:4]) == [False, False]
     assert table.attrs["outside_band"] == 2

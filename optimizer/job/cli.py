@@ -308,7 +308,8 @@ def _cmd_loss_check(args: argparse.Namespace) -> int:
         if r["uncertain"]:
             verdict += " (uncertain" + ("" if r["counts"] or r["in_band"] != r["in_band"] else ", not counted") + ")"
         print(f"{r['date']:<10} {r['market']:<8} {r['prices']:<6} {_money(r['open_interest']):>9} "
-              f"{_money(r['model_liquidated']):>10} {_money(r['reported_liquidated']):>10} {_ratio(r['liquidated_ratio']):>6} "
+              f"{_money(r['model_liquidated']):>10} {_money(r['reported_liquidated']):>10} "
+              f"{_ratio(r['liquidated_ratio']):>6} "
               f"{_money(r['model_fund_loss']):>10} {_money(r['model_net_fund_loss']):>10} "
               f"{_money(r['reported_fund_loss']):>10} {_ratio(r['fund_loss_ratio']):>6}  {verdict}")
     print(f"band {band[0]:.3g}..{band[1]:.3g} on liquidated and gross fund-loss ratios; {table.attrs['outside_band']} "

@@ -191,7 +191,8 @@ def read_snapshots(source: str | os.PathLike[str] | pd.DataFrame,
     """Position snapshots: ``market, side, distance or leverage, notional``.
 
     ``distance`` is the simple adverse move to the position's liquidation price (a fraction: 0.1
-    for 10%); a long at 1 or more has no liquidation price (a censored observation in the fit); a ``leverage`` (notional / equity) is read as distance ``1/leverage - m`` with m the
+    for 10%); a long at 1 or more has no liquidation price (a censored observation in the fit); a
+    ``leverage`` (notional / equity) is read as distance ``1/leverage - m`` with m the
     maintenance margin of the ladder tier nearest in log leverage.
 
     Returns
@@ -273,7 +274,8 @@ def fit_loss_model(
     markets = tuple(sorted(set(venue.index.get_level_values("market"))))
     unknown = sorted(set(prices) - set(markets))
     if unknown:
-        raise SpecificationError(f"prices for market(s) {unknown} that the venue data does not have (markets: {list(markets)})")
+        raise SpecificationError(f"prices for market(s) {unknown} that the venue data does not have "
+                                 f"(markets: {list(markets)})")
     lacking = [m for m in markets if m not in prices]
     if lacking:
         raise SpecificationError(f"venue market(s) {lacking} have no prices; give --prices {lacking[0]}=FILE")
@@ -318,7 +320,8 @@ def fit_loss_model(
     if snapshots is not None:
         upstream.update(distance_scale=boot[:, 0], distance_spread=boot[:, 1])
     x, boot, rms = _least_squares(liquidated_residuals, names, params, weights, upstream=upstream,
-                                  bounds=(np.log([0.05, 0.02, 0.05][-len(names):]), np.log([100.0, 4.9, 100.0][-len(names):])))
+                                  bounds=(np.log([0.05, 0.02, 0.05][-len(names):]),
+                                          np.log([100.0, 4.9, 100.0][-len(names):])))
     residual_sd["liquidated_share"] = rms
     for i, name in enumerate(names):
         upstream[name] = np.exp(boot[:, i])
@@ -341,7 +344,8 @@ def fit_loss_model(
                 out.append(np.log(model + LOSS_FLOOR) - targets[column])
             return np.concatenate(out)
 
-        x, boot, rms = _least_squares(loss_residuals, ("overshoot",), params, [np.tile(w, len(loss_columns)) for w in weights],
+        stacked = [np.tile(w, len(loss_columns)) for w in weights]
+        x, boot, rms = _least_squares(loss_residuals, ("overshoot",), params, stacked,
                                       bounds=(np.array([0.0]), np.array([1.0])), log=False, upstream=upstream)
         residual_sd["loss_share"] = rms
         estimates["overshoot"] = _entry(float(x[0]), boot[:, 0], alpha,
@@ -454,7 +458,8 @@ def _fit_snapshots(snapshots: pd.DataFrame, markets: tuple[str, ...], base: Stat
                    bootstrap: int, rng: np.random.Generator) -> tuple[float, float, np.ndarray]:
     unknown = sorted(set(snapshots["market"]) - set(markets))
     if unknown:
-        raise SpecificationError(f"snapshots name market(s) {unknown} the venue data does not have (markets: {list(markets)})")
+        raise SpecificationError(f"snapshots name market(s) {unknown} the venue data does not have "
+                                 f"(markets: {list(markets)})")
     distance = snapshots["distance"].to_numpy()
     censored = (snapshots["side"].to_numpy() == "long") & (distance >= 1.0)
     log_d = np.log(np.where(censored, 1.0, distance))
@@ -465,7 +470,8 @@ def _fit_snapshots(snapshots: pd.DataFrame, markets: tuple[str, ...], base: Stat
     start = np.log([params["distance_scale"], params["distance_spread"]])
 
     def fit(idx: np.ndarray) -> np.ndarray:
-        found = minimize(_mixture_nll, start, args=(log_d[idx], weight[idx], log_nominal, shares, censored[idx]), method="Nelder-Mead",
+        found = minimize(_mixture_nll, start, args=(log_d[idx], weight[idx], log_nominal, shares, censored[idx]),
+                         method="Nelder-Mead",
                          options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 2000})
         return np.exp(found.x)
 
