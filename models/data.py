@@ -71,7 +71,8 @@ from .errors import (
 )
 
 __all__ = [
-    "Frequency", "detect_frequency", "load_prices", "log_returns", "MIN_RETURNS", "MAX_GAP_PERIODS",
+    "Frequency", "detect_frequency", "load_prices", "log_returns", "load_ohlc", "ohlc_paths", "OHLC_COLUMNS",
+    "MIN_RETURNS", "MAX_GAP_PERIODS",
     "MAX_LOG_RETURN", "NUMERIC_TIME_UNITS", "PriceJumpWarning",
 ]
 
@@ -119,6 +120,8 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError, 
 _TIME_COLUMNS = ("timestamp", "date", "datetime", "time", "open_time")
 _MARKET_COLUMNS = ("market", "symbol", "ticker", "asset")
 _PRICE_COLUMNS = ("close", "price")
+#: The columns of an OHLC bar, as :func:`load_ohlc` returns them.
+OHLC_COLUMNS = ("open", "high", "low", "close")
 # Crypto trades every day of the year, so a year is 365.25 days of periods.
 _YEAR = pd.Timedelta(days=365.25)
 
@@ -341,6 +344,160 @@ def log_returns(prices: pd.DataFrame | pd.Series) -> pd.DataFrame:
         attrs.update(frequency=frequency.label, period=frequency.period, periods_per_year=frequency.periods_per_year)
     returns.attrs = attrs
     return returns
+
+
+def load_ohlc(
+    source: PriceSource | Mapping[str, PriceSource],
+    *,
+    time_column: str | None = None,
+    name: str | None = None,
+    sort: bool = False,
+    max_gap: float = MAX_GAP_PERIODS,
+    min_returns: int = MIN_RETURNS,
+) -> dict[str, pd.DataFrame]:
+    """Read and validate OHLC bars: per market, open/high/low/close on a UTC time index.
+
+    Parameters
+    ----------
+    source : path, DataFrame, or mapping of market name -> path/DataFrame
+        A ``.csv`` (optionally compressed) or ``.parquet`` file or a DataFrame with a time column
+        and ``open``, ``high``, ``low``, ``close`` columns (any case; other columns are ignored),
+        such as the Binance kline exports; a mapping loads one market per entry.
+    time_column : str, optional
+        As in :func:`load_prices` (default: the first of ``timestamp``, ``date``, ``datetime``,
+        ``time``, ``open_time``, or a ``DatetimeIndex``). Rows are labelled as in the source; the
+        return of a row is the move from the previous row's close to this row's close, as in
+        :func:`log_returns`.
+    name : str, optional
+        Market name of a single source (default: the file's stem, or ``price``).
+    sort, max_gap, min_returns
+        As in :func:`load_prices` (defaults False, ``MAX_GAP_PERIODS`` = 5, ``MIN_RETURNS`` = 250).
+
+    Returns
+    -------
+    dict of market name -> DataFrame, float64 prices in the source's currency
+        Columns ``open, high, low, close`` (``OHLC_COLUMNS``); index a tz-aware UTC
+        ``DatetimeIndex`` named ``time``, strictly increasing. ``attrs`` as in
+        :func:`load_prices`, plus ``market``.
+
+    Raises
+    ------
+    DataError
+        An unreadable file, or one of the OHLC columns missing (naming the columns found).
+    InvalidPriceError
+        A price missing, not a number or <= 0, ``low > min(open, close)`` or
+        ``high < max(open, close)``: one line naming the market, the column and the row's date.
+    DateParseError, UnsortedTimestampsError, DuplicateTimestampsError, GapError,
+    MixedFrequencyError, InsufficientHistoryError
+        As in :func:`load_prices`.
+    """
+    if isinstance(source, Mapping):
+        if not source:
+            raise DataError("source mapping names no markets")
+        items = [(str(market), sub) for market, sub in source.items()]
+    else:
+        default = name or (Path(source).name.split(".")[0] if isinstance(source, (str, os.PathLike)) else "price")
+        items = [(default, source)]
+    bars = {}
+    for market, sub in items:
+        frame, label = _read(sub)
+        with _naming(label):
+            one = _to_ohlc(frame, time_column, market, sort)
+            frequency = detect_frequency(one.index, max_gap=max_gap)
+            if len(one) - 1 < min_returns:
+                raise InsufficientHistoryError(
+                    f"market {market!r}: {len(one) - 1} returns, fewer than the {min_returns} a volatility fit needs "
+                    f"(min_returns={min_returns})"
+                )
+        one.attrs = {"frequency": frequency.label, "period": frequency.period,
+                     "periods_per_year": frequency.periods_per_year, "source": label, "market": market}
+        bars[market] = one
+    return bars
+
+
+def ohlc_paths(ohlc: pd.DataFrame | Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Close-to-close log returns and the intraday low and high relative to the previous close.
+
+    Parameters
+    ----------
+    ohlc : DataFrame or mapping of market name -> DataFrame
+        Validated bars from :func:`load_ohlc` (columns ``open, high, low, close``); a single
+        DataFrame is named by its ``attrs["market"]`` (default ``price``).
+
+    Returns
+    -------
+    returns, low, high : DataFrame, unitless log returns, one column per market
+        On the timestamps common to all markets, the first dropped (it has no previous close):
+        ``returns = ln(C_t / C_{t-1})``, ``low = min(ln(L_t / C_{t-1}), min(0, returns))`` and
+        ``high = max(ln(H_t / C_{t-1}), max(0, returns))``, the ``low`` and ``high`` of
+        :class:`~fundguard.models.scenarios.ReturnPaths`. ``attrs`` carry the bars' frequency.
+
+    Notes
+    -----
+    The excursion is measured from the previous close, not from the bar's own open, so a gap at
+    the open counts (on Binance spot the open is the previous close: median gap 2e-7 on BTC
+    daily). The clip at min(0, r) and max(0, r) only matters when a bar's open differs from the
+    previous close: the path from the previous close to this close passes through both.
+    """
+    if isinstance(ohlc, pd.DataFrame):
+        ohlc = {str(ohlc.attrs.get("market", "price")): ohlc}
+    if not isinstance(ohlc, Mapping) or not ohlc:
+        raise DataError(f"ohlc must be a DataFrame or a non-empty mapping of market -> DataFrame, got {type(ohlc).__name__}")
+    for market, bars in ohlc.items():
+        missing = [c for c in OHLC_COLUMNS if not isinstance(bars, pd.DataFrame) or c not in bars.columns]
+        if missing:
+            raise DataError(f"ohlc[{market!r}] lacks columns {missing}; load it with load_ohlc")
+    frames = {column: pd.concat({m: bars[column] for m, bars in ohlc.items()}, axis=1, join="inner").astype(np.float64)
+              for column in ("close", "low", "high")}
+    close = frames["close"]
+    if len(close) < 2:
+        raise InsufficientHistoryError(f"markets {list(ohlc)} share {len(close)} timestamps; need at least two")
+    previous = close.shift(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = np.log(close / previous).iloc[1:]
+        low = np.minimum(np.log(frames["low"] / previous).iloc[1:], np.minimum(returns, 0.0))
+        high = np.maximum(np.log(frames["high"] / previous).iloc[1:], np.maximum(returns, 0.0))
+    attrs = {k: v for k, v in next(iter(ohlc.values())).attrs.items() if k in ("frequency", "period", "periods_per_year")}
+    for frame in (returns, low, high):
+        frame.attrs = dict(attrs)
+    return returns, low, high
+
+
+def _to_ohlc(frame: pd.DataFrame, time_column: str | None, market: str, sort: bool) -> pd.DataFrame:
+    """One market's bars as float64 open/high/low/close on a checked UTC index, or a one-line DataError."""
+    lower = {str(c).lower(): c for c in frame.columns}
+    missing = [c for c in OHLC_COLUMNS if c not in lower]
+    if missing:
+        raise DataError(f"market {market!r}: OHLC columns {missing} not found; columns are {list(map(str, frame.columns))}")
+    wide = _to_wide(frame, time_column, {lower[c]: c for c in OHLC_COLUMNS}, None, None, market, sort)
+    if len(wide) < 2:
+        raise InsufficientHistoryError(f"market {market!r}: need at least two rows of bars, got {len(wide)}")
+    values = {}
+    for column in OHLC_COLUMNS:
+        raw = wide[column]
+        numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~(np.isfinite(numbers) & (numbers > 0))
+        if bad.any():
+            i = int(np.argmax(bad))
+            what = ("missing" if pd.isna(raw.iloc[i]) else repr(float(numbers[i])) if not np.isnan(numbers[i])
+                    else repr(str(raw.iloc[i])))
+            raise InvalidPriceError(
+                f"market {market!r}: {column} at {wide.index[i]} is {what}; prices must be finite numbers > 0 "
+                f"({int(bad.sum())} bad value(s) in {column})"
+            )
+        values[column] = numbers
+    bars = pd.DataFrame(values, index=wide.index)
+    floor = np.minimum(bars["open"], bars["close"]).to_numpy()
+    ceiling = np.maximum(bars["open"], bars["close"]).to_numpy()
+    for column, wrong, bound, text in (("low", bars["low"].to_numpy() > floor, floor, "above min(open, close)"),
+                                       ("high", bars["high"].to_numpy() < ceiling, ceiling, "below max(open, close)")):
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            raise InvalidPriceError(
+                f"market {market!r}: {column} {bars[column].iloc[i]:.10g} at {bars.index[i]} is {text} = "
+                f"{bound[i]:.10g} ({int(wrong.sum())} such row(s)); the bar is inconsistent"
+            )
+    return bars
 
 
 def _read(source: PriceSource) -> tuple[pd.DataFrame, str]:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from arch import arch_model
+from arch.univariate import SkewStudent
 from arch.univariate.base import ARCHModelResult
 from scipy import stats
 from threadpoolctl import threadpool_limits
@@ -48,7 +49,8 @@ from .errors import (
 )
 from .serial import json_safe
 
-__all__ = ["VolSpec", "VolDiagnostics", "VolModel", "fit_volatility", "AUTO_CANDIDATES", "SIMULATION_CANDIDATES", "ljung_box"]
+__all__ = ["VolSpec", "VolDiagnostics", "VolModel", "fit_volatility", "AUTO_CANDIDATES", "SIMULATION_CANDIDATES", "ljung_box",
+           "ExplosiveVolatilityWarning", "SIMULATION_INNOVATIONS"]
 
 VOLS = ("GARCH", "GJR", "EGARCH")
 DISTS = ("normal", "t", "skewt", "ged")
@@ -62,6 +64,19 @@ _LJUNG_BOX_LAGS = 10
 # arch bounds persistence at 1 and lands a hair below it (1 - 1e-13) for integrated data;
 # anything this close to 1 is treated as non-stationary (half-life > 690,000 periods).
 _STATIONARITY_TOL = 1e-6
+#: The innovations a model can be simulated with (``models.scenarios.simulate_returns``); the
+#: ``innovations`` argument of :func:`fit_volatility` checks stationarity under one of them.
+SIMULATION_INNOVATIONS = ("parametric", "fhs", "evt")
+
+
+class ExplosiveVolatilityWarning(NonStationaryWarning):
+    """A model whose simulated variance has no finite expectation several periods ahead.
+
+    Persistence >= 1 under the fitted law or, for bootstrapped innovations, under the residuals
+    themselves, or an EGARCH whose innovation law lacks the exponential moment the variance
+    recursion needs (see :meth:`VolModel.explosive_reason`). A subclass of
+    ``NonStationaryWarning``, so filters of that warning keep working.
+    """
 
 
 @dataclass(frozen=True)
@@ -148,8 +163,9 @@ class VolDiagnostics:
     converged : bool
         The likelihood optimiser reported success.
     persistence : float
-        GARCH: alpha + beta; GJR: alpha + beta + gamma/2 (exact for symmetric innovations);
-        EGARCH: beta. Below 1 for a covariance-stationary model.
+        Under the fitted innovation law: GARCH alpha + beta; GJR alpha + beta + gamma E[z^2 1{z<0}]
+        (1/2 for the symmetric laws, arch's partial moment for the skewed t); EGARCH beta. Below 1
+        for a covariance-stationary GARCH/GJR; |beta| < 1 for a stationary EGARCH.
     half_life : float
         Periods for a variance shock to halve: ln(0.5) / ln(persistence); inf when persistence >= 1.
     unconditional_variance : float
@@ -165,6 +181,19 @@ class VolDiagnostics:
         Ljung-Box test of no autocorrelation in squared standardized residuals at
         ``ljung_box_lags`` lags; small values mean volatility clustering the model missed.
     ljung_box_lags : int
+    stationary : bool or None
+        Under the fitted law: persistence below 1 (within 1e-6, arch's stationarity bound) and
+        every multi-step variance E_T[sigma_{T+h}^2] finite (EGARCH: the exponential moment of
+        :meth:`VolModel.explosive_reason`). Always set by :func:`fit_volatility` and
+        :meth:`VolModel.from_dict` (which recomputes it, for descriptions written before it existed).
+    residual_persistence : float
+        The persistence filtered historical simulation runs at, with the standardized residuals'
+        own moments in place of the law's: GARCH/GJR alpha mean(z^2) + gamma mean(z^2 1{z<0}) + beta
+        (a misspecified law leaves mean(z^2) above 1: DOGE daily GARCH-ged, mean(z^2) = 1.31, has
+        persistence 0.960 but residual persistence 1.067); EGARCH beta. nan without residuals.
+    residual_stationary : bool or None
+        ``residual_persistence`` below 1 (EGARCH: |beta| < 1; the residuals' exponential moments
+        are finite); None without residuals.
     """
 
     converged: bool
@@ -175,6 +204,9 @@ class VolDiagnostics:
     periods_per_year: float
     ljung_box_pvalue: float
     ljung_box_lags: int
+    stationary: bool | None = None
+    residual_persistence: float = math.nan
+    residual_stationary: bool | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,8 +242,9 @@ class VolModel:
     selection : dict of str -> float
         For ``spec="auto"``: BIC of every candidate that converged (label -> BIC); else empty.
     rejected : dict of str -> str
-        For ``spec="auto"``: candidates left out, with the reason (no convergence, persistence
-        >= 1 at arch's stationarity bound, non-finite fit).
+        For ``spec="auto"``: candidates left out, with the reason (no convergence, non-finite
+        fit, or non-stationary: persistence >= 1 at arch's stationarity bound, and with
+        ``fit_volatility(innovations=...)`` any reason of :meth:`explosive_reason`).
     typical_volatility : float or None
         Median conditional volatility over the fitted sample, input units per period: the
         "normal" level volume and impact are measured against (robust to persistence near 1,
@@ -270,11 +303,16 @@ class VolModel:
     def from_dict(cls, data: Mapping[str, Any]) -> VolModel:
         """Rebuild a model from :meth:`to_dict` output (no residual history, no arch result)."""
         try:
-            diagnostics = {k: (math.inf if v is None else v) for k, v in data["diagnostics"].items()}
+            diagnostics = {k: (math.inf if v is None else v) for k, v in data["diagnostics"].items()
+                           if k not in ("stationary", "residual_persistence", "residual_stationary")}
             period = data.get("period_seconds")
+            spec = VolSpec(**data["spec"])
+            params = {k: float(v) for k, v in data["params"].items()}
+            # A rebuilt model has no residuals: the residual fields stay empty, the law's are recomputed.
+            diagnostics["stationary"] = _law_explosive_reason(params, spec, float(diagnostics["persistence"])) is None
             return cls(
-                spec=VolSpec(**data["spec"]),
-                params={k: float(v) for k, v in data["params"].items()},
+                spec=spec,
+                params=params,
                 last_variance=float(data["last_variance"]),
                 next_variance=float(data["next_variance"]),
                 last_residual=float(data["last_residual"]),
@@ -319,6 +357,55 @@ class VolModel:
         result = self._fitted("conditional_volatility")
         return pd.Series(np.asarray(result.conditional_volatility) / self.scale, index=self.index, name=self.name)
 
+    def explosive_reason(self, innovations: str = "parametric") -> str | None:
+        """Why simulating this model with ``innovations`` has no finite variance ahead, or None.
+
+        Parameters
+        ----------
+        innovations : {"parametric", "fhs", "evt"}, default "parametric"
+            How the simulation draws z (``models.scenarios.simulate_returns``).
+
+        Returns
+        -------
+        str or None
+            None when the model is safe to simulate; else one phrase naming the failed check.
+
+        Notes
+        -----
+        What is checked, with v = sigma^2:
+
+        * every innovation: the fitted law's persistence (``VolDiagnostics.persistence``) below
+          ``1 - 1e-6``. GARCH/GJR: E[v_{t+1}] = omega + (alpha + beta + gamma E[z^2 1{z<0}]) E[v_t],
+          finite for every horizon and converging iff that persistence is below 1. EGARCH:
+          |beta| < 1.
+        * EGARCH only: ln v_{t+h} sums beta^k (alpha |z| + gamma z) over the h - 1 innovations in
+          between, so E[v_{t+h}] needs E[exp(c z)] for z > 0 and E[exp(c |z|)] for z < 0 at the
+          coefficients c = beta^k (alpha +- gamma), k >= 0, whose largest positive values are c
+          and beta c at k = 0, 1. Infinite for the t and skewed t with any positive c (power-law
+          tails have no exponential moment); finite for the normal and the GED with shape nu > 1;
+          for nu = 1 (Laplace, density exp(-sqrt(2) |z|)) iff c < sqrt(2); for nu < 1 iff no c > 0.
+          "evt" is refused for EGARCH outright: its generalized Pareto tails have no exponential
+          moments when their index is positive, which fitted crypto tails are (0.13 to 0.25 on the
+          EGARCH-ged residuals of BTC, TRX and DOGE daily and BTC hourly, measured).
+        * "fhs" and "evt" on GARCH/GJR: the residuals' persistence
+          (``VolDiagnostics.residual_persistence``) below ``1 - 1e-6`` too, since the bootstrap
+          draws z with the residuals' moments, not the law's ("evt" replaces tail draws by GPD
+          draws with the same second moment to sampling error when the tail index is below 1/2,
+          the condition ``HeavyTailWarning`` watches). Without residuals (a rebuilt model) "fhs"
+          and "evt" cannot run, and only the law is checked.
+        """
+        if innovations not in SIMULATION_INNOVATIONS:
+            raise SpecificationError(f"innovations must be one of {SIMULATION_INNOVATIONS}, got {innovations!r}")
+        reason = _law_explosive_reason(self.params, self.spec, self.diagnostics.persistence)
+        if reason is not None:
+            return reason
+        if innovations == "evt" and self.spec.vol == "EGARCH":
+            return "EGARCH with generalized Pareto tails ('evt') has no finite multi-step variance"
+        residual = self.diagnostics.residual_persistence
+        if innovations != "parametric" and math.isfinite(residual) and abs(residual) >= 1.0 - _STATIONARITY_TOL:
+            return f"persistence with the residuals' own moments {residual:.4f} >= 1 ({innovations!r} draws those)"
+        return None
+
     def forecast_variance(self, horizon: int, *, simulations: int = 20_000, seed: int | None = 0) -> np.ndarray:
         """Expected conditional variance of the next ``horizon`` periods, (input units)^2.
 
@@ -356,6 +443,7 @@ def fit_volatility(
     candidates: Sequence[VolSpec] = AUTO_CANDIDATES,
     min_observations: int = MIN_RETURNS,
     name: str | None = None,
+    innovations: str | None = None,
 ) -> VolModel:
     """Fit a GARCH-family model to one market's returns.
 
@@ -366,34 +454,48 @@ def fit_volatility(
         non-finite value is an error.
     spec : VolSpec or "auto"
         "auto" fits every spec in ``candidates`` and keeps the lowest BIC among those that
-        converged to a finite, stationary fit (see ``AUTO_CANDIDATES``).
+        converged to a finite, stationary fit (see ``AUTO_CANDIDATES``); with ``innovations``,
+        among those safe to simulate with them (:meth:`VolModel.explosive_reason`).
     candidates : sequence of VolSpec
         The candidate set of "auto".
     min_observations : int, default 250
         Fewer returns raise ``InsufficientHistoryError``.
     name : str, optional
         Market name; default the Series name.
+    innovations : {"parametric", "fhs", "evt"} or None, default None
+        How the model will be simulated. None (a fit for one-step use) checks the fitted law's
+        persistence only; a value also checks that every multi-step variance is finite under
+        those innovations (the checks of :meth:`VolModel.explosive_reason`, also stated there).
 
     Returns
     -------
     VolModel
-        In the input's units (see the module notes on scaling).
+        In the input's units (see the module notes on scaling). ``diagnostics`` records the
+        persistence, the residuals' persistence and whether each is stationary; ``rejected``
+        the candidates "auto" left out and why.
 
     Raises
     ------
     DataError, InsufficientHistoryError
         Bad or too few returns.
     FitError
-        The likelihood optimiser produced non-finite parameters or likelihood (for "auto": every
-        candidate did).
+        The likelihood optimiser produced non-finite parameters or likelihood; for "auto": no
+        candidate converged to a finite fit that passes the checks (one line naming the market
+        and each candidate's reason).
+    SpecificationError
+        ``innovations`` not one of ``SIMULATION_INNOVATIONS`` or None.
 
     Warns
     -----
     ConvergenceWarning
         The optimiser did not report convergence (the model is returned; check it).
-    NonStationaryWarning
-        Persistence >= 1: no finite long-run variance.
+    ExplosiveVolatilityWarning
+        An explicit ``spec`` that fails the checks (persistence >= 1: no finite long-run
+        variance; with ``innovations``, also an infinite multi-step variance): the model is
+        returned, as asked for. A subclass of ``NonStationaryWarning``.
     """
+    if innovations is not None and innovations not in SIMULATION_INNOVATIONS:
+        raise SpecificationError(f"innovations must be one of {SIMULATION_INNOVATIONS} or None, got {innovations!r}")
     series = _validate_returns(returns, name)
     if len(series) < min_observations:
         raise InsufficientHistoryError(
@@ -412,7 +514,7 @@ def fit_volatility(
     if isinstance(spec, str):
         if spec != "auto":
             raise SpecificationError(f"spec must be a VolSpec or 'auto', got {spec!r}")
-        return _fit_auto(series, candidates, scale, frequency)
+        return _fit_auto(series, candidates, scale, frequency, innovations)
     if not isinstance(spec, VolSpec):
         raise SpecificationError(f"spec must be a VolSpec or 'auto', got {type(spec).__name__}")
     model, converged, message = _fit_one(series, spec, scale, frequency)
@@ -422,7 +524,10 @@ def fit_volatility(
             ConvergenceWarning,
             stacklevel=2,
         )
-    _warn_if_nonstationary(model, stacklevel=3)
+    reason = _explosive_reason(model, innovations)
+    if reason is not None:
+        warnings.warn(f"market {model.name!r}: {model.spec} {reason}; simulated variance and paths can explode",
+                      ExplosiveVolatilityWarning, stacklevel=2)
     return model
 
 
@@ -556,7 +661,15 @@ def _one_blas_thread() -> Iterator[None]:
         yield
 
 
-def _fit_auto(series: pd.Series, candidates: Sequence[VolSpec], scale: float, frequency: Frequency | None) -> VolModel:
+def _explosive_reason(model: VolModel, innovations: str | None) -> str | None:
+    """Why ``model`` fails the checks for ``innovations`` (None: the fitted law's persistence only), or None."""
+    if innovations is None:
+        return _persistence_reason(model.diagnostics.persistence)
+    return model.explosive_reason(innovations)
+
+
+def _fit_auto(series: pd.Series, candidates: Sequence[VolSpec], scale: float, frequency: Frequency | None,
+              innovations: str | None) -> VolModel:
     if not candidates:
         raise SpecificationError("candidates must name at least one VolSpec")
     fitted: list[VolModel] = []
@@ -567,15 +680,17 @@ def _fit_auto(series: pd.Series, candidates: Sequence[VolSpec], scale: float, fr
         except FitError as exc:
             rejected[str(spec)] = str(exc)
             continue
+        reason = _explosive_reason(model, innovations)
         if not converged:
             rejected[str(spec)] = f"did not converge ({message})"
-        elif model.diagnostics.persistence >= 1.0 - _STATIONARITY_TOL:
-            rejected[str(spec)] = f"non-stationary (persistence {model.diagnostics.persistence:.6f})"
+        elif reason is not None:
+            rejected[str(spec)] = f"non-stationary: {reason}"
         else:
             fitted.append(model)
     if not fitted:
         reasons = "; ".join(f"{k}: {v}" for k, v in rejected.items())
-        raise FitError(f"market {series.name!r}: no candidate gave a converged, stationary fit: {reasons}")
+        purpose = "" if innovations is None else f" safe to simulate with innovations {innovations!r}"
+        raise FitError(f"market {series.name!r}: no candidate gave a converged, stationary fit{purpose}: {reasons}")
     best = min(fitted, key=lambda m: m.bic)
     selection = {str(m.spec): m.bic for m in fitted}
     return VolModel(**{**best.__dict__, "selection": selection, "rejected": rejected})
@@ -595,7 +710,58 @@ def _unscale_params(raw: Mapping[str, float], spec: VolSpec, scale: float) -> di
 def _persistence(params: Mapping[str, float], spec: VolSpec) -> float:
     if spec.vol == "EGARCH":
         return params["beta"]
-    return params["alpha"] + params["beta"] + 0.5 * params.get("gamma", 0.0)
+    return params["alpha"] + params["beta"] + params.get("gamma", 0.0) * _negative_share(params, spec)
+
+
+def _negative_share(params: Mapping[str, float], spec: VolSpec) -> float:
+    """E[z^2 1{z<0}] of the fitted unit-variance law: 1/2 for the symmetric ones; arch's partial
+    moment for Hansen's skewed t (0.383 at nu = 5, lambda = 0.3)."""
+    if spec.dist != "skewt":
+        return 0.5
+    return float(SkewStudent().partial_moment(2, 0.0, [params["nu"], params["lambda"]]))
+
+
+def _residual_persistence(params: Mapping[str, float], spec: VolSpec, std_resid: np.ndarray) -> float:
+    if std_resid.size == 0:
+        return math.nan
+    if spec.vol == "EGARCH":
+        return params["beta"]
+    z2 = std_resid * std_resid
+    return params["alpha"] * float(np.mean(z2)) + params.get("gamma", 0.0) * float(np.mean(z2 * (std_resid < 0))) \
+        + params["beta"]
+
+
+#: Exponential-moment rate of the unit-variance Laplace law (GED shape 1): density exp(-sqrt(2) |z|) / sqrt(2).
+_LAPLACE_RATE = math.sqrt(2.0)
+
+
+def _persistence_reason(persistence: float) -> str | None:
+    if abs(persistence) < 1.0 - _STATIONARITY_TOL:
+        return None
+    return f"persistence {persistence:.6f} >= 1 (no finite long-run variance)"  # nan lands here too
+
+
+def _law_explosive_reason(params: Mapping[str, float], spec: VolSpec, persistence: float) -> str | None:
+    """The fitted law's checks of :meth:`VolModel.explosive_reason` (see its Notes)."""
+    reason = _persistence_reason(persistence)
+    if reason is not None or spec.vol != "EGARCH":
+        return reason
+    beta, alpha, gamma = params["beta"], params["alpha"], params.get("gamma", 0.0)
+    # Coefficients of z (z > 0) and |z| (z < 0) in ln v_{t+h}: beta^k (alpha +- gamma); the largest at k = 0, 1.
+    largest = max(c for side in (alpha + gamma, alpha - gamma) for c in (side, beta * side))
+    if largest <= 0.0:
+        return None
+    nu = params.get("nu", math.inf)
+    if spec.dist in ("t", "skewt"):
+        finite = False
+    elif spec.dist == "ged":
+        finite = nu > 1.0 or (nu == 1.0 and largest < _LAPLACE_RATE)
+    else:
+        finite = True
+    if finite:
+        return None
+    return (f"E[exp({largest:.3g} |z|)] is infinite under the {spec.dist} law, so the EGARCH variance two or more "
+            "periods ahead is infinite")
 
 
 def _diagnostics(
@@ -621,6 +787,7 @@ def _diagnostics(
         half_life = math.log(0.5) / math.log(persistence) if persistence > 0.0 else 0.0
     ppy = frequency.periods_per_year if frequency is not None else math.nan
     _, pvalue = ljung_box(std_resid**2, _LJUNG_BOX_LAGS)
+    residual_persistence = _residual_persistence(params, spec, std_resid)
     return VolDiagnostics(
         converged=converged,
         persistence=persistence,
@@ -630,14 +797,7 @@ def _diagnostics(
         periods_per_year=ppy,
         ljung_box_pvalue=pvalue,
         ljung_box_lags=_LJUNG_BOX_LAGS,
+        stationary=_law_explosive_reason(params, spec, persistence) is None,
+        residual_persistence=residual_persistence,
+        residual_stationary=None if math.isnan(residual_persistence) else residual_persistence < 1.0 - _STATIONARITY_TOL,
     )
-
-
-def _warn_if_nonstationary(model: VolModel, stacklevel: int) -> None:
-    if model.diagnostics.persistence >= 1.0 - _STATIONARITY_TOL:
-        warnings.warn(
-            f"market {model.name!r}: {model.spec} persistence {model.diagnostics.persistence:.4f} >= 1; "
-            "the model has no finite long-run variance and shocks never decay",
-            NonStationaryWarning,
-            stacklevel=stacklevel,
-        )

@@ -14,8 +14,11 @@ import pandas as pd
 import pytest
 
 from fundguard.models import (
+    DEFAULT_EXCURSIONS,
     ConfigError,
     DataError,
+    ExcursionModel,
+    ReturnPaths,
     DateParseError,
     DuplicateTimestampsError,
     FundguardError,
@@ -28,13 +31,17 @@ from fundguard.models import (
     SpecificationError,
     UnsortedTimestampsError,
     VenueBook,
+    fit_excursions,
     fit_volatility,
+    load_ohlc,
     load_prices,
     simulate_returns,
     stress_paths,
 )
+from fundguard.models import FitError, VolSpec
 from fundguard.models.errors import InfeasibleError, ProblemError
 from fundguard.models.venue.losses import VenueLosses
+from fundguard.models.scenarios.bounds import check_paths, period_bound
 from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, solve
 from fundguard.optimizer.job.config import parse_config
 from fundguard.optimizer.job.balance import check_balance
@@ -250,10 +257,53 @@ CASES = {
                                                             "markets": [{"name": "X", "open_interest": 1,
                                                                          "daily_volume": 1}]}),
                                       ConfigError, "stress_dates[0] is not a calendar date: '2021-02-30'"),
+    # -- excursions: intraday low/high --
+    "OHLC low above open and close": (lambda: load_ohlc(_ohlc(low=(40, 1e9)), name="BTC"), InvalidPriceError,
+                                      "market 'BTC': low 1000000000 at 2022-02-10 00:00:00+00:00 is above min(open"),
+    "OHLC high below open and close": (lambda: load_ohlc(_ohlc(high=(41, 1.0)), name="BTC"), InvalidPriceError,
+                                       "high 1 at 2022-02-11 00:00:00+00:00 is below max(open, close)"),
+    "OHLC price zero": (lambda: load_ohlc(_ohlc(open=(7, 0.0)), name="BTC"), InvalidPriceError,
+                        "market 'BTC': open at 2022-01-08 00:00:00+00:00 is 0.0"),
+    "OHLC column missing": (lambda: load_ohlc(_ohlc().drop(columns=["low"]), name="BTC"), DataError,
+                            "OHLC columns ['low'] not found"),
+    "paths low above the close": (lambda: ReturnPaths(np.full((2, 3, 1), -0.01), np.full((2, 3, 1), 0.02), ("A",),
+                                                      low=np.zeros((2, 3, 1))), ScenarioError,
+                                  "low must be <= min(0, returns)"),
+    "paths high not finite": (lambda: ReturnPaths(np.zeros((2, 3, 1)), np.full((2, 3, 1), 0.02), ("A",),
+                                                  high=np.full((2, 3, 1), np.inf)), ScenarioError,
+                              "high must be finite; high[0, 0, 0] = inf"),
+    "paths low of the wrong shape": (lambda: ReturnPaths(np.zeros((2, 3, 1)), np.full((2, 3, 1), 0.02), ("A",),
+                                                         low=np.zeros((2, 3))), ScenarioError,
+                                     "low must have the shape of returns (2, 3, 1)"),
+    "excursions missing a market": (lambda: simulate_returns({"X": _model()}, 5, 100,
+                                                             excursions={"Y": DEFAULT_EXCURSIONS}),
+                                    SpecificationError, "missing ['X'], unknown ['Y']"),
+    "excursions of an unknown kind": (lambda: simulate_returns({"X": _model()}, 5, 100, excursions="wicks"),
+                                      SpecificationError, "excursions must be 'default', 'bridge'"),
+    "excursion fit on a zero volatility": (lambda: fit_excursions(load_ohlc(_ohlc(), name="X")["X"],
+                                                                  _sigma(zero_at=12)),
+                                           SpecificationError, "volatility['X'] at 2022-01-13"),
+    "excursion quantiles decreasing": (lambda: ExcursionModel.from_dict(
+        {**DEFAULT_EXCURSIONS.to_dict(), "up": np.flip(DEFAULT_EXCURSIONS.up, axis=1)}), SpecificationError,
+        "ExcursionModel.up[0] must be finite quantiles >= 0, non-decreasing"),
     # config
     "config alpha out of range": (lambda: _config(alpha=2.0), ConfigError, "problem.alpha"),
     "config unknown key": (lambda: _config(alfa=0.1), ConfigError, "problem.alfa"),
     "config wrong type": (lambda: _config(confidence="high"), ConfigError, "problem.confidence"),
+    # -- explosive (issue 15, item 6) --
+    "fit innovations unknown": (lambda: fit_volatility(_explosive(), VolSpec("GARCH", "normal"), innovations="bootstrap"),
+                                SpecificationError, "innovations must be one of ('parametric', 'fhs', 'evt') or None, "
+                                                    "got 'bootstrap'"),
+    "explosive_reason innovations unknown": (lambda: _model().explosive_reason("historical"), SpecificationError,
+                                             "innovations must be one of ('parametric', 'fhs', 'evt'), got 'historical'"),
+    "auto with every candidate explosive": (lambda: fit_volatility(_explosive(), candidates=[VolSpec("GARCH", "normal")],
+                                                                   innovations="fhs"),
+                                            FitError, "market 'BOOM': no candidate gave a converged, stationary fit "
+                                                      "safe to simulate with innovations 'fhs'"),
+    "path check on an array": (lambda: check_paths(np.zeros((2, 3, 1))), ScenarioError,
+                               "check_paths needs a ReturnPaths, got ndarray"),
+    "path bound not positive": (lambda: period_bound(pd.Timedelta("1D"), -2.0), ScenarioError,
+                                "max_daily_log_return must be a positive finite number, got -2.0"),
     # -- losskit (loss-check, loss-fit)
     "events missing column": (lambda: read_events(_events().drop(columns=["open_interest_before_usd"])), DataError,
                               "missing column(s) ['open_interest_before_usd']"),
@@ -277,7 +327,7 @@ CASES = {
     "loss-check prices not OHLC": (lambda: check_events(_events(), {"BTC": _bars()[["close"]]}), DataError,
                                    "prices['BTC'] must be OHLC bars"),
     "loss-check bar low above close": (lambda: read_ohlc(_bars(low=(5, 1e6)).reset_index(), "BTC"), DataError,
-                                       "market 'BTC' at 2024-01-06"),
+                                       "market 'BTC': low 1000000 at 2024-01-06"),
     "venue data missing column": (lambda: read_venue_data(_venue().drop(columns=["liquidated_short"])), DataError,
                                   "missing column(s) ['liquidated_short']"),
     "venue data bad open interest": (lambda: read_venue_data(_venue(open_interest=(3, "0"))), DataError,
@@ -340,6 +390,15 @@ def _build_with(loss_model):
     return build_scenarios(paths, _book(), loss_model=loss_model)
 
 
+def _explosive() -> pd.Series:
+    """Returns of a GARCH(1,1)-normal with alpha + beta = 1.04 (its fit lands on arch's bound, persistence 1)."""
+    rng = np.random.default_rng(3)
+    returns, variance = np.empty(800), 1e-4
+    for t in range(800):
+        returns[t] = variance**0.5 * rng.standard_normal()
+        variance = 1e-5 + 0.12 * returns[t] ** 2 + 0.92 * variance
+    return pd.Series(returns, index=pd.date_range("2020-01-01", periods=800, freq="D", tz="UTC"), name="BOOM")
+
 _MODEL = []
 
 
@@ -369,6 +428,25 @@ def _stamped(stamps, jump_at: int | None = None) -> pd.DataFrame:
     if jump_at is not None:
         close[jump_at] *= 1e6
     return pd.DataFrame({"timestamp": stamps, "close": close})
+
+
+def _ohlc(n: int = 300, **changes) -> pd.DataFrame:
+    """Daily bars opening at the previous close, 1% wicks; ``column=(row, value)`` overwrites a cell."""
+    close = _prices(n)["BTC"].to_numpy()
+    open_ = np.r_[close[0], close[:-1]]
+    frame = pd.DataFrame({"date": pd.date_range("2022-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+                          "open": open_, "high": np.maximum(open_, close) * 1.01,
+                          "low": np.minimum(open_, close) * 0.99, "close": close})
+    for column, (row, value) in changes.items():
+        frame.loc[row, column] = value
+    return frame
+
+
+def _sigma(zero_at: int) -> pd.Series:
+    """A conditional volatility of the bars of ``_ohlc`` (on their returns' dates), zero at one row."""
+    sigma = pd.Series(0.03, index=pd.date_range("2022-01-02", periods=299, freq="D", tz="UTC", name="time"))
+    sigma.iloc[zero_at - 1] = 0.0
+    return sigma
 
 
 def test_catalogue_is_large_enough():

@@ -16,8 +16,10 @@ from fundguard.models import (
     MixedFrequencyError,
     UnsortedTimestampsError,
     detect_frequency,
+    load_ohlc,
     load_prices,
     log_returns,
+    ohlc_paths,
 )
 
 
@@ -437,3 +439,87 @@ def test_gap_tolerance_boundary_is_inclusive():
     assert detect_frequency(days, max_gap=3).label == "daily"
     with pytest.raises(GapError):
         detect_frequency(days, max_gap=2.999)
+
+
+# ---------------------------------------------------------------------------------------------
+# OHLC bars (load_ohlc, ohlc_paths)
+# ---------------------------------------------------------------------------------------------
+
+
+def _bars() -> pd.DataFrame:
+    """Three daily bars written by hand: day 2 opens with a gap below day 1's close."""
+    return pd.DataFrame({"Date": ["2024-01-01", "2024-01-02", "2024-01-03"], "Open": [100.0, 98.0, 110.0],
+                         "High": [105.0, 112.0, 111.0], "Low": [99.0, 97.0, 104.0], "Close": [100.0, 110.0, 105.0],
+                         "Volume": [1.0, 2.0, 3.0]})
+
+
+def test_ohlc_paths_by_hand(tmp_path):
+    path = tmp_path / "BTC.csv"
+    _bars().to_csv(path, index=False)
+    bars = load_ohlc(path, min_returns=2)["BTC"]
+    assert list(bars.columns) == ["open", "high", "low", "close"] and str(bars.index.tz) == "UTC"
+    assert bars.attrs["frequency"] == "daily" and bars.attrs["market"] == "BTC"
+    returns, low, high = ohlc_paths(bars)
+    assert list(returns.index.strftime("%Y-%m-%d")) == ["2024-01-02", "2024-01-03"]
+    np.testing.assert_allclose(returns["BTC"], [np.log(1.1), np.log(105 / 110)], rtol=1e-14)
+    # day 2: the low 97 against the previous close 100 (the open gap to 98 included); day 3: low 104 vs 110
+    np.testing.assert_allclose(low["BTC"], [np.log(0.97), np.log(104 / 110)], rtol=1e-14)
+    np.testing.assert_allclose(high["BTC"], [np.log(1.12), np.log(111 / 110)], rtol=1e-14)
+    assert returns.attrs["period"] == pd.Timedelta("1D")
+
+
+def test_ohlc_paths_clip_at_the_previous_close_and_align_markets():
+    # day 2 opens 2% above the previous close and never trades below the open: the path from the
+    # previous close still starts at it, so low is min(ln(L / C_prev), min(0, r)) = 0
+    up = pd.DataFrame({"open": [100.0, 102.0, 101.0], "high": [101.0, 104.0, 103.0], "low": [99.0, 102.0, 100.0],
+                       "close": [100.0, 103.0, 101.0]},
+                      index=pd.date_range("2024-01-01", periods=3, freq="D", tz="UTC"))
+    other = up.iloc[:2] * 2.0  # B has no third day
+    returns, low, high = ohlc_paths({"A": load_ohlc(up, name="A", min_returns=1)["A"],
+                                     "B": load_ohlc(other, name="B", min_returns=1)["B"]})
+    assert list(returns.columns) == ["A", "B"] and len(returns) == 1  # on the common dates, the first dropped
+    assert returns.index[0] == pd.Timestamp("2024-01-02", tz="UTC")
+    assert low["A"].iloc[0] == 0.0 and high["A"].iloc[0] == pytest.approx(np.log(1.04))
+    assert low["B"].iloc[0] == 0.0 and returns["B"].iloc[0] == pytest.approx(np.log(1.03))
+
+
+@pytest.mark.parametrize("column, row, value, error, fragment", [
+    ("Low", 1, 120.0, InvalidPriceError, "market 'BTC': low 120 at 2024-01-02 00:00:00+00:00 is above min(open, close) = 98"),
+    ("High", 2, 100.0, InvalidPriceError, "market 'BTC': high 100 at 2024-01-03 00:00:00+00:00 is below max(open, close) = 110"),
+    ("Open", 2, 0.0, InvalidPriceError, "market 'BTC': open at 2024-01-03 00:00:00+00:00 is 0.0"),
+    ("Close", 1, -5.0, InvalidPriceError, "market 'BTC': close at 2024-01-02 00:00:00+00:00 is -5.0"),
+    ("Close", 1, np.nan, InvalidPriceError, "close at 2024-01-02 00:00:00+00:00 is missing"),
+])
+def test_ohlc_validation_names_market_column_and_date(column, row, value, error, fragment):
+    frame = _bars()
+    frame.loc[row, column] = value
+    with pytest.raises(error) as info:
+        load_ohlc(frame, name="BTC", min_returns=2)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_ohlc_missing_columns_and_short_history(tmp_path):
+    with pytest.raises(DataError, match=r"market 'BTC': OHLC columns \['low'\] not found; columns are"):
+        load_ohlc(_bars().drop(columns=["Low"]), name="BTC")
+    with pytest.raises(InsufficientHistoryError, match="market 'BTC': 2 returns, fewer than the 250"):
+        load_ohlc(_bars(), name="BTC")
+    path = tmp_path / "ETH.csv"
+    _bars().drop(columns=["High"]).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"ETH.csv: market 'ETH': OHLC columns \['high'\]"):
+        load_ohlc({"ETH": path})
+    with pytest.raises(DataError, match="lacks columns"):
+        ohlc_paths({"X": pd.DataFrame({"close": [1.0, 2.0]})})
+
+
+def test_real_ohlc_files(shared_data):
+    bars = load_ohlc({m: shared_data / f"binance_{m}USDT_daily.csv" for m in ("BTC", "ETH")})
+    returns, low, high = ohlc_paths(bars)
+    assert returns.shape == (3058, 2) and returns.index[0] == pd.Timestamp("2017-08-18", tz="UTC")
+    # the closes are those load_prices reads
+    closes = log_returns(load_prices(shared_data / "binance_BTCUSDT_daily.csv", name="BTC"))
+    np.testing.assert_allclose(returns["BTC"], closes["BTC"], rtol=0, atol=1e-14)
+    assert (low <= np.minimum(returns, 0)).all().all() and (high >= np.maximum(returns, 0)).all().all()
+    # issue 15's figure: 2017-2025, the BTC low touched -5% on 407 days, the close on 180
+    assert int((low["BTC"] <= np.log(0.95)).sum()) == 407 and int((returns["BTC"] <= np.log(0.95)).sum()) == 180
+    hourly = load_ohlc(shared_data / "binance_ETHUSDT_hourly.csv", name="ETH")["ETH"]
+    assert hourly.attrs["frequency"] == "hourly" and len(hourly) == 7789

@@ -16,7 +16,9 @@ import pytest
 from scipy import special, stats
 
 from fundguard.models import (
+    DEFAULT_EXCURSIONS,
     Copula,
+    ExcursionModel,
     HeavyTailWarning,
     ReturnPaths,
     ScenarioError,
@@ -351,12 +353,20 @@ def test_same_seed_same_paths_whatever_the_chunking(pair, innovations):
         chunked = run(2600, chunk_size=chunk)
         assert np.array_equal(whole.returns, chunked.returns)
         assert np.array_equal(whole.volatility, chunked.volatility)
-    assert np.array_equal(run(1500).returns, whole.returns[:1500])  # a shorter run is a prefix
+        assert np.array_equal(whole.low, chunked.low) and np.array_equal(whole.high, chunked.high)
+    shorter = run(1500)  # a shorter run is a prefix
+    assert np.array_equal(shorter.returns, whole.returns[:1500]) and np.array_equal(shorter.low, whole.low[:1500])
     for threads in (1, 3):  # chunks worked on by several threads land in their own rows
         threaded = run(2600, chunk_size=1024, threads=threads)
         assert np.array_equal(whole.returns, threaded.returns)
         assert np.array_equal(whole.volatility, threaded.volatility)
-    assert not np.array_equal(simulate_returns(pair, 7, 2600, innovations=innovations, seed=124).returns, whole.returns)
+        assert np.array_equal(whole.low, threaded.low) and np.array_equal(whole.high, threaded.high)
+    other = simulate_returns(pair, 7, 2600, innovations=innovations, seed=124)
+    assert not np.array_equal(other.returns, whole.returns) and not np.array_equal(other.low, whole.low)
+    # the excursions come from their own stream: the returns of a seed do not depend on them
+    bare = run(2600, excursions=None)
+    assert bare.low is None and bare.high is None and np.array_equal(bare.returns, whole.returns)
+    assert np.array_equal(run(2600, excursions="bridge").returns, whole.returns)
 
 
 @pytest.mark.parametrize("innovations", ["parametric", "fhs", "evt"])
@@ -369,6 +379,8 @@ def test_a_pickled_plan_draws_any_block_range_of_the_full_run(pair, innovations)
     assert parts[1].metadata["rows"] == [1024, 2600]
     assert np.array_equal(np.concatenate([p.returns for p in parts]), whole.returns)
     assert np.array_equal(np.concatenate([p.volatility for p in parts]), whole.volatility)
+    assert np.array_equal(np.concatenate([p.low for p in parts]), whole.low)
+    assert np.array_equal(np.concatenate([p.high for p in parts]), whole.high)
     with pytest.raises(SpecificationError, match=r"block range \[2, 4\)"):
         plan.simulate(2, 4)
 
@@ -384,9 +396,45 @@ def test_seed_none_is_recorded_and_seed_sequence_untouched(gjr_t):
     assert np.array_equal(a.returns, b.returns) and seq.n_children_spawned == 0
 
 
+def test_excursions_per_market_and_their_law(pair):
+    # one market on the shipped law, the other on a law whose wicks are exactly 0.5 sigma below, 0.2 above
+    levels = DEFAULT_EXCURSIONS.levels
+    fixed = ExcursionModel(z_edges=[0.0], levels=levels, down=np.full((2, levels.size), 0.5),
+                           up=np.full((2, levels.size), 0.2), correlation=[0.0, 0.0], counts=[1, 1])
+    paths = simulate_returns(pair, 5, 3000, seed=7, excursions={"M0": "default", "M1": fixed})
+    r, sigma = paths.returns, paths.volatility
+    np.testing.assert_allclose(paths.low[..., 1], np.minimum(r[..., 1], 0) - 0.5 * sigma[..., 1], rtol=1e-12)
+    np.testing.assert_allclose(paths.high[..., 1], np.maximum(r[..., 1], 0) + 0.2 * sigma[..., 1], rtol=1e-12)
+    assert paths.metadata["excursions"]["M0"]["law"] == "empirical"
+    # market 0's drawn wicks follow the shipped law: the median of w_down for z in (-0.5, 0]
+    z = r[..., 0] / sigma[..., 0]
+    w_down = (np.minimum(r[..., 0], 0) - paths.low[..., 0]) / sigma[..., 0]
+    chosen = (z > -0.5) & (z <= 0)
+    median = DEFAULT_EXCURSIONS.down[3, list(levels).index(0.5)]
+    n = int(chosen.sum())
+    assert np.mean(w_down[chosen] <= median) == pytest.approx(0.5, abs=4 * 0.5 / math.sqrt(n))
+    with pytest.raises(SpecificationError, match=r"missing \['M1'\]"):
+        simulate_returns(pair, 5, 10, excursions={"M0": fixed})
+    with pytest.raises(SpecificationError, match="excursions must be 'default'"):
+        simulate_returns(pair, 5, 10, excursions="brownian")
+
+
 # ---------------------------------------------------------------------------------------------
 # Stress paths
 # ---------------------------------------------------------------------------------------------
+
+
+def test_stress_paths_carry_median_wicks_and_still_periods_do_not_move(pair):
+    paths = stress_paths(pair, 4, dates=[pair["M0"].index[1000]], shocks=[-0.3])
+    r, sigma = paths.returns, paths.volatility
+    assert np.all(paths.low <= np.minimum(r, 0)) and np.all(paths.high >= np.maximum(r, 0))
+    # the shock period: the shocked return minus the median extra wick of its z bucket (the lowest)
+    median = list(DEFAULT_EXCURSIONS.levels).index(0.5)
+    assert paths.low[1, 0, 0] == pytest.approx(math.log(0.7) - sigma[1, 0, 0] * DEFAULT_EXCURSIONS.down[0, median])
+    assert np.all(paths.low[1, 1:] == 0.0) and np.all(paths.high[1, 1:] == 0.0)  # still afterwards
+    assert np.all(paths.low[0] < np.minimum(r[0], 0))  # four replayed periods, each with a wick
+    assert stress_paths(pair, 4, shocks=[-0.3], excursions=None).low is None
+
 
 
 def test_stress_replay_as_it_was_and_scaled_to_today(pair):
@@ -471,3 +519,21 @@ def test_return_paths_validate_shapes_and_values():
         ReturnPaths(bad, np.ones((2, 3, 1)), ("A",))
     with pytest.raises(ScenarioError, match="markets"):
         ReturnPaths(ok, np.ones((2, 3, 1)), ("A", "B"))
+
+
+def test_return_paths_validate_low_and_high():
+    returns = np.array([0.01, -0.02, 0.0]).reshape(1, 3, 1)
+    vol = np.full((1, 3, 1), 0.02)
+    low = np.array([-0.001, -0.03, 0.0]).reshape(1, 3, 1)
+    high = np.array([0.02, 0.001, 0.0]).reshape(1, 3, 1)
+    paths = ReturnPaths(returns, vol, ("A",), low=low, high=high)
+    assert paths.low.dtype == np.float64 and paths.high[0, 0, 0] == 0.02
+    ReturnPaths(returns, vol, ("A",), low=np.minimum(returns, 0) + 5e-13)  # within the 1e-12 slack
+    with pytest.raises(ScenarioError, match=r"low must be <= min\(0, returns\).*low\[0, 1, 0\] = -0.01"):
+        ReturnPaths(returns, vol, ("A",), low=np.array([-0.001, -0.01, 0.0]).reshape(1, 3, 1))
+    with pytest.raises(ScenarioError, match=r"high must be >= max\(0, returns\).*high\[0, 0, 0\]"):
+        ReturnPaths(returns, vol, ("A",), high=np.array([0.005, 0.0, 0.0]).reshape(1, 3, 1))
+    with pytest.raises(ScenarioError, match=r"high must have the shape of returns \(1, 3, 1\)"):
+        ReturnPaths(returns, vol, ("A",), high=np.zeros((1, 3)))
+    with pytest.raises(ScenarioError, match=r"low must be finite; low\[0, 2, 0\] = nan"):
+        ReturnPaths(returns, vol, ("A",), low=np.array([-0.001, -0.03, np.nan]).reshape(1, 3, 1))

@@ -275,3 +275,17 @@ def test_egarch_long_run_level_beyond_float_range_is_infinite_not_an_overflow():
     assert math.isfinite(calm.unconditional_variance)
     huge = volatility._diagnostics({**params, "omega": 1.0}, spec, z, None, converged=True)  # log level 1e4
     assert huge.unconditional_variance == math.inf
+
+
+def test_auto_for_simulation_excludes_egarch_t_whose_multi_step_variance_is_infinite():
+    """EGARCH-t data: "auto" for a fit keeps the generating family; for a parametric simulation it is
+    excluded (E[exp(alpha |z|)] is infinite under the t) and recorded, and what is chosen is stationary."""
+    series = simulate(EGARCH(1, 1, 1), StudentsT, [0.0, 0.0, 0.15, -0.12, 0.97, 4.0], seed=7)
+    for_fit = fit_volatility(series, candidates=[VolSpec("EGARCH", "t"), VolSpec("GJR", "t")])
+    assert str(for_fit.spec) == "EGARCH-t" and for_fit.diagnostics.stationary is False
+    for_simulation = fit_volatility(series, candidates=[VolSpec("EGARCH", "t"), VolSpec("GJR", "t")],
+                                    innovations="parametric")
+    assert str(for_simulation.spec) == "GJR-t" and for_simulation.diagnostics.stationary
+    assert "infinite under the t law" in for_simulation.rejected["EGARCH-t"]
+    with pytest.warns(NonStationaryWarning, match="EGARCH-t E\\[exp"):  # ExplosiveVolatilityWarning is one
+        fit_volatility(series, VolSpec("EGARCH", "t"), innovations="parametric")

@@ -31,14 +31,27 @@ streams spawned from the seed (``SeedSequence`` spawn keys ``(block, stream)``);
 chunks the work is done in are whole blocks. So a seed gives the same paths whatever the chunk
 size, and the first n paths of a run with N > n scenarios equal a run with n scenarios.
 
+Every path carries the periods' intraday low and high (``ReturnPaths.low`` / ``.high``), drawn
+given each return and volatility from an empirical excursion law (``excursions``; the default is
+fitted to Binance BTC and ETH daily bars) from streams of each block's own, one per market after
+its innovation streams: the returns of a seed are the same with or without excursions.
+
 Layout (imports run down this list): ``paths`` (the ReturnPaths result, what generators read off
-the models), ``copula``, ``tails``, ``innovations`` (distributions, transforms, samplers),
+the models), ``copula``, ``tails``, ``excursions`` (intraday low/high given the close), ``innovations`` (distributions, transforms, samplers),
 ``dynamics`` (the one recursion step), ``simulate`` (random paths), ``stress`` (deterministic
 paths). Seeds and blocks are :mod:`fundguard.models.seeds`.
 """
 
 from ..seeds import SCENARIO_BLOCK
 from .copula import Copula, fit_copula
+from .excursions import (
+    DEFAULT_EXCURSIONS,
+    BridgeExcursions,
+    ExcursionModel,
+    bridge_excursions,
+    fit_excursions,
+    fit_market_excursions,
+)
 from .paths import ReturnPaths
 from .simulate import INNOVATIONS, SimulationPlan, plan_simulation, simulate_returns
 from .stress import stress_paths
@@ -57,4 +70,10 @@ __all__ = [
     "SimulationPlan",
     "plan_simulation",
     "stress_paths",
+    "DEFAULT_EXCURSIONS",
+    "ExcursionModel",
+    "BridgeExcursions",
+    "bridge_excursions",
+    "fit_excursions",
+    "fit_market_excursions",
 ]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # annotations only: the fitted parts a ReturnPaths carries
     from .copula import Copula
     from .tails import TailFit
 
-__all__ = ["ReturnPaths", "validate_models", "common_period", "long_run_volatility_of"]
+__all__ = ["ReturnPaths", "EXCURSION_TOLERANCE", "validate_models", "common_period", "long_run_volatility_of"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +52,15 @@ class ReturnPaths:
         The copula joining the markets (``innovations="parametric"`` with J >= 2 only).
     metadata : mapping
         JSON-serialisable description: innovations, seed, model specifications, horizon.
+    low, high : (N, T, J) arrays of float64, optional, unitless log returns
+        The period's intraday excursions: ``low[s, t, j]`` is the log of the period's lowest
+        price over its opening price (the previous period's close), ``high`` the same of the
+        highest, so ``low <= min(0, returns)`` and ``high >= max(0, returns)`` (checked to
+        1e-12). None when unknown (either may be given alone). Drawn by
+        :func:`~fundguard.models.scenarios.simulate_returns` from an excursion law
+        (:mod:`fundguard.models.scenarios.excursions`), measured by
+        :func:`~fundguard.models.data.ohlc_paths` on real bars. Whatever subsets or joins
+        ReturnPaths carries them.
     """
 
     returns: np.ndarray = field(repr=False)
@@ -64,6 +73,8 @@ class ReturnPaths:
     tails: Mapping[str, TailFit] = field(default_factory=dict, repr=False)
     copula: Copula | None = field(default=None, repr=False)
     metadata: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    low: np.ndarray | None = field(default=None, repr=False)
+    high: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         returns = np.asarray(self.returns, dtype=np.float64)
@@ -101,8 +112,12 @@ class ReturnPaths:
         period = None if self.period is None else pd.Timedelta(self.period)
         if period is not None and period <= pd.Timedelta(0):
             raise ScenarioError(f"period must be a positive duration, got {self.period!r}")
+        low = _excursion("low", self.low, returns, np.minimum)
+        high = _excursion("high", self.high, returns, np.maximum)
         object.__setattr__(self, "returns", returns)
         object.__setattr__(self, "volatility", volatility)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
         object.__setattr__(self, "markets", markets)
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "long_run_volatility", long_run)
@@ -142,6 +157,37 @@ def _check_finite(name: str, array: np.ndarray) -> None:
         f"{name} must be finite; {name}{list(where)} = {float(array[where])!r} (an explosive volatility model or a "
         "tail index >= 1 can overflow: check the fit or shorten the horizon)"
     )
+
+
+#: Slack of the checks low <= min(0, returns) and high >= max(0, returns): float64 rounding of
+#: a low computed as min(0, r) - sigma * w (about 1e-17 at these magnitudes), with room to spare.
+EXCURSION_TOLERANCE = 1e-12
+
+
+def _excursion(name: str, value: Any, returns: np.ndarray, bound: Any) -> np.ndarray | None:
+    """``low`` or ``high`` as float64 (None stays None), or a ScenarioError naming the field and element."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=np.float64)
+    if array.shape != returns.shape:
+        raise ScenarioError(f"{name} must have the shape of returns {returns.shape}, got {array.shape}")
+    _check_finite(name, array)
+    flat_values, flat_returns = array.reshape(-1), returns.reshape(-1)
+    step = 2**18  # in slices, so the check's temporaries stay small beside the (N, T, J) arrays
+    for start in range(0, flat_values.size, step):
+        part = slice(start, start + step)
+        limit = bound(flat_returns[part], 0.0)
+        wrong = (flat_values[part] > limit + EXCURSION_TOLERANCE if name == "low"
+                 else flat_values[part] < limit - EXCURSION_TOLERANCE)
+        if wrong.any():
+            where = tuple(int(i) for i in np.unravel_index(start + int(np.argmax(wrong)), array.shape))
+            side = "min(0, returns)" if name == "low" else "max(0, returns)"
+            raise ScenarioError(
+                f"{name} must be {'<=' if name == 'low' else '>='} {side} (the path passes through the open and "
+                f"the close); {name}{list(where)} = {float(array[where])!r}, returns{list(where)} = "
+                f"{float(returns[where])!r}"
+            )
+    return array
 
 
 def validate_models(models: Mapping[str, VolModel]) -> tuple[tuple[str, ...], list[VolModel]]:

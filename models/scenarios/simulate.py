@@ -17,6 +17,7 @@ from ..serial import json_safe
 from ..volatility import VolModel
 from .copula import Copula, fit_copula
 from .dynamics import Dynamics
+from .excursions import ExcursionLaw, ExcursionSpec, resolve_excursions
 from .innovations import Bootstrap, Marginal, Parametric
 from .paths import ReturnPaths, common_period, long_run_volatility_of, validate_models
 from .tails import TailFit, fit_tails_quietly, warn_if_heavy
@@ -44,6 +45,7 @@ def simulate_returns(
     tail_fraction: float = 0.1,
     chunk_size: int | None = None,
     threads: int | None = None,
+    excursions: ExcursionSpec = "default",
 ) -> ReturnPaths:
     """Simulate N joint return paths of T periods from today's state of fitted models.
 
@@ -76,13 +78,23 @@ def simulate_returns(
         loops). Default: the CPUs this process may run on. 1 works in the calling thread only
         (use it inside a process pool or a Dask worker that already fills the cores). Does not
         change the result.
+    excursions : "default", "bridge", ExcursionModel, mapping of market -> ExcursionModel, or None
+        The law the periods' intraday low and high are drawn from given each return and its
+        volatility (:mod:`fundguard.models.scenarios.excursions`). "default": the shipped
+        ``DEFAULT_EXCURSIONS`` (Binance BTC + ETH daily, standardized by sigma, so it applies to
+        any market and to hourly models; hourly wicks are somewhat heavier, see
+        ``HOURLY_VS_DAILY``) for every market; one model for all markets or one per market (a
+        mapping naming every market); "bridge" the Brownian-bridge fallback (too thin beyond
+        about 10%); None: no excursions (``low`` and ``high`` None).
 
     Returns
     -------
     ReturnPaths
-        ``returns`` and ``volatility`` (N, T, J) float64 in the models' units; ``tails``
+        ``returns``, ``volatility`` and (unless ``excursions=None``) ``low`` and ``high``
+        (N, T, J) float64 in the models' units; ``tails``
         ("evt") and ``copula`` ("parametric", J >= 2) as fitted; ``metadata`` with the seed.
-        Peak memory is the two returned arrays plus the chunk buffers.
+        Peak memory is the returned arrays (four with excursions, two without) plus the chunk
+        buffers.
 
     Raises
     ------
@@ -103,7 +115,7 @@ def simulate_returns(
     the starting point are in the module notes.
     """
     plan = plan_simulation(models, horizon, n_scenarios, innovations=innovations, seed=seed,
-                           copula=copula, tail_fraction=tail_fraction)
+                           copula=copula, tail_fraction=tail_fraction, excursions=excursions)
     return plan.simulate(chunk_size=chunk_size, threads=threads)
 
 
@@ -130,6 +142,7 @@ class SimulationPlan:
     tails: Mapping[str, TailFit]
     copula: Copula | None
     metadata: Mapping[str, Any]
+    excursions: tuple[ExcursionLaw, ...] | None = None
 
     @property
     def n_blocks(self) -> int:
@@ -154,16 +167,31 @@ class SimulationPlan:
         j = len(self.names)
         returns = np.empty((stop - start, self.horizon, j))
         volatility = np.empty((stop - start, self.horizon, j))
+        laws = self.excursions
+        low = np.empty_like(returns) if laws is not None else None
+        high = np.empty_like(returns) if laws is not None else None
         blocks_per_chunk = _blocks_per_chunk(chunk_size, self.horizon, j)
+        n_streams = self.sampler.n_streams
 
         def work(first: int) -> None:
             blocks = range(first, min(first + blocks_per_chunk, stop_block))
             sizes = [min(SCENARIO_BLOCK, self.n_scenarios - b * SCENARIO_BLOCK) for b in blocks]
-            streams = [block_streams(self.root, b, self.sampler.n_streams) for b in blocks]
-            z = self.sampler.innovations(streams, sizes, self.horizon)
+            # Market j's excursions in block b come from the child (b, n_streams + j), after the
+            # block's innovation streams: the returns are those of a run without excursions, and
+            # a block's first rows draw the same whatever its size (a shorter run is a prefix).
+            streams = [block_streams(self.root, b, n_streams + (len(laws) if laws is not None else 0))
+                       for b in blocks]
+            z = self.sampler.innovations([s[:n_streams] for s in streams], sizes, self.horizon)
             row = first * SCENARIO_BLOCK - start
             rows = slice(row, row + sum(sizes))
             self.dynamics.run(z, returns[rows], volatility[rows])
+            if laws is None:
+                return
+            for size, block_stream in zip(sizes, streams):
+                rows, row = slice(row, row + size), row + size
+                for column, law in enumerate(laws):
+                    low[rows, :, column], high[rows, :, column] = law.draw(
+                        returns[rows, :, column], volatility[rows, :, column], block_stream[n_streams + column])
 
         # chunks are independent: own streams, own output rows
         in_threads(work, range(first_block, stop_block, blocks_per_chunk), threads, "fundguard-simulate")
@@ -179,6 +207,8 @@ class SimulationPlan:
             tails=dict(self.tails),
             copula=self.copula,
             metadata=metadata,
+            low=low,
+            high=high,
         )
 
 
@@ -191,6 +221,7 @@ def plan_simulation(
     seed: int | np.random.SeedSequence | None = None,
     copula: str | Copula = "t",
     tail_fraction: float = 0.1,
+    excursions: ExcursionSpec = "default",
 ) -> SimulationPlan:
     """Validate and fit what :func:`simulate_returns` needs, without drawing any path.
 
@@ -204,6 +235,7 @@ def plan_simulation(
         raise SpecificationError(f"innovations must be one of {INNOVATIONS}, got {innovations!r}")
     if not isinstance(copula, Copula) and copula not in ("t", "gaussian"):
         raise SpecificationError(f"copula must be 't', 'gaussian' or a Copula, got {copula!r}")
+    laws = resolve_excursions(excursions, names)
     root = seed_sequence(seed)
     period = common_period(names, fitted)
     j = len(fitted)
@@ -246,6 +278,7 @@ def plan_simulation(
         metadata["copula"] = fitted_copula.describe()
     if tails:
         metadata["tails"] = {name: fit.describe() for name, fit in tails.items()}
+    metadata["excursions"] = None if laws is None else {name: law.describe() for name, law in zip(names, laws)}
     return SimulationPlan(
         names=names,
         horizon=horizon,
@@ -259,6 +292,7 @@ def plan_simulation(
         tails=tails,
         copula=fitted_copula,
         metadata=json_safe(metadata),
+        excursions=laws,
     )
 
 

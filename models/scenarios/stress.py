@@ -13,6 +13,7 @@ from ..parallel import positive_int
 from ..serial import json_safe
 from ..volatility import VolModel
 from .dynamics import Dynamics
+from .excursions import ExcursionSpec, resolve_excursions
 from .paths import ReturnPaths, common_period, long_run_volatility_of, validate_models
 
 __all__ = ["stress_paths"]
@@ -25,6 +26,7 @@ def stress_paths(
     dates: Sequence[Any] = (),
     scale_to_today: bool = True,
     shocks: Sequence[float | Mapping[str, float]] = (),
+    excursions: ExcursionSpec = "default",
 ) -> ReturnPaths:
     """Deterministic stress paths: replayed historical windows and hypothetical shocks.
 
@@ -50,11 +52,20 @@ def stress_paths(
         period, the same for every market (float) or per market (mapping; markets left out do
         not move); zero returns afterwards. Volatility starts from today's state and follows the
         recursion, the shock feeding it.
+    excursions : "default", "bridge", ExcursionModel, mapping of market -> ExcursionModel, or None
+        The excursion law of each market, as in ``simulate_returns``; None: ``low`` and ``high``
+        None.
 
     Returns
     -------
     ReturnPaths
         ``is_stress`` all True, ``labels`` naming each path, replays first then shocks.
+        ``low`` and ``high``: a stress path is deterministic, so each moving period (a replayed
+        one, a shock) gets the law's *median* extra wicks given its return and volatility
+        (``low = r - sigma * median(w_down | z)`` on a fall, for the default law about 0.55
+        sigma beyond a close below -2 sigma); a still period (after the window, after the shock)
+        does not move at all: ``low = high = 0``. The bars of a replayed date are not used (the
+        fitted models carry closes only).
 
     Raises
     ------
@@ -65,6 +76,7 @@ def stress_paths(
     """
     names, fitted = validate_models(models)
     horizon = positive_int("horizon", horizon)
+    laws = resolve_excursions(excursions, names)
     if isinstance(dates, (pd.Index, np.ndarray)):
         dates = list(dates)
     elif isinstance(dates, (str, pd.Timestamp)) or not isinstance(dates, Sequence):
@@ -75,7 +87,7 @@ def stress_paths(
         raise ScenarioError("stress_paths needs at least one date or shock")
     dynamics = Dynamics(fitted)
     j = len(fitted)
-    all_returns, all_vols, labels = [], [], []
+    all_returns, all_vols, labels, moving = [], [], [], []
 
     if dates:
         for name, m in zip(names, fitted):
@@ -116,6 +128,7 @@ def stress_paths(
                 _still(dynamics, state, scratch, returns=rets[:, n_hist:], volatility=vols[:, n_hist:])
             all_returns.append(rets)
             all_vols.append(vols)
+            moving.append(n_hist)
             when = str(index[first].date()) if isinstance(index, pd.DatetimeIndex) else str(index[first])
             labels.append(f"replay {when} ({n_hist} periods, {'scaled to today' if scale_to_today else 'as it was'})")
 
@@ -128,27 +141,47 @@ def stress_paths(
         _still(dynamics, state, scratch, returns=rets[:, 1:], volatility=vols[:, 1:])
         all_returns.append(rets)
         all_vols.append(vols)
+        moving.append(1)
         moved = [f"{n} {100 * x:+.4g}%" for n, x in zip(names, moves) if x != 0.0]
         labels.append("shock " + (", ".join(moved) if moved else "(no move)"))
 
     returns = np.concatenate(all_returns)
+    volatility = np.concatenate(all_vols)
+    low, high = _median_excursions(laws, returns, volatility, np.array(moving))
     metadata = {
         "generator": "fundguard.models.stress_paths",
         "horizon": horizon,
         "scale_to_today": bool(scale_to_today),
         "labels": labels,
         "models": {name: {"spec": str(m.spec), "next_variance": m.next_variance} for name, m in zip(names, fitted)},
+        "excursions": None if laws is None else {name: {**law.describe(), "level": 0.5} for name, law in
+                                                 zip(names, laws)},
     }
     return ReturnPaths(
         returns=returns,
-        volatility=np.concatenate(all_vols),
+        volatility=volatility,
         markets=names,
         period=common_period(names, fitted),
         long_run_volatility=long_run_volatility_of(fitted),
         is_stress=np.ones(returns.shape[0], dtype=bool),
         labels=tuple(labels),
         metadata=json_safe(metadata),
+        low=low,
+        high=high,
     )
+
+
+def _median_excursions(laws: tuple | None, returns: np.ndarray, volatility: np.ndarray,
+                       moving: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Median-wick ``(low, high)`` of each path's first ``moving[s]`` periods, zero on the still ones."""
+    if laws is None:
+        return None, None
+    low, high = np.zeros_like(returns), np.zeros_like(returns)
+    for column, law in enumerate(laws):
+        low[:, :, column], high[:, :, column] = law.at_level(returns[:, :, column], volatility[:, :, column], 0.5)
+    still = np.arange(returns.shape[1])[None, :] >= moving[:, None]
+    low[still], high[still] = 0.0, 0.0
+    return low, high
 
 
 def _still(dynamics: Dynamics, state: np.ndarray, scratch: tuple[np.ndarray, ...], *, returns: np.ndarray,

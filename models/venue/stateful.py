@@ -66,7 +66,10 @@ __all__ = ["StatefulBook", "DEFAULT_BOOK", "LOSS_MODEL_SCHEMA", "stateful_book",
 # steps of 5e-4 (linear interpolation error below 1e-6 of open interest for the defaults).
 _GRID_STEP = 5e-4
 _GRID_MAX = 3.0
-_MAX_AGE_HALF_LIVES = 8
+_MAX_AGE_HALF_LIVES = 5
+# Tier CDF values below this are set to 0 (at most 1e-13 of open interest per tier is moved to
+# the first grid point above the floor), so depths short of every tier's mass cost no work.
+_MASS_FLOOR = 1e-13
 #: Version of the loss_model.json layout (:meth:`StatefulBook.to_dict`).
 LOSS_MODEL_SCHEMA = 1
 
@@ -296,12 +299,20 @@ class StatefulBook:
         for k, tier in enumerate(tiers):
             G[k] = ndtr((log_d - math.log(self.distance_scale * tier.distance)) / self.distance_spread)
             G[len(tiers) + k] = ndtr((log_d - math.log(self.fresh_scale * tier.distance)) / self.distance_spread)
+        G[G < _MASS_FLOOR] = 0.0  # exactly nothing below each tier's floor (see floors())
         G[:, 0] = 0.0
         G[:, -1] = 1.0  # the mass beyond the grid sits at its end (liquidated only by a 95% fall)
         dG = np.diff(G, axis=1)
         H = np.concatenate([np.zeros((G.shape[0], 1)), np.cumsum(dG * (u[:-1] + u[1:]) / 2, axis=1)], axis=1)
         self._tables[key] = (G, H)
         return G, H
+
+    def floors(self, tiers: Sequence[LeverageTier], sign: float) -> np.ndarray:
+        """Per tier, the largest u-grid point below which both its laws hold no mass, (K,)."""
+        G, _ = self.tables(tiers, sign)
+        k = len(tiers)
+        first = np.minimum(np.argmax(G[:k] > 0.0, axis=1), np.argmax(G[k:] > 0.0, axis=1))
+        return np.maximum(first - 1, 0) * _GRID_STEP
 
 
 def stateful_book(market: Market, returns: np.ndarray, volatility: np.ndarray, *, period_days: float = 1.0,
@@ -347,7 +358,7 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
     # a new cohort every period, or once a day for periods shorter than a day (module notes)
     per_day = max(1, int(round(1.0 / period_days))) if period_days < 1.0 else 1
     opens = {t for t in range(1, horizon) if per_day == 1 or t == 1 or t % per_day == 0}
-    # cohorts older than _MAX_AGE_HALF_LIVES half-lives hold under 2**-8 of what entered: their
+    # cohorts older than _MAX_AGE_HALF_LIVES half-lives hold under 2**-5 of what entered: their
     # slot is reused, and their survivors join the new cohort (as if they reopened at the price)
     max_slots = 1 + math.ceil(_MAX_AGE_HALF_LIVES * model.half_life_days / max(period_days, 1.0))
     n_cohorts = min(1 + len(opens), max_slots)
@@ -362,6 +373,9 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
     g_state = np.zeros((len(tiers), n * n_cohorts))
     h_state = np.zeros((len(tiers), n * n_cohorts))
     survivors = np.ones((n, n_cohorts))
+    lo_state = np.zeros((n, n_cohorts))  # the depth the cached G_k, H_k were taken at
+    floors = model.floors(tiers, sign)
+    floor_min = float(floors.min())
     loss = np.zeros((n, horizon))
     fee_base = np.zeros((n, horizon))
     liquidated = np.zeros((n, horizon))
@@ -377,6 +391,7 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
                     reused = True
                     carried = weight[:, newest] * survivors[:, newest]
                     depth[:, newest] = 0.0
+                    lo_state[:, newest] = 0.0
                     g_state.reshape(len(tiers), n, n_cohorts)[:, :, newest] = 0.0
                     h_state.reshape(len(tiers), n, n_cohorts)[:, :, newest] = 0.0
                     survivors[:, newest] = 1.0
@@ -386,48 +401,63 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
             weight[:, newest] += lam * oi / survivors[:, newest]
         open_interest[:, t] = np.einsum("ns,ns->n", survivors, weight)
         new_depth = np.maximum(depth, adverse[:, t, None] + anchor)
-        flat = np.flatnonzero(new_depth > depth)
+        # only depths that reach some tier's mass do work (the tables are exactly 0 below each
+        # tier's floor); the rest just remember how deep they went
+        flat = np.flatnonzero((new_depth > depth) & (new_depth > floor_min))
+        depth = new_depth
         if flat.size == 0:
             continue
+        hi = depth.ravel()[flat]
         rows = flat // n_cohorts
+        w = weight.ravel()[flat]
         # the book's own law for cohort 0 until its slot is reused, new positions' law otherwise
-        fresh = (flat % n_cohorts != 0) | reused
-        offsets = tier_rows + fresh_rows * fresh[None, :]
-        hi = new_depth.ravel()[flat]
-        g_lo = g_state[:, flat]
-        h_lo = h_state[:, flat]
-        at_hi = _index(offsets, width, np.broadcast_to(hi, g_lo.shape))
-        g_hi = _at(G_flat, at_hi)
-        scale = shares[:, None] * weight.ravel()[flat][None, :]
-        q = np.bincount(rows, weights=((g_hi - g_lo) * scale).sum(axis=0), minlength=n)
-        imp = (market.impact * daily_vol[:, t] * np.sqrt(q / market.daily_volume))[rows][None, :]
-        lo = depth.ravel()[flat][None, :]
-        top = hi[None, :]
-        # bankrupt where g (hi - u) + I > m: u < hi - (m - I) / g; fee-paying where the margin left
-        # covers the fee cap: u >= hi - (m - I - fee_cap) / g
-        if g > 0.0:
-            b = np.clip(top - (margins - imp) / g, lo, top)
-            e = np.clip(top - (margins - imp - model.fee_cap) / g, lo, top)
-        else:
-            b = np.where(imp >= margins, top, lo)
-            e = np.where(margins - imp >= model.fee_cap, lo, top)
-        at_b = _index(offsets, width, b)
-        g_b = _at(G_flat, at_b)
-        h_b = _at(H_flat, at_b)
-        bankrupt = ((g * top + imp - margins) * (g_b - g_lo) - g * (h_b - h_lo)) * scale
-        paying = (g_hi - _at(G_flat, _index(offsets, width, e))) * scale
-        loss[:, t] = np.bincount(rows, weights=np.maximum(bankrupt, 0.0).sum(axis=0), minlength=n)
-        fee_base[:, t] = np.bincount(rows, weights=np.maximum(paying, 0.0).sum(axis=0), minlength=n)
+        row_of = tier_rows[:, 0][:, None] + fresh_rows * ((flat % n_cohorts != 0) | reused)[None, :]
+        lo_all = lo_state.ravel()[flat]
+        # pass 1, tier by tier on the entries deep enough to reach it: notional liquidated
+        parts = []
+        q = np.zeros(n)
+        for k in range(len(tiers)):
+            sub = np.flatnonzero(hi > floors[k])
+            if sub.size == 0:
+                continue
+            cells = flat[sub]
+            top = hi[sub]
+            at_hi = _index(row_of[k, sub], width, top)
+            g_hi = _at(G_flat, at_hi)
+            g_lo = g_state[k, cells]
+            slice_ = (g_hi - g_lo) * (shares[k] * w[sub])
+            q += np.bincount(rows[sub], weights=slice_, minlength=n)
+            parts.append((k, sub, cells, top, at_hi, g_hi, g_lo))
+        impact_all = market.impact * daily_vol[:, t] * np.sqrt(q / market.daily_volume)
+        # pass 2: bankrupt where g (hi - u) + I > m: u < hi - (m - I) / g; fee-paying where the
+        # margin left covers the fee cap: u >= hi - (m - I - fee_cap) / g
+        for k, sub, cells, top, at_hi, g_hi, g_lo in parts:
+            m = margins[k, 0]
+            imp = impact_all[rows[sub]]
+            lo = lo_all[sub]
+            if g > 0.0:
+                b = np.clip(top - (m - imp) / g, lo, top)
+                e = np.clip(top - (m - imp - model.fee_cap) / g, lo, top)
+            else:
+                b = np.where(imp >= m, top, lo)
+                e = np.where(m - imp >= model.fee_cap, lo, top)
+            at_b = _index(row_of[k, sub], width, b)
+            h_lo = h_state[k, cells]
+            scale = shares[k] * w[sub]
+            bankrupt = ((g * top + imp - m) * (_at(G_flat, at_b) - g_lo) - g * (_at(H_flat, at_b) - h_lo)) * scale
+            paying = (g_hi - _at(G_flat, _index(row_of[k, sub], width, e))) * scale
+            loss[:, t] += np.bincount(rows[sub], weights=np.maximum(bankrupt, 0.0), minlength=n)
+            fee_base[:, t] += np.bincount(rows[sub], weights=np.maximum(paying, 0.0), minlength=n)
+            g_state[k, cells] = g_hi
+            h_state[k, cells] = _at(H_flat, at_hi)
+            survivors.ravel()[cells] -= shares[k] * (g_hi - g_lo)
         liquidated[:, t] = q
-        depth.ravel()[flat] = hi
-        g_state[:, flat] = g_hi
-        h_state[:, flat] = _at(H_flat, at_hi)
-        survivors.ravel()[flat] = 1.0 - shares @ g_hi
+        lo_state.ravel()[flat] = hi
     return loss, fee_base, liquidated, open_interest
 
 
 def _index(offsets: np.ndarray, width: int, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where u[k] falls on tier k's row of a flattened (K, width) table: (flat index, fraction)."""
+    """Where u falls on the table rows starting at ``offsets`` of a flattened table: (flat index, fraction)."""
     x = np.clip(u, 0.0, _GRID_MAX) * (1.0 / _GRID_STEP)
     i = np.minimum(x.astype(np.intp), width - 2)
     x -= i

@@ -21,7 +21,7 @@ from fundguard.models.errors import ConfigError
 
 from ..certificates import certify
 from ..policy import Policy
-from .build import Progress, check_mode, fit_models, resolve_config, run_seed, run_seeds, venue_book
+from .build import Progress, check_mode, fit_models, loss_model_of, resolve_config, run_seed, run_seeds, venue_book
 from .calibrate import run_calibration
 from .compute import check_local_cluster, check_memory, compute_client
 from .config import CalibrationConfig
@@ -84,7 +84,7 @@ def check_balance(
     paths = simulate_returns(models, scen.horizon, scen.certify_scenarios,
                              innovations="parametric" if from_preset else scen.innovations, seed=fresh_seed,
                              copula=copula if copula is not None else "t", chunk_size=scen.chunk_size)
-    fresh = build_scenarios(paths, venue_book(cfg, models))
+    fresh = build_scenarios(paths, venue_book(cfg, models), loss_model=loss_model_of(cfg))
     rates = np.array([m.current_rate for m in cfg.markets])
     current = Policy(fund_target=float(balance), premium_rates=rates, objective=math.nan, method="current",
                      status="given", in_sample_ruin=math.nan, solve_seconds=0.0, solver="none",

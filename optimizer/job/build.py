@@ -19,6 +19,7 @@ from fundguard.models import (
     SIMULATION_CANDIDATES,
     Copula,
     LeverageTier,
+    LossModel,
     Market,
     ScenarioSet,
     VenueBook,
@@ -29,6 +30,7 @@ from fundguard.models import (
     log_returns,
     stress_paths,
 )
+from fundguard.models import loss_model as named_loss_model
 from fundguard.models.errors import ConfigError
 
 from ..problem import PolicyProblem
@@ -38,7 +40,8 @@ from .outputs import sha256_file
 from .preset import Preset, default_config, load_preset
 from .summaries import model_notes, model_summary
 
-__all__ = ["Fitted", "Progress", "RunSeeds", "resolve_config", "run_seed", "run_seeds", "check_mode", "fit_models", "venue_book",
+__all__ = [
+    "Fitted", "Progress", "loss_model_of", "RunSeeds", "resolve_config", "run_seed", "run_seeds", "check_mode", "fit_models", "venue_book",
            "stress_scenarios", "policy_problem", "DISTRIBUTED_METHODS"]
 
 #: A run's progress callback: called with a short description at the start of each step.
@@ -122,7 +125,7 @@ def fit_models(cfg: CalibrationConfig, preset: Preset | None, notes: list[str], 
                             None if copula.kendall_tau is None else copula.kendall_tau[np.ix_(index, index)])
         else:
             copula = None
-        model_notes(models, notes)
+        model_notes(models, notes, cfg.scenarios.innovations)
         return models, info, True, copula
     spec = parse_vol_spec(cfg.volatility.spec)
     for i, m in enumerate(cfg.markets, start=1):
@@ -131,13 +134,19 @@ def fit_models(cfg: CalibrationConfig, preset: Preset | None, notes: list[str], 
         returns = log_returns(prices)[m.name].dropna()
         if cfg.volatility.lookback is not None:
             returns = returns.iloc[-cfg.volatility.lookback:]
-        model = fit_volatility(returns, spec, candidates=SIMULATION_CANDIDATES, name=m.name)
+        model = fit_volatility(returns, spec, candidates=SIMULATION_CANDIDATES, name=m.name,
+                               innovations=cfg.scenarios.innovations)
         models[m.name] = model
         info[m.name] = {"source": str(m.prices), "sha256": sha256_file(m.prices), "first": str(returns.index[0]),
                         "last": str(returns.index[-1]), "n_returns": int(len(returns)),
                         "frequency": prices.attrs["frequency"], **model_summary(model)}
-    model_notes(models, notes)
+    model_notes(models, notes, cfg.scenarios.innovations)
     return models, info, False, None
+
+
+def loss_model_of(cfg: CalibrationConfig) -> LossModel:
+    """The loss model ``[venue] loss_model`` names (a shipped one, or a loss_model.json)."""
+    return named_loss_model(cfg.venue.loss_model)
 
 
 def venue_book(cfg: CalibrationConfig, models: Mapping[str, VolModel]) -> VenueBook:
@@ -169,7 +178,7 @@ def stress_scenarios(cfg: CalibrationConfig, models: Mapping[str, VolModel], boo
     windows = [d if scen.stress_window <= 1 else (d, _window_end(models, d, scen.stress_window)) for d, _ in dates]
     paths = stress_paths(models, scen.horizon, dates=windows, scale_to_today=scen.stress_scale == "volatility",
                          shocks=list(scen.shocks))
-    return build_scenarios(paths, book), tuple(paths.labels or ())
+    return build_scenarios(paths, book, loss_model=loss_model_of(cfg)), tuple(paths.labels or ())
 
 
 def _window_end(models: Mapping[str, VolModel], start: str, window: int) -> Any:

@@ -33,6 +33,7 @@ from fundguard.models import (
     simulate_returns,
 )
 from fundguard.models.errors import ConfigError
+from fundguard.models.scenarios.bounds import PathCheck, check_paths
 
 from ..certificates import certify
 from ..policy import Certificate, Policy
@@ -44,6 +45,7 @@ from .build import (
     RunSeeds,
     check_mode,
     fit_models,
+    loss_model_of,
     policy_problem,
     resolve_config,
     run_seed,
@@ -55,7 +57,7 @@ from .compute import check_local_cluster, check_memory, compute_client
 from .config import CalibrationConfig
 from .outputs import json_safe, package_versions
 from .preset import Preset
-from .summaries import required_fund, result_notes, stress_summary, tail_from
+from .summaries import path_notes, required_fund, result_notes, stress_summary, tail_from
 
 __all__ = ["CalibrationResult", "calibrate", "run_calibration", "market_horizon_losses", "RESULT_SCHEMA_VERSION"]
 
@@ -81,7 +83,9 @@ class CalibrationResult:
         where it came from (price file with SHA-256 and date range, or the built-in preset).
     tail : dict
         Horizon-loss quantiles, VaR and CVaR at alpha of the required fund, per-market share of
-        tail losses, premium income, all in currency units.
+        tail losses, premium income, all in currency units; and ``path_check``: per simulated set
+        ("fit", "certify"), :meth:`PathCheck.describe` of
+        :func:`~fundguard.models.scenarios.bounds.check_paths` (paths beyond the stated bound).
     stress : list of dict
         Per stress scenario: label, horizon loss, lowest fund level under the policy, survived.
     inputs : dict
@@ -96,6 +100,9 @@ class CalibrationResult:
         Horizon loss per random scenario and market (contributions).
     frontier : list of Policy
         Cost of solvency over ``frontier_alphas`` (may be empty).
+    path_checks : dict of str -> PathCheck
+        The check of the random paths against the stated bound, for the "fit" and the "certify"
+        scenarios (:func:`~fundguard.models.scenarios.bounds.check_paths`).
     """
 
     policy: Policy
@@ -110,6 +117,14 @@ class CalibrationResult:
     scenarios: ScenarioSet = field(repr=False)
     market_losses: np.ndarray = field(repr=False)
     frontier: tuple[Policy, ...] = field(default=(), repr=False)
+    path_checks: Mapping[str, PathCheck] = field(default_factory=dict, repr=False)
+
+    @property
+    def implausible_paths(self) -> int:
+        """Random paths (fit and certify sets together) holding a one-period |log return| above the
+        stated bound of :mod:`fundguard.models.scenarios.bounds`; above 0, distrust the fund target
+        (the CLI exits with ``EXIT_IMPLAUSIBLE_PATHS``)."""
+        return sum(check.n_exceeding for check in self.path_checks.values())
 
     @property
     def meets_target(self) -> bool:
@@ -236,16 +251,19 @@ def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: s
             problem, run.scenarios, run.fresh, method, prob.confidence, frontier_alphas, frontier_method, say,
             timings, notes, run.solving, run.n_fresh)
         horizon_loss, need, base_totals, market_losses, plot_set = run.vectors(policy)
+        checks = run.path_checks()
     finally:
         run.release()
 
     result_notes(notes, not horizon_loss.any(), policy, method, certificate, prob.alpha)
+    path_notes(notes, checks)
     return CalibrationResult(
         policy=policy,
         certificate=certificate,
         markets=cfg.market_names,
         models=model_info,
-        tail=tail_from(policy, horizon_loss, need, market_losses, base_totals, cfg.market_names),
+        tail={**tail_from(policy, horizon_loss, need, market_losses, base_totals, cfg.market_names),
+              "path_check": {name: check.describe() for name, check in checks.items()}},
         stress=tuple(stress_summary(policy, stress_set, stress_labels)) if stress_set is not None else (),
         inputs=_inputs(cfg, model_info, seed, method, problem, book, stress_set, innovations),
         notes=tuple(notes),
@@ -253,6 +271,7 @@ def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: s
         scenarios=plot_set,
         market_losses=market_losses,
         frontier=frontier_policies,
+        path_checks=checks,
     )
 
 
@@ -265,7 +284,8 @@ Vectors = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, ScenarioSet]
 @dataclass(frozen=True)
 class _RunScenarios:
     """A run's scenarios where they were built: the fit set (random then stress), the fresh set of
-    the certificate, the progress line of the solve, the report's vectors and what frees them."""
+    the certificate, the progress line of the solve, the report's vectors, the check of the random
+    paths against the stated bound ("fit", "certify"; after ``vectors``) and what frees them."""
 
     scenarios: Any
     fresh: Any
@@ -273,6 +293,7 @@ class _RunScenarios:
     solving: str
     vectors: Callable[[Policy], Vectors]
     release: Callable[[], None]
+    path_checks: Callable[[], dict[str, PathCheck]]
 
     @classmethod
     def in_memory(cls, cfg: CalibrationConfig, models: Mapping[str, VolModel], copula_arg: Any, seeds: RunSeeds,
@@ -286,14 +307,16 @@ class _RunScenarios:
                                  copula=copula_arg, chunk_size=scen.chunk_size)
         fresh = simulate_returns(models, scen.horizon, scen.certify_scenarios, innovations=scen.innovations,
                                  seed=seeds.certify, copula=copula_arg, chunk_size=scen.chunk_size)
+        checks = {"fit": check_paths(paths), "certify": check_paths(fresh)}
         timings["simulate"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         say("building venue losses")
-        random_set = build_scenarios(paths, book)
-        certify_set = build_scenarios(fresh, book)
+        losses_of = loss_model_of(cfg)
+        random_set = build_scenarios(paths, book, loss_model=losses_of)
+        certify_set = build_scenarios(fresh, book, loss_model=losses_of)
         scenarios = random_set if stress_set is None else ScenarioSet.concat([random_set, stress_set])
-        market_losses = market_horizon_losses(paths, book)
+        market_losses = random_set.losses_by_market.sum(axis=1)  # (N, J): each market's horizon loss
         # The return paths are spent: free them before the solver's working set is allocated
         # (the peak memory that estimate_memory models).
         del paths, fresh
@@ -304,7 +327,7 @@ class _RunScenarios:
                     random_set.premium_base.sum(axis=1), market_losses, scenarios)
 
         return cls(scenarios, certify_set, certify_set.n_scenarios, f"solving (method {method!r})", vectors,
-                   lambda: None)
+                   lambda: None, lambda: checks)
 
     @classmethod
     def on_workers(cls, client: Any, cfg: CalibrationConfig, models: Mapping[str, VolModel], copula_arg: Any,
@@ -321,8 +344,9 @@ class _RunScenarios:
                                    seed=seeds.fit, copula=copula_arg)
         certify_plan = plan_simulation(models, scen.horizon, scen.certify_scenarios, innovations=scen.innovations,
                                        seed=seeds.certify, copula=copula_arg)
-        chunked = chunked_scenarios(fit_plan, book, client, chunk_size=chunk_size, stress=stress_set)
-        fresh = chunked_scenarios(certify_plan, book, client, chunk_size=chunk_size)
+        chunked = chunked_scenarios(fit_plan, book, client, chunk_size=chunk_size, stress=stress_set,
+                                    loss_model=loss_model_of(cfg))
+        fresh = chunked_scenarios(certify_plan, book, client, chunk_size=chunk_size, loss_model=loss_model_of(cfg))
         timings["simulate"] = time.perf_counter() - clock
 
         def vectors(policy: Policy) -> Vectors:
@@ -332,20 +356,28 @@ class _RunScenarios:
             horizon_loss = np.concatenate([p[0] for p in parts])
             need = np.concatenate([p[1] for p in parts])
             base_totals = np.concatenate([p[2] for p in parts])
-            futures = [client.submit(_market_losses, fit_plan, book, b0, b1, pure=False) for b0, b1 in chunked.blocks]
-            market_losses = np.concatenate(client.gather(futures))
+            market_losses = np.concatenate(chunked.map(_market_losses))
+            futures = [client.submit(_path_check, fit_plan, b0, b1, pure=False) for b0, b1 in chunked.blocks]
+            checks["fit"] = PathCheck.merge(client.gather(futures))
             head = chunked.map(_head_rows, _PLOT_SCENARIOS)
             plot_set = ScenarioSet.concat([part for part in head if part is not None]
                                           + ([stress_set] if stress_set is not None else []))
             timings["losses"] = time.perf_counter() - clock
             return horizon_loss, need, base_totals, market_losses, plot_set
 
+        def path_checks() -> dict[str, PathCheck]:
+            # Both sets' blocks are simulated once more on the workers for their checks.
+            futures = [client.submit(_path_check, certify_plan, b0, b1, pure=False) for b0, b1 in fresh.blocks]
+            checks["certify"] = PathCheck.merge(client.gather(futures))
+            return checks
+
         def release() -> None:
             chunked.release()
             fresh.release()
 
+        checks: dict[str, PathCheck] = {}
         return cls(chunked, fresh, fresh.n_random, f"solving (method {method!r}) on {chunked.n_chunks} chunks",
-                   vectors, release)
+                   vectors, release, path_checks)
 
 
 def _report_vectors(chunk: ScenarioSet, start: int, policy: Policy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -353,14 +385,19 @@ def _report_vectors(chunk: ScenarioSet, start: int, policy: Policy) -> tuple[np.
     return chunk.losses.sum(axis=1), required_fund(policy, chunk), chunk.premium_base.sum(axis=1)
 
 
-def market_horizon_losses(paths: Any, book: VenueBook) -> np.ndarray:
+def market_horizon_losses(paths: Any, book: VenueBook, loss_model: Any = "stateful_book") -> np.ndarray:
     """Horizon loss per scenario and market of return paths on the venue's book, (N, J) float64, currency units."""
-    return np.column_stack([build_scenarios(paths, VenueBook([m])).losses.sum(axis=1) for m in book.markets])
+    return build_scenarios(paths, book, loss_model=loss_model).losses_by_market.sum(axis=1)
 
 
-def _market_losses(plan: Any, book: VenueBook, first: int, stop: int) -> np.ndarray:
-    """Horizon loss per scenario and market of blocks ``[first, stop)`` (on a worker), (n, J)."""
-    return market_horizon_losses(plan.simulate(first, stop), book)
+def _market_losses(chunk: ScenarioSet, start: int) -> np.ndarray:
+    """Horizon loss per scenario and market of a chunk (on a worker), (n, J)."""
+    return chunk.losses_by_market.sum(axis=1)
+
+
+def _path_check(plan: Any, first: int, stop: int) -> PathCheck:
+    """The check of blocks ``[first, stop)`` of ``plan`` against the stated bound (on a worker)."""
+    return check_paths(plan.simulate(first, stop))
 
 
 #: Random scenarios a distributed run keeps in ``CalibrationResult.scenarios`` (for the plots).

@@ -15,6 +15,11 @@ Exit codes (also in the README):
       exceeds alpha (outputs are still written)
 4     no policy meets the constraints (infeasible, or nothing could be certified)
 5     the output folder is locked by another run
+6     ``calibrate``, ``frontier``: some simulated paths exceed the stated bound on one-period
+      moves (|log return| 2 a period of a day or less, times sqrt(period / 1 day) beyond;
+      ``fundguard.models.scenarios.bounds``):
+      the volatility model explodes on them, the notes count them (outputs are still written;
+      takes precedence over 3)
 130   interrupted (Ctrl-C)
 ====  ==========================================================================
 """
@@ -40,7 +45,7 @@ from .config import parse_vol_spec
 from .outputs import OutputBusyError, check_output_file, check_output_folder, json_safe, package_versions, staged_output
 
 __all__ = ["main", "UsageError", "FRONTIER_ALPHAS", "EXIT_OK", "EXIT_INTERNAL", "EXIT_INPUT", "EXIT_BELOW_TARGET",
-           "EXIT_INFEASIBLE", "EXIT_BUSY", "EXIT_INTERRUPTED"]
+           "EXIT_INFEASIBLE", "EXIT_BUSY", "EXIT_IMPLAUSIBLE_PATHS", "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -48,6 +53,9 @@ EXIT_INPUT = 2
 EXIT_BELOW_TARGET = 3
 EXIT_INFEASIBLE = 4
 EXIT_BUSY = 5
+# Its own code, not 3: the certificate may be met, but on paths no market has taken (the fund
+# target is the model's arithmetic), and a script must be able to tell that from a thin fund.
+EXIT_IMPLAUSIBLE_PATHS = 6
 EXIT_INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C (128 + SIGINT)
 
 FRONTIER_ALPHAS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
@@ -150,7 +158,8 @@ def _parser() -> argparse.ArgumentParser:
             "certificates of how sure the answer is."
         ),
         epilog="exit codes: 0 ok, 1 internal error, 2 bad input/config, 3 below target, 4 infeasible, 5 output locked, "
-               "130 interrupted",
+               "6 simulated paths beyond the stated bound (|log return| 2 a day; the volatility model explodes; "
+               "outputs written, notes count them), 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"fundguard {package_versions(('fundguard',))['fundguard']}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -442,6 +451,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         for note in result.notes:
             print(f"note            {note}")
         print(f"outputs         {out}/ (result.json, report.md, plots)")
+    return _exit_code(result)
+
+
+def _exit_code(result) -> int:
+    """A calibration's exit code: 6 with paths beyond the stated bound, else 0 or 3 by the certificate."""
+    if result.implausible_paths:
+        return EXIT_IMPLAUSIBLE_PATHS
     return EXIT_OK if result.meets_target else EXIT_BELOW_TARGET
 
 
@@ -474,6 +490,10 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print("\n".join(table))
+    if result.implausible_paths:
+        for note in result.notes:
+            print(f"fundguard: note: {note}", file=sys.stderr)
+        return EXIT_IMPLAUSIBLE_PATHS
     return EXIT_OK
 
 

@@ -35,7 +35,8 @@ from typing import Any
 
 from fundguard.models import VolSpec
 from fundguard.models.errors import ConfigError, SpecificationError
-from fundguard.models.venue import MAX_OI_PER_ADV
+from fundguard.models.venue import LOSS_MODELS, MAX_OI_PER_ADV
+from fundguard.models.venue import loss_model as named_loss_model
 
 from ..methods import METHODS
 from .outputs import json_safe
@@ -44,6 +45,7 @@ __all__ = [
     "CalibrationConfig",
     "ComputeConfig",
     "MarketConfig",
+    "VenueConfig",
     "ProblemConfig",
     "ScenarioConfig",
     "TierConfig",
@@ -91,6 +93,15 @@ class MarketConfig:
     current_rate: float = 0.0
     tiers: tuple[TierConfig, ...] | None = None
     strict_prices: bool = False
+
+
+@dataclass(frozen=True)
+class VenueConfig:
+    """``loss_model``: a name of ``fundguard.models.LOSS_MODELS`` ("stateful_book", the default, or
+    "liquidation_gap", the first model, kept for comparison) or a ``loss_model.json`` written by
+    ``fundguard loss-fit`` (a path relative to the config file)."""
+
+    loss_model: str = "stateful_book"
 
 
 @dataclass(frozen=True)
@@ -180,6 +191,7 @@ class CalibrationConfig:
     source: Path | None = None
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     digest: str = ""
+    venue: VenueConfig = field(default_factory=VenueConfig)
 
     @property
     def market_names(self) -> tuple[str, ...]:
@@ -207,9 +219,12 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
     ctx = _Context(source, text)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a table/mapping, got {type(raw).__name__}")
-    ctx.no_unknown(raw, ("volatility", "scenarios", "problem", "compute", "markets"), "")
+    ctx.no_unknown(raw, ("venue", "volatility", "scenarios", "problem", "compute", "markets"), "")
     base = source.parent if source is not None else Path.cwd()
 
+    venue = ctx.section(raw, "venue", {"loss_model": (str, _nonempty)})
+    if "loss_model" in venue:
+        venue["loss_model"] = _loss_model_name(ctx, venue["loss_model"], base)
     vol = ctx.section(raw, "volatility", {
         "spec": (str, _check_spec),
         "lookback": (int, _at_least(250)),
@@ -314,9 +329,25 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         scenarios=ScenarioConfig(**scen),
         problem=ProblemConfig(**prob),
         compute=ComputeConfig(**compute),
+        venue=VenueConfig(**venue),
         source=source,
         digest=hashlib.sha256(canonical.encode()).hexdigest(),
     )
+
+
+def _loss_model_name(ctx: _Context, name: str, base: Path) -> str:
+    """A known loss model's name, or the resolved path of a loss_model.json that loads."""
+    if name.lower().endswith(".json"):
+        resolved = (base / name).resolve()
+        try:
+            named_loss_model(str(resolved))
+        except SpecificationError as exc:
+            raise ConfigError(ctx.where("venue.loss_model", f"venue.loss_model: {exc}")) from None
+        return str(resolved)
+    if name not in LOSS_MODELS:
+        raise ConfigError(ctx.where("venue.loss_model", f"venue.loss_model must be one of {sorted(LOSS_MODELS)} or a "
+                                                        f"loss_model.json file, got {name!r}"))
+    return name
 
 
 def config_where(cfg: CalibrationConfig, dotted: str, message: str) -> str:

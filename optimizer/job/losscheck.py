@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fundguard.models import load_prices
+from fundguard.models import load_ohlc
 from fundguard.models.errors import DataError, SpecificationError
 from fundguard.models.venue import Market, StatefulBook, VenueBook, loss_model as named_loss_model, replay
 
@@ -132,41 +132,24 @@ def read_events(source: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFrame:
 
 
 def read_ohlc(source: str | os.PathLike[str] | pd.DataFrame, market: str) -> pd.DataFrame:
-    """One market's OHLC bars, daily or hourly, validated as :func:`~fundguard.models.load_prices` validates prices.
+    """One market's OHLC bars, daily or hourly: :func:`~fundguard.models.load_ohlc` without a minimum length.
 
-    Each of ``open``, ``high``, ``low``, ``close`` is read through ``load_prices`` (its time
-    parsing, order, gaps of at most ``MAX_GAP_PERIODS`` periods, prices finite and > 0; no
-    minimum length), and every bar must have ``low <= min(open, close)`` and ``high >=
-    max(open, close)`` (within 1e-9). Rows are labelled by the bar's opening time.
+    ``load_ohlc`` validates the time column, order, gaps (at most ``MAX_GAP_PERIODS`` periods),
+    prices (finite, > 0) and every bar (``low <= min(open, close)``, ``high >= max(open, close)``);
+    an event replay needs only its warmup, not a volatility fit's 250 returns. Rows are labelled by
+    the bar's opening time, as in the source.
 
     Returns
     -------
     DataFrame
         Columns ``open, high, low, close`` (float64), a UTC ``DatetimeIndex``; ``attrs["period"]``.
 
-    Notes
-    -----
-    ``models.data.load_ohlc`` (being added on another branch) reads the same files in one pass;
-    once it is merged this function can become a call to it.
-
     Raises
     ------
     DataError
-        As ``load_prices``, and a bar whose low or high contradicts its open/close (market, date).
+        As ``load_ohlc``: each bad bar one line naming the market, the column and the date.
     """
-    columns = {}
-    for column in _OHLC:
-        prices = load_prices(source, price_column=column, name=market, min_returns=0)
-        columns[column] = prices.iloc[:, 0]
-        attrs = prices.attrs
-    bars = pd.DataFrame(columns)
-    bad = (bars["low"] > np.minimum(bars["open"], bars["close"]) * (1 + 1e-9)) | \
-          (bars["high"] < np.maximum(bars["open"], bars["close"]) * (1 - 1e-9))
-    if bad.any():
-        raise DataError(f"{attrs['source']}: market {market!r} at {bad.index[bad.argmax()]}: low above min(open, close) "
-                        "or high below max(open, close)")
-    bars.attrs = dict(attrs)
-    return bars
+    return load_ohlc(source, name=market, min_returns=0)[market]
 
 
 def match_market(market: str, keys: list[str] | tuple[str, ...]) -> str | None:

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from fundguard.models import ScenarioSet, VolModel
+from fundguard.models.scenarios.bounds import PathCheck
 
 from ..fund import count_ruined, worst_net_flow
 from ..policy import Certificate, Policy
 
 __all__ = ["LOSS_QUANTILES", "fund_paths", "required_fund", "tail_from", "stress_summary",
-           "model_summary", "model_notes", "result_notes"]
+           "model_summary", "model_notes", "result_notes", "path_notes"]
 
 #: Horizon-loss quantiles reported (of the total fund loss over the horizon, per scenario).
 LOSS_QUANTILES = (0.5, 0.9, 0.99, 0.999)
@@ -76,13 +77,20 @@ def model_summary(model: VolModel) -> dict[str, Any]:
     d = model.diagnostics
     return {"spec": str(model.spec), "params": dict(model.params), "next_volatility": math.sqrt(model.next_variance),
             "persistence": d.persistence, "half_life": d.half_life, "annualized_volatility": d.annualized_volatility,
-            "ljung_box_pvalue": d.ljung_box_pvalue, "converged": d.converged, "bic": model.bic}
+            "ljung_box_pvalue": d.ljung_box_pvalue, "converged": d.converged, "bic": model.bic,
+            "stationary": d.stationary, "residual_persistence": d.residual_persistence,
+            "residual_stationary": d.residual_stationary}
 
 
-def model_notes(models: Mapping[str, VolModel], notes: list[str]) -> None:
-    """Append the fits a reader should doubt: not converged, autocorrelated squares, nu < 3."""
+def model_notes(models: Mapping[str, VolModel], notes: list[str], innovations: str | None = None) -> None:
+    """Append the fits a reader should doubt: not converged, autocorrelated squares, nu < 3, and
+    with ``innovations`` (how the run simulates) a model with no finite multi-step variance under
+    them (:meth:`~fundguard.models.VolModel.explosive_reason`: an explicit spec the user chose)."""
     for name, model in models.items():
         d = model.diagnostics
+        reason = None if innovations is None else model.explosive_reason(innovations)
+        if reason is not None:
+            notes.append(f"{name}: {model.spec} {reason}: its simulated variance can explode")
         if not d.converged:
             notes.append(f"{name}: the {model.spec} likelihood fit did not report convergence")
         if d.ljung_box_pvalue < 0.01:
@@ -105,3 +113,18 @@ def result_notes(notes: list[str], no_losses: bool, policy: Policy, method: str,
     if certificate.upper_bound > alpha:
         notes.append(f"the out-of-sample bound {certificate.upper_bound:.4%} exceeds alpha {alpha:.4%}: "
                      f"{certificate.ruins} ruins in {certificate.n:,} fresh scenarios")
+
+
+def path_notes(notes: list[str], checks: Mapping[str, PathCheck]) -> None:
+    """Append, per simulated set ("fit", "certify"), how many random paths exceed the stated bound
+    of :func:`~fundguard.models.scenarios.bounds.check_paths`: the sign of a model whose simulated
+    variance explodes (the CLI exits with ``EXIT_IMPLAUSIBLE_PATHS`` then)."""
+    for name, check in checks.items():
+        if not check.exceeded:
+            continue
+        markets = ", ".join(f"{m} {n:,}" for m, n in check.exceeding_by_market.items() if n)
+        largest = "a non-finite return" if not math.isfinite(check.largest) else f"largest {check.largest:.3g}"
+        notes.append(f"{check.n_exceeding:,} of {check.n_paths:,} {name} paths hold a one-period |log return| above "
+                     f"{check.bound:.3g} (the stated bound of fundguard.models.scenarios.bounds: {check.max_daily_log_return:g} a day; "
+                     f"{largest}; by market: {markets}): the volatility model explodes on them and the fund "
+                     "target sized on them is not credible (choose another volatility spec or innovations)")
