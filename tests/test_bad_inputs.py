@@ -46,6 +46,8 @@ from fundguard.optimizer import PolicyProblem, certify, scenario_sample_size, so
 from fundguard.optimizer.job.config import parse_config
 from fundguard.optimizer.job.balance import check_balance
 from fundguard.optimizer.job.calibrate import calibrate
+from fundguard.optimizer.job.losscheck import check_events, parse_band, parse_prices_option, read_events, read_ohlc
+from fundguard.optimizer.job.lossfit import fit_loss_model, read_snapshots, read_venue_data
 from fundguard.optimizer.job.preset import build_preset
 
 RNG = np.random.default_rng(0)
@@ -302,7 +304,79 @@ CASES = {
                                "check_paths needs a ReturnPaths, got ndarray"),
     "path bound not positive": (lambda: period_bound(pd.Timedelta("1D"), -2.0), ScenarioError,
                                 "max_daily_log_return must be a positive finite number, got -2.0"),
+    # -- losskit (loss-check, loss-fit)
+    "events missing column": (lambda: read_events(_events().drop(columns=["open_interest_before_usd"])), DataError,
+                              "missing column(s) ['open_interest_before_usd']"),
+    "events bad date": (lambda: read_events(_events(date="2020-13-45")), DataError, "line 2: date '2020-13-45'"),
+    "events bad number": (lambda: read_events(_events(liquidations_usd="lots")), DataError,
+                          "line 2: liquidations_usd 'lots' is not a number"),
+    "events negative open interest": (lambda: read_events(_events(open_interest_before_usd="-5")), DataError,
+                                      "open_interest_before_usd must be a finite amount >= 0"),
+    "loss-check prices without '='": (lambda: parse_prices_option(["BTC"]), SpecificationError,
+                                      "--prices takes MARKET=FILE, got 'BTC'"),
+    "loss-check prices twice": (lambda: parse_prices_option(["BTC=a.csv", "btc=b.csv"]), SpecificationError,
+                                "--prices names a market twice"),
+    "loss-check unknown market": (lambda: check_events(_events(), {"ZEC": _bars()}), SpecificationError,
+                                  "prices for market 'ZEC': no event row's market matches it"),
+    "loss-check band LO > HI": (lambda: parse_band("3,1"), SpecificationError, "--band needs 0 < LO <= HI"),
+    "loss-check band not numbers": (lambda: parse_band("a,b"), SpecificationError, "--band takes LO,HI"),
+    "loss-check band LO > HI (library)": (lambda: check_events(_events(), {"BTC": _bars()}, band=(3, 1)),
+                                          SpecificationError, "band needs 0 < LO <= HI"),
+    "loss-check turnover zero": (lambda: check_events(_events(), {"BTC": _bars()}, turnover=0.0), SpecificationError,
+                                 "turnover must be a number > 0"),
+    "loss-check prices not OHLC": (lambda: check_events(_events(), {"BTC": _bars()[["close"]]}), DataError,
+                                   "prices['BTC'] must be OHLC bars"),
+    "loss-check bar low above close": (lambda: read_ohlc(_bars(low=(5, 1e6)).reset_index(), "BTC"), DataError,
+                                       "market 'BTC': low 1000000 at 2024-01-06"),
+    "venue data missing column": (lambda: read_venue_data(_venue().drop(columns=["liquidated_short"])), DataError,
+                                  "missing column(s) ['liquidated_short']"),
+    "venue data bad open interest": (lambda: read_venue_data(_venue(open_interest=(3, "0"))), DataError,
+                                     "line 5: open_interest must be a finite number > 0"),
+    "venue data bad time": (lambda: read_venue_data(_venue(time=(2, "yesterday"))), DataError,
+                            "line 4: time 'yesterday'"),
+    "venue data row twice": (lambda: read_venue_data(_venue(time=(2, "2024-01-02"))), DataError,
+                             "market 'BTC' at 2024-01-02 00:00:00+00:00 given twice"),
+    "loss-fit market without prices": (lambda: fit_loss_model(read_venue_data(_venue()), {}), SpecificationError,
+                                       "venue market(s) ['BTC'] have no prices"),
+    "loss-fit prices for unknown market": (lambda: fit_loss_model(read_venue_data(_venue()), {"BTC": _bars(),
+                                                                                             "ETH": _bars()}),
+                                           SpecificationError, "prices for market(s) ['ETH']"),
+    "loss-fit bars missing": (lambda: fit_loss_model(read_venue_data(_venue(start="2023-12-01")), {"BTC": _bars()}),
+                              DataError, "prices 'BTC' have no bar at 2023-11-30"),
+    "snapshots missing distance": (lambda: read_snapshots(pd.DataFrame({"market": ["BTC"], "side": ["long"],
+                                                                        "notional": ["1"]})),
+                                   DataError, "missing column(s) ['distance or leverage']"),
+    "snapshots bad side": (lambda: read_snapshots(pd.DataFrame({"market": ["BTC"], "side": ["up"], "distance": ["0.1"],
+                                                                "notional": ["1"]})),
+                           DataError, "line 2: side must be 'long' or 'short', got 'up'"),
 }
+
+
+def _events(**row) -> pd.DataFrame:
+    """One event row in the columns of public_liquidation_events.csv (text, as read from a CSV)."""
+    base = {"date": "2024-02-20", "scope": "X", "market": "BTCUSDT", "open_interest_before_usd": "1e9",
+            "liquidations_usd": "1e8", "fund_loss_usd": "", "uncertain": ""}
+    return pd.DataFrame([{**base, **row}])
+
+
+def _bars(n: int = 60, **changes) -> pd.DataFrame:
+    """Smooth daily OHLC bars from 2024-01-01; ``column=(row, value)`` plants a bad value."""
+    close = 100.0 * np.exp(0.01 * np.sin(np.arange(n)))
+    open_ = np.r_[100.0, close[:-1]]
+    bars = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.01, "low": np.minimum(open_, close) * 0.99,
+                         "close": close}, index=pd.date_range("2024-01-01", periods=n, freq="D", tz="UTC", name="time"))
+    for column, (row, value) in changes.items():
+        bars.iloc[row, bars.columns.get_loc(column)] = value
+    return bars
+
+
+def _venue(start: str = "2024-01-02", n: int = 20, **changes) -> pd.DataFrame:
+    """A venue's per-period file (text cells): constant open interest, small liquidations."""
+    frame = pd.DataFrame({"time": pd.date_range(start, periods=n, freq="D").strftime("%Y-%m-%d"), "market": "BTC",
+                          "open_interest": "1e9", "liquidated_long": "1e6", "liquidated_short": "1e6"})
+    for column, (row, value) in changes.items():
+        frame.loc[row, column] = value
+    return frame
 
 def _by_market():
     """LOSSES split between the two markets: a quarter to A, the rest to B."""

@@ -1,6 +1,8 @@
 """The ``fundguard`` command line.
 
-Commands: ``calibrate`` (the whole job; no arguments runs the built-in preset), ``frontier``,
+Commands: ``calibrate`` (the whole job; no arguments runs the built-in preset), ``frontier``, ``loss-check``
+(public liquidation events replayed through the loss model; 3 when a ratio leaves the band), ``loss-fit``
+(the stateful book fitted to a venue's data: loss_model.json),
 ``check`` (daily monitoring), ``fit`` (volatility models only) and ``preset build``.
 
 Exit codes (also in the README):
@@ -234,7 +236,148 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--column", default=None, help="price column to use (default 'close' or 'price', else every column)")
     fit.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fit.set_defaults(handler=_cmd_fit)
+    _add_losskit_commands(sub)
     return parser
+
+
+# -- losskit: loss-check and loss-fit ---------------------------------------------------------------
+def _add_losskit_commands(sub) -> None:
+    chk = sub.add_parser(
+        "loss-check", help="replay public liquidation events through the loss model; exit 3 outside the band",
+        description="Replay each event row (the columns of public_liquidation_events.csv) whose market has prices: "
+                    "warmup days from the steady state, then the event's UTC day, scaled to the row's open interest; "
+                    "model against reported liquidated notional and fund loss.",
+        epilog="exit codes: 0 every ratio inside the band, 3 a ratio outside it, 2 bad input\n"
+               "example:\n  fundguard loss-check --events public_liquidation_events.csv "
+               "--prices BTC=bitstamp_BTCUSD_hourly.csv --band 0.333,3",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    chk.add_argument("--events", type=Path, required=True, help="events CSV (columns of public_liquidation_events.csv)")
+    chk.add_argument("--prices", nargs="+", required=True, metavar="MARKET=FILE",
+                     help="OHLC bars (daily or hourly) per market prefix: BTC matches BTCUSDT, XBTUSD, BTC")
+    chk.add_argument("--loss-model", help="a loss model name or a loss_model.json (default: the stateful book)")
+    chk.add_argument("--band", metavar="LO,HI",
+                     help="accepted model / reported ratios (default 1/3,3)")
+    chk.add_argument("--turnover", type=float, help="ADV / open interest of the replayed book (default 3)")
+    chk.add_argument("--warmup", type=int, help="days replayed before the event (default 30)")
+    chk.add_argument("--exclude-uncertain", action="store_true",
+                     help="rows with an 'uncertain' note do not set the exit code")
+    chk.add_argument("--json", action="store_true", help="print a JSON document instead of the table")
+    chk.set_defaults(handler=_cmd_loss_check)
+
+    fit = sub.add_parser(
+        "loss-fit", help="fit the stateful book to a venue's own data; write loss_model.json",
+        description="Fit the stateful book's parameters from a venue's per-period data (time, market, open_interest, "
+                    "liquidated_long, liquidated_short, optional fund_loss, fee_income) and optional position "
+                    "snapshots (market, side, leverage or distance, notional), with block-bootstrap intervals.",
+        epilog="example:\n  fundguard loss-fit --venue-data venue.csv --prices BTC=btc_daily.csv --out loss_model.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    fit.add_argument("--venue-data", type=Path, required=True, help="per-period venue CSV")
+    fit.add_argument("--prices", nargs="+", required=True, metavar="MARKET=FILE", help="OHLC bars per venue market")
+    fit.add_argument("--snapshots", type=Path, help="position snapshots CSV")
+    fit.add_argument("--out", type=Path, default=Path("loss_model.json"), help="where to write (default loss_model.json)")
+    fit.add_argument("--force", action="store_true", help="replace an existing file at --out")
+    fit.add_argument("--turnover", type=float, help="ADV / open interest (default 3)")
+    fit.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (default 200)")
+    fit.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    fit.add_argument("--json", action="store_true", help="print loss_model.json to stdout as well")
+    fit.set_defaults(handler=_cmd_loss_fit)
+
+
+def _cmd_loss_check(args: argparse.Namespace) -> int:
+    from .losscheck import DEFAULT_BAND, DEFAULT_TURNOVER, DEFAULT_WARMUP_DAYS, check_events, parse_band, \
+        parse_prices_option, read_ohlc
+
+    band = DEFAULT_BAND if args.band is None else parse_band(args.band, "--band")
+    args.turnover = DEFAULT_TURNOVER if args.turnover is None else args.turnover
+    args.warmup = DEFAULT_WARMUP_DAYS if args.warmup is None else args.warmup
+    if not (math.isfinite(args.turnover) and args.turnover > 0):
+        raise UsageError(f"--turnover must be a number > 0 (ADV / open interest), got {args.turnover!r}")
+    if args.warmup < 0:
+        raise UsageError(f"--warmup must be an integer >= 0 (days), got {args.warmup}")
+    prices = {name: read_ohlc(path, name) for name, path in parse_prices_option(args.prices, "--prices")}
+    table = check_events(args.events, prices, loss_model=args.loss_model, turnover=args.turnover,
+                         warmup_days=args.warmup, band=band, exclude_uncertain=args.exclude_uncertain)
+    code = EXIT_BELOW_TARGET if table.attrs["outside_band"] else EXIT_OK
+    if args.json:
+        document = {"schema": 1, "band": list(band), "turnover": args.turnover, "warmup_days": args.warmup,
+                    "exclude_uncertain": args.exclude_uncertain, "loss_model": table.attrs["loss_model"],
+                    "checked": int((table["status"] == "checked").sum()), "outside_band": table.attrs["outside_band"],
+                    "exit_code": code, "rows": table.to_dict(orient="records")}
+        json.dump(json_safe(document), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+        return code
+    print(f"{'date':<10} {'market':<8} {'prices':<6} {'OI/side':>9} {'liq model':>10} {'reported':>10} {'ratio':>6} "
+          f"{'fund gross':>10} {'net':>10} {'reported':>10} {'ratio':>6}  verdict")
+    for r in table.to_dict(orient="records"):
+        if r["status"] != "checked":
+            shown = r["prices"] if isinstance(r["prices"], str) else "-"
+            print(f"{r['date']:<10} {r['market']:<8} {shown:<6} skipped: {r['reason']}")
+            continue
+        verdict = {True: "ok", False: "OUTSIDE"}.get(r["in_band"], "no ratio")
+        if r["uncertain"]:
+            verdict += " (uncertain" + ("" if r["counts"] or r["in_band"] != r["in_band"] else ", not counted") + ")"
+        print(f"{r['date']:<10} {r['market']:<8} {r['prices']:<6} {_money(r['open_interest']):>9} "
+              f"{_money(r['model_liquidated']):>10} {_money(r['reported_liquidated']):>10} "
+              f"{_ratio(r['liquidated_ratio']):>6} "
+              f"{_money(r['model_fund_loss']):>10} {_money(r['model_net_fund_loss']):>10} "
+              f"{_money(r['reported_fund_loss']):>10} {_ratio(r['fund_loss_ratio']):>6}  {verdict}")
+    print(f"band {band[0]:.3g}..{band[1]:.3g} on liquidated and gross fund-loss ratios; {table.attrs['outside_band']} "
+          f"counted row(s) outside; turnover {args.turnover:g}, warmup {args.warmup} days")
+    return code
+
+
+def _money(value: float) -> str:
+    if value != value:
+        return "-"
+    for unit, size in (("bn", 1e9), ("m", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def _ratio(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}"
+
+
+def _cmd_loss_fit(args: argparse.Namespace) -> int:
+    from .losscheck import DEFAULT_TURNOVER, parse_prices_option, read_ohlc
+    from .lossfit import check_loss_model_output, fit_loss_model, read_snapshots, read_venue_data, write_loss_model
+
+    args.turnover = DEFAULT_TURNOVER if args.turnover is None else args.turnover
+
+    if not (math.isfinite(args.turnover) and args.turnover > 0):
+        raise UsageError(f"--turnover must be a number > 0 (ADV / open interest), got {args.turnover!r}")
+    if args.bootstrap < 0:
+        raise UsageError(f"--bootstrap must be an integer >= 0, got {args.bootstrap}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
+    check_loss_model_output(args.out, force=args.force)  # before the fit: a refused --out should not cost one
+    items = parse_prices_option(args.prices, "--prices")
+    prices = {name: read_ohlc(path, name) for name, path in items}
+    venue = read_venue_data(args.venue_data)
+    snapshots = read_snapshots(args.snapshots) if args.snapshots is not None else None
+    fit = fit_loss_model(venue, prices, snapshots=snapshots, turnover=args.turnover, bootstrap=args.bootstrap,
+                         seed=args.seed)
+    inputs = {"venue_data": args.venue_data, **{f"prices {n}": p for n, p in items}}
+    if args.snapshots is not None:
+        inputs["snapshots"] = args.snapshots
+    command = " ".join(["fundguard loss-fit --venue-data", Path(args.venue_data).name, "--prices",
+                        *(f"{n}={Path(p).name}" for n, p in items),
+                        *(["--snapshots", Path(args.snapshots).name] if args.snapshots is not None else []),
+                        "--out", Path(args.out).name, f"--turnover {args.turnover:g} --bootstrap {args.bootstrap} "
+                        f"--seed {args.seed}"])
+    path, document = write_loss_model(fit, args.out, inputs=inputs, command=command, force=args.force)
+    if args.json:
+        json.dump(document, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        for name, entry in document["fit"]["parameters"].items():
+            low, high = entry["interval"] if entry["interval"] is not None else (math.nan, math.nan)
+            value = f"{entry['value']:>10.4g}" if not isinstance(entry["value"], bool) else f"{entry['value']!s:>10}"
+            shown = f"[{low:.4g}, {high:.4g}]" if entry["interval"] is not None else "(fixed)"
+            print(f"{name:<16} {value}  {shown:<20}  {entry['method']}")
+        print(f"loss model written to {path}")
+    return EXIT_OK
 
 
 class _Progress:
