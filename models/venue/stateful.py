@@ -82,19 +82,19 @@ class StatefulBook:
 
     Parameters
     ----------
-    distance_scale : float > 0, default 4.5
+    distance_scale : float > 0, default 4.1
         rho, the median distance to liquidation of a tier's positions in the book at the start,
         over the tier's nominal distance D_k = 1/l_k - m_k.
-    distance_spread : float > 0, default 0.28
+    distance_spread : float > 0, default 0.50
         s, the log standard deviation of the distance within a tier.
-    fresh_scale : float > 0, default 3.1
+    fresh_scale : float > 0, default 3.9
         The same ratio for positions opened during the horizon (closer to liquidation than the
         aged book, whose closest positions have been liquidated already).
-    overshoot : float in [0, 1], default 0.10
+    overshoot : float in [0, 1], default 0.29
         g, per day: the share of the adverse move past a position's liquidation price (to the
         period's extreme) that execution loses is g / sqrt(period_days), at most 1 (the move
         past grows like sqrt(period) for a diffusive price; a jump inside one hour costs more).
-    half_life_days : float > 0, default 3.6
+    half_life_days : float > 0, default 2.4
         How fast the book returns to its steady state (open interest and distances), in days.
     fee_cap : float in [0, 1), default 0.0125
         The highest liquidation fee per unit notional (Binance USDⓈ-M's liquidation clearance fee
@@ -112,27 +112,27 @@ class StatefulBook:
     Notes
     -----
     The defaults are one fit (``benchmarks/realism.py`` prints the figures; docs/design.md the
-    procedure): a random search over (rho, fresh, s, g, half-life, range) of 78 parameter sets
-    scored on (a) the BTC rows of shared/data's ``public_liquidation_events.csv`` replayed with
-    each row's open interest after 30 days from the steady state, on Bitstamp BTCUSD hourly and
-    on Binance BTCUSDT daily OHLC (liquidated notional within 1/2..2, fund loss within 1/3..3 of
-    reported), (b) the median liquidated share of open interest on 2025's 4-6% days (under 4%) and
-    (c) 2025's mean daily liquidated share (under 0.7%; public aggregates put it at a fraction of a
-    percent), with ADV = 3 x open interest. The fit cannot place BitMEX's 10 May 2020 (a 100x
-    retail venue: 42% of its open interest on a -16% day) and the aggregates of 2021 (8-21% on
-    -23% and -36% days) inside one band; docs/design.md shows every row.
-
-    Notes
-    -----
-    The formulas are in the module notes. Call the instance like any loss model:
-    ``StatefulBook()(market, returns, volatility, period_days=1.0, low=..., high=...)``.
+    procedure): a random search of 50 parameter sets over (rho, fresh, s, g, half-life), scored on
+    (a) the BTC rows of shared/data's ``public_liquidation_events.csv`` replayed as ``fundguard
+    loss-check`` does (30 days from the steady state, each row's open interest, ADV = 3 x open
+    interest) on Bitstamp BTCUSD hourly and Binance BTCUSDT daily OHLC (liquidated notional within
+    1/2..2, fund loss within 1/3..3 of reported), (b) 2025's Binance BTC and ETH daily OHLC: median
+    liquidated share on 4-6% days under 4%, mean daily share under 0.9% (public aggregates put it at
+    a fraction of a percent), (c) the 30-day 99% fund of a Binance-like BTC/ETH/BNB book in today's
+    state (models fitted up to 2025-12-31) at least 0.7% of open interest (real funds hold 1-5%).
+    No parameter set meets every band: BitMEX's 10 May 2020 (42% of its post-event open interest
+    liquidated on a -16% day; a 100x retail venue), Binance's fund loss that day (4.2% of its
+    post-event open interest) and BitMEX's 12 March 2020 fund loss (7.8m, net of its own
+    liquidation income: the fund gained 992 BTC over 12-13 March) stay outside;
+    benchmarks/results/realism.md shows every row. The half-life is short (it also stands for
+    traders' turnover): ``fundguard loss-fit`` estimates it from a venue's open-interest history.
     """
 
-    distance_scale: float = 4.5
-    distance_spread: float = 0.28
-    fresh_scale: float = 3.1
-    overshoot: float = 0.10
-    half_life_days: float = 3.6
+    distance_scale: float = 4.1
+    distance_spread: float = 0.50
+    fresh_scale: float = 3.9
+    overshoot: float = 0.29
+    half_life_days: float = 2.4
     fee_cap: float = 0.0125
     range_volatility: bool = True
     volume_response: bool = True
