@@ -71,7 +71,7 @@ _GRID_MAX = 3.0
 _MAX_AGE_HALF_LIVES = 5
 # Tier CDF values below this are set to 0 (at most 1e-13 of open interest per tier is moved to
 # the first grid point above the floor), so depths short of every tier's mass cost no work.
-_MASS_FLOOR = 1e-13
+_MASS_FLOOR = 1e-7
 #: Version of the loss_model.json layout (:meth:`StatefulBook.to_dict`).
 LOSS_MODEL_SCHEMA = 1
 
@@ -371,7 +371,6 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
     weight = np.zeros((n, n_cohorts))
     weight[:, 0] = oi
     g_state = np.zeros((len(tiers), n * n_cohorts))
-    h_state = np.zeros((len(tiers), n * n_cohorts))
     survivors = np.ones((n, n_cohorts))
     lo_state = np.zeros((n, n_cohorts))  # the depth the cached G_k, H_k were taken at
     floors = model.floors(tiers, sign)
@@ -393,7 +392,6 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
                     depth[:, newest] = 0.0
                     lo_state[:, newest] = 0.0
                     g_state.reshape(len(tiers), n, n_cohorts)[:, :, newest] = 0.0
-                    h_state.reshape(len(tiers), n, n_cohorts)[:, :, newest] = 0.0
                     survivors[:, newest] = 1.0
                     weight[:, newest] = carried
                 anchor[:, newest] = start[:, t] if sign < 0 else -start[:, t]
@@ -413,55 +411,65 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
         # the book's own law for cohort 0 until its slot is reused, new positions' law otherwise
         row_of = tier_rows[:, 0][:, None] + fresh_rows * ((flat % n_cohorts != 0) | reused)[None, :]
         lo_all = lo_state.ravel()[flat]
-        # pass 1, tier by tier on the entries deep enough to reach it: notional liquidated
-        parts = []
-        q = np.zeros(n)
-        for k in range(len(tiers)):
-            sub = np.flatnonzero(hi > floors[k])
-            if sub.size == 0:
-                continue
-            cells = flat[sub]
-            top = hi[sub]
-            at_hi = _index(row_of[k, sub], width, top)
-            g_hi = _at(G_flat, at_hi)
-            g_lo = g_state[k, cells]
-            slice_ = (g_hi - g_lo) * (shares[k] * w[sub])
-            q += np.bincount(rows[sub], weights=slice_, minlength=n)
-            parts.append((k, sub, cells, top, at_hi, g_hi, g_lo))
-        # square-root impact of the side's liquidation flow over the trailing day: the units of this
-        # period pay on average (2/3) Y sigma_d [(P + q)^1.5 - P^1.5] / (q sqrt(ADV)), P the notional
-        # liquidated in the day's earlier periods (0 for daily periods): the day's cost is the same
-        # whatever the period length (the average cost of a square-root metaorder is 2/3 of its peak)
-        before = liquidated[:, max(0, t - per_day + 1): t].sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            average = ((before + q) ** 1.5 - before**1.5) / q
-        average = np.where(q > 0, average, np.sqrt(before))
-        impact_all = (2.0 / 3.0) * market.impact * daily_vol[:, t] * average / math.sqrt(market.daily_volume)
-        # pass 2: bankrupt where g (hi - u) + I > m: u < hi - (m - I) / g; fee-paying where the
-        # margin left covers the fee cap: u >= hi - (m - I - fee_cap) / g
-        for k, sub, cells, top, at_hi, g_hi, g_lo in parts:
-            m = margins[k, 0]
-            imp = impact_all[rows[sub]]
-            lo = lo_all[sub]
+        # pass 1, every tier at once: notional liquidated (the slice of each tier's law between
+        # the cached G_k(old depth) and G_k(new depth))
+        x = np.minimum(hi, _GRID_MAX) * (1.0 / _GRID_STEP)
+        i = np.minimum(x.astype(np.intp), width - 2)
+        x -= i
+        where = row_of + i[None, :]
+        low_value = G_flat.take(where)
+        g_hi = low_value + (G_flat.take(where + 1) - low_value) * x[None, :]
+        g_lo = g_state[:, flat]
+        notional = ((g_hi - g_lo) * shares[:, None]).sum(axis=0)  # share of the cohort's notional
+        q = np.bincount(rows, weights=notional * w, minlength=n)
+        g_state[:, flat] = g_hi
+        survivors.ravel()[flat] -= notional
+        imp = _impact(q, liquidated, t, per_day, market, daily_vol[:, t])[rows]
+        # pass 2: the largest shortfall of a slice is at its deepest unit (u = lo); where even that
+        # leaves the fee cap the whole slice pays the fee and nothing is bankrupt. Elsewhere:
+        # bankrupt where g (hi - u) + I > m: u < hi - (m - I) / g; fee-paying where the margin
+        # left covers the fee cap: u >= hi - (m - I - fee_cap) / g
+        hard_k, hard_e = np.nonzero((g * (hi - lo_all) + imp)[None, :] > margins - model.fee_cap)
+        paying = notional * w
+        if hard_k.size:
+            m = margins[hard_k, 0]
+            top, lo, imp_h = hi[hard_e], lo_all[hard_e], imp[hard_e]
+            row_h = row_of[hard_k, hard_e]
             if g > 0.0:
-                b = np.clip(top - (m - imp) / g, lo, top)
-                e = np.clip(top - (m - imp - model.fee_cap) / g, lo, top)
+                b = np.clip(top - (m - imp_h) / g, lo, top)
+                e = np.clip(top - (m - imp_h - model.fee_cap) / g, lo, top)
             else:
-                b = np.where(imp >= m, top, lo)
-                e = np.where(m - imp >= model.fee_cap, lo, top)
-            at_b = _index(row_of[k, sub], width, b)
-            h_lo = h_state[k, cells]
-            scale = shares[k] * w[sub]
-            bankrupt = ((g * top + imp - m) * (_at(G_flat, at_b) - g_lo) - g * (_at(H_flat, at_b) - h_lo)) * scale
-            paying = (g_hi - _at(G_flat, _index(row_of[k, sub], width, e))) * scale
-            loss[:, t] += np.bincount(rows[sub], weights=np.maximum(bankrupt, 0.0), minlength=n)
-            fee_base[:, t] += np.bincount(rows[sub], weights=np.maximum(paying, 0.0), minlength=n)
-            g_state[k, cells] = g_hi
-            h_state[k, cells] = _at(H_flat, at_hi)
-            survivors.ravel()[cells] -= shares[k] * (g_hi - g_lo)
+                b = np.where(imp_h >= m, top, lo)
+                e = np.where(m - imp_h >= model.fee_cap, lo, top)
+            at_b = _index(row_h, width, b)
+            h_lo = _at(H_flat, _index(row_h, width, lo))
+            scale = shares[hard_k] * w[hard_e]
+            g_lo_h = g_lo[hard_k, hard_e]
+            bankrupt = ((g * top + imp_h - m) * (_at(G_flat, at_b) - g_lo_h) - g * (_at(H_flat, at_b) - h_lo)) * scale
+            # these tier-entries pay only from e up, not over the whole slice
+            unpaid = (_at(G_flat, _index(row_h, width, e)) - g_lo_h) * scale
+            paying = paying - np.bincount(hard_e, weights=unpaid, minlength=flat.size)
+            loss[:, t] = np.bincount(rows[hard_e], weights=np.maximum(bankrupt, 0.0), minlength=n)
+        fee_base[:, t] = np.bincount(rows, weights=np.maximum(paying, 0.0), minlength=n)
         liquidated[:, t] = q
         lo_state.ravel()[flat] = hi
     return loss, fee_base, liquidated, open_interest
+
+
+def _impact(q: np.ndarray, liquidated: np.ndarray, t: int, per_day: int, market: Market,
+            daily_vol: np.ndarray) -> np.ndarray:
+    """Per unit liquidated in period t, the average square-root impact of the side's flow.
+
+    The flow of a trailing day is one metaorder: this period's units pay on average
+    (2/3) Y sigma_d [(P + q)^1.5 - P^1.5] / (q sqrt(ADV)), P the notional liquidated in the day's
+    earlier periods (0 for daily periods), so the day's cost is the same whatever the period
+    length (the average cost of a square-root metaorder is 2/3 of its peak).
+    """
+    before = liquidated[:, max(0, t - per_day + 1): t].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average = ((before + q) ** 1.5 - before**1.5) / q
+    average = np.where(q > 0, average, np.sqrt(before))
+    return (2.0 / 3.0) * market.impact * daily_vol * average / math.sqrt(market.daily_volume)
 
 
 def _index(offsets: np.ndarray, width: int, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

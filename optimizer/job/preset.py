@@ -39,8 +39,9 @@ from fundguard.models import (
     log_returns,
 )
 from fundguard.models.errors import ConfigError
+from fundguard.models.venue import DEFAULT_LOSS_MODEL, LOSS_MODELS
 
-from .config import CalibrationConfig, MarketConfig, ProblemConfig, ScenarioConfig, VolatilityConfig
+from .config import CalibrationConfig, MarketConfig, ProblemConfig, ScenarioConfig, VenueConfig, VolatilityConfig
 from .outputs import atomic_write_text, check_output_file, output_write_error, package_versions, sha256_file
 
 __all__ = ["Preset", "build_preset", "write_preset", "load_preset", "default_config", "ILLUSTRATIVE_BOOK", "PRESET_SCHEMA_VERSION"]
@@ -49,8 +50,8 @@ PRESET_SCHEMA_VERSION = 1
 
 #: Illustrative venue book of the preset: a mid-size perpetuals venue, NOT any real exchange.
 #: Open interest (notional per side) and daily volume in USD are round numbers of the order of
-#: a top-10 venue's BTC/ETH/SOL perpetuals in 2024-25; tiers, impact and gap take the loss
-#: model's documented defaults.
+#: a top-10 venue's BTC/ETH/SOL perpetuals in 2024-25; tiers and impact take the documented
+#: defaults of the loss model the preset names (the stateful book).
 ILLUSTRATIVE_BOOK: tuple[dict[str, Any], ...] = (
     {"name": "BTC", "open_interest": 2.0e9, "daily_volume": 6.0e9, "premium_kind": "liquidation", "current_rate": 0.005},
     {"name": "ETH", "open_interest": 1.0e9, "daily_volume": 3.0e9, "premium_kind": "liquidation", "current_rate": 0.005},
@@ -165,6 +166,7 @@ def build_preset(
         "copula": None if copula is None else {**copula.describe(), "kendall_tau": copula.kendall_tau.tolist()},
         "tails": tails,
         "book": {"label": "ILLUSTRATIVE venue book (round numbers, not any real exchange's)",
+                 "loss_model": DEFAULT_LOSS_MODEL,
                  "markets": [dict(m) for m in ILLUSTRATIVE_BOOK if m["name"] in names]
                  or [{"name": n, "open_interest": 1e9, "daily_volume": 3e9} for n in names]},
         "problem": dict(ILLUSTRATIVE_PROBLEM),
@@ -234,8 +236,14 @@ def default_config(preset: Preset | None = None) -> CalibrationConfig:
         for m in preset.book
     )
     problem = {k: v for k, v in preset.problem.items() if k in ProblemConfig.__dataclass_fields__}
+    book = preset.raw.get("book", {}) if isinstance(preset.raw, Mapping) else {}
+    # presets written before the stateful book carry no loss model: theirs was the liquidation gap
+    loss_model = book.get("loss_model", "liquidation_gap") if isinstance(book, Mapping) else "liquidation_gap"
+    if loss_model not in LOSS_MODELS:
+        raise ConfigError(f"preset book.loss_model must be one of {sorted(LOSS_MODELS)}, got {loss_model!r}")
     return CalibrationConfig(
         markets=markets,
+        venue=VenueConfig(loss_model=loss_model),
         volatility=VolatilityConfig(),
         scenarios=ScenarioConfig(n_scenarios=20_000, horizon=30, innovations="parametric", shocks=(-0.3,),
                                  certify_scenarios=100_000),
