@@ -16,10 +16,12 @@ liquidation-gap model, kept by name for comparison), on real data of the project
    alpha = 1% (the 99% quantile of the largest cumulative fund loss over the horizon, with no fee
    income, and with liquidation fees at the fee cap), from models chosen by ``fit_volatility(spec="auto", innovations="fhs")``
    (stationary under FHS) on Binance daily closes up to four dates: a calm state (2023-09-30), today (2025-12-31), a pre-crash state
-   (2020-03-11) and a 2021-like state (2021-05-20).
+   (2020-03-11) and a 2021-like state (2021-05-20); and today's models with the starting volatility
+   scaled by 0.5, 1, 2 and 3 (the state alone, everything else held).
 4. **Calendar time.** The same BTC/ETH book over the same 30 days simulated from hourly models
    (720 periods, chosen the same way) and daily ones (30 periods) fitted to the same dates (Binance hourly
-   2020-08..2021-06 and the daily closes of those dates): fund targets at 99% and 95%.
+   2020-08..2021-06 and the daily closes of those dates): fund targets at 99% and 95%; and the
+   loss model alone: the same hourly paths aggregated to days and run as daily periods.
 5. **Stress days.** The preset-like book under instantaneous shocks of -10%..-50%: the fund's
    change on the crash day with liquidation fees charged at the cap, which must be a loss.
 
@@ -28,6 +30,7 @@ Writes ``realism.md`` and ``realism.json`` (``realism_quick.*`` with ``--quick``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -193,6 +196,23 @@ def implied_funds(closes: Mapping[str, pd.Series], n: int, seed: int) -> list[di
     return rows
 
 
+def volatility_sweep(closes: Mapping[str, pd.Series], n: int, seed: int,
+                     factors: Sequence[float] = (0.5, 1.0, 2.0, 3.0)) -> list[dict[str, Any]]:
+    """Today's models with the starting volatility of every market scaled: the fund against the state alone."""
+    models = fit_models(closes, STATES["today (2025-12-31)"])
+    book = VenueBook([Market(name, oi, TURNOVER * oi) for name, oi in BOOK.items()])
+    total = sum(BOOK.values())
+    rows = []
+    for factor in factors:
+        scaled = {name: dataclasses.replace(m, next_variance=m.next_variance * factor**2) for name, m in models.items()}
+        paths = simulate_returns(scaled, HORIZON_DAYS, n, innovations="fhs", seed=seed)
+        row = {"factor": factor, "btc_volatility": float(np.sqrt(scaled["BTC"].next_variance))}
+        for name in MODELS:
+            row[name] = fund_targets(paths, book, _as_model(name))[ALPHA] / total
+        rows.append(row)
+    return rows
+
+
 # -- 4. calendar time ---------------------------------------------------------------------------
 def calendar(hourly: Mapping[str, pd.DataFrame], daily: Mapping[str, pd.DataFrame], n_hourly: int, n_daily: int,
              seed: int) -> dict[str, Any]:
@@ -214,6 +234,10 @@ def calendar(hourly: Mapping[str, pd.DataFrame], daily: Mapping[str, pd.DataFram
                         for name, m in models.items()}
         clock = time.perf_counter()
         paths = simulate_returns(models, horizon, n, innovations="fhs", seed=seed)
+        if label == "hourly":  # the same hourly paths, aggregated to days: the loss model alone
+            for name in MODELS:
+                targets = fund_targets(daily_of(paths), book, _as_model(name), alphas=(0.01, 0.05))
+                out[f"same_paths_daily_{name}"] = {str(a): v / sum(BOOK[m] for m in hourly) for a, v in targets.items()}
         for name in MODELS:
             targets = fund_targets(paths, book, _as_model(name), alphas=(0.01, 0.05))
             out[f"{label}_{name}"] = {str(a): v / sum(BOOK[m] for m in hourly) for a, v in targets.items()}
@@ -221,6 +245,24 @@ def calendar(hourly: Mapping[str, pd.DataFrame], daily: Mapping[str, pd.DataFram
         out[f"{label}_n"] = n
     out["params"] = specs
     return out
+
+
+def daily_of(paths: ReturnPaths) -> ReturnPaths:
+    """Hourly paths as daily ones: summed returns, the day's extremes chained from its hours,
+    volatility sqrt(sum of hourly variances), long-run volatility x sqrt(24)."""
+    n, horizon, j = paths.returns.shape
+    days = horizon // 24
+    shape = (n, days, 24, j)
+    returns = paths.returns[:, : 24 * days].reshape(shape)
+    level = np.cumsum(returns, axis=2) - returns  # log price at each hour's open, from the day's open
+    low = (level + paths.low[:, : 24 * days].reshape(shape)).min(axis=2)
+    high = (level + paths.high[:, : 24 * days].reshape(shape)).max(axis=2)
+    total = returns.sum(axis=2)
+    volatility = np.sqrt((paths.volatility[:, : 24 * days].reshape(shape) ** 2).sum(axis=2))
+    return ReturnPaths(total, volatility, paths.markets, period=pd.Timedelta(days=1),
+                       long_run_volatility=None if paths.long_run_volatility is None
+                       else paths.long_run_volatility * math.sqrt(24),
+                       low=np.minimum(low, np.minimum(total, 0.0)), high=np.maximum(high, np.maximum(total, 0.0)))
 
 
 # -- 5. stress days -----------------------------------------------------------------------------
@@ -290,6 +332,11 @@ def report(results: Mapping[str, Any], prov: _common.Provenance) -> str:
     table = [[r["state"], _pct(r["btc_volatility"])] + [_pct(r[name]) for name in MODELS]
              + [_pct(r[f"{name}_with_fees"]) for name in MODELS] for r in results["implied"]]
     lines += [_common.markdown_table(header, table), ""]
+    lines += ["The same models as 'today', with every market's starting volatility scaled (the state alone):", ""]
+    header = ["starting volatility", "BTC daily vol."] + list(MODELS)
+    table = [[f"x {r['factor']:g}", _pct(r["btc_volatility"])] + [_pct(r[name]) for name in MODELS]
+             for r in results["sweep"]]
+    lines += [_common.markdown_table(header, table), ""]
     cal = results["calendar"]
     lines += ["## 4. Calendar time: the same BTC/ETH book over the same 30 days", "",
               f"Models chosen by fit_volatility(spec='auto', innovations='fhs') on {cal['fit_sample']} hourly ({cal['hourly_n']:,} scenarios of 720 hours) and daily "
@@ -300,6 +347,16 @@ def report(results: Mapping[str, Any], prov: _common.Provenance) -> str:
         d, h = cal[f"daily_{name}"], cal[f"hourly_{name}"]
         table.append([name, _pct(d["0.01"]), _pct(h["0.01"]), f"{h['0.01'] / d['0.01']:.2f}",
                       _pct(d["0.05"]), _pct(h["0.05"]), f"{h['0.05'] / d['0.05']:.2f}"])
+    lines += [_common.markdown_table(header, table), "",
+              "The loss model alone: the hourly paths above aggregated to days (returns summed, each day's low "
+              "and high chained from its hours) and run through the same model as daily periods:", ""]
+    header = ["model", "hourly 99%", "same paths daily 99%", "hourly / daily", "hourly 95%", "same paths daily 95%",
+              "hourly / daily"]
+    table = []
+    for name in MODELS:
+        d, h = cal[f"same_paths_daily_{name}"], cal[f"hourly_{name}"]
+        table.append([name, _pct(h["0.01"]), _pct(d["0.01"]), f"{h['0.01'] / d['0.01']:.2f}",
+                      _pct(h["0.05"]), _pct(d["0.05"]), f"{h['0.05'] / d['0.05']:.2f}"])
     lines += [_common.markdown_table(header, table), ""]
     lines += ["## 5. Stress days: the fund's change on the crash day (fees charged at the cap)", ""]
     header = ["model", "shock", "fund loss", "fee income", "fund change"]
@@ -331,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_implied = 4_000 if args.quick else 20_000
     results["n_implied"] = n_implied
     results["implied"] = implied_funds(closes, n_implied, args.seed)
+    results["sweep"] = volatility_sweep(closes, n_implied, args.seed)
     hourly = {"BTC": data["BTC hourly"], "ETH": data["ETH hourly"]}
     daily = {"BTC": data["BTC daily"], "ETH": data["ETH daily"]}
     results["calendar"] = calendar(hourly, daily, 500 if args.quick else 4_000, 2_000 if args.quick else 20_000,
