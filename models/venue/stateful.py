@@ -28,14 +28,15 @@ Liquidation: cohort c anchored at log price A_c has depth D_c,t, the largest adv
 the period extremes since it opened (longs: A_c - (X_{t-1} + low_t); shorts: X_{t-1} + high_t -
 A_c); its positions with u <= D_c,t are gone. A period liquidates the slice (D_c,t-1, D_c,t].
 
-Execution: a position at u liquidated in a period whose extreme depth is D loses, per unit
-notional, the overshoot g (D - u) (the engine fills a fraction g of the move past the
-liquidation price on average) plus the square-root impact of the side's liquidation flow: the
+Execution: a liquidated position loses, per unit notional, the overshoot o = kappa sigma_d (the
+price moves about kappa sigma_d past the liquidation price while the engine executes, sigma_d the
+daily volatility: a calendar-time figure, the same for hourly and daily periods) plus the
+square-root impact of the side's liquidation flow: the
 flow of a day is one metaorder, so a unit pays on average (2/3) Y sigma_d sqrt(Q / ADV) for a day's
 flow Q (2/3 of the peak impact; for periods shorter than a day, the increment over the day's
 earlier liquidations). With margin m_k left at the liquidation price the
-fund pays (g (D - u) + I - m_k)^+ per unit, and a liquidation fee can be taken from what is left:
-min(fee, m_k - g (D - u) - I). The premium base (kind "liquidation") is the notional whose margin
+fund pays (o + I - m_k)^+ per unit, and a liquidation fee can be taken from what is left:
+min(fee, m_k - o - I). The premium base (kind "liquidation") is the notional whose margin
 left covers the highest fee the venue charges (``fee_cap``), so sum_j p_j B_j with p_j <= fee_cap
 never takes more than the margin left: a lower bound of the fee income that keeps the fund
 affine in the rates (docs/design.md).
@@ -90,10 +91,12 @@ class StatefulBook:
     fresh_scale : float > 0, default 3.9
         The same ratio for positions opened during the horizon (closer to liquidation than the
         aged book, whose closest positions have been liquidated already).
-    overshoot : float in [0, 1], default 0.29
-        g, per day: the share of the adverse move past a position's liquidation price (to the
-        period's extreme) that execution loses is g / sqrt(period_days), at most 1 (the move
-        past grows like sqrt(period) for a diffusive price; a jump inside one hour costs more).
+    overshoot : float >= 0, default 0.29
+        kappa: a liquidated position's execution price falls short of its liquidation price by
+        kappa sigma_d, sigma_d the daily volatility (the larger of the forecast and the period's
+        range estimate scaled to a day when ``range_volatility``): stated in calendar time, so
+        hourly and daily periods of a diffusive price agree, while a jump inside one hour (a large
+        hourly range) costs more, as it did on 10 May 2020.
     half_life_days : float > 0, default 2.4
         How fast the book returns to its steady state (open interest and distances), in days.
     fee_cap : float in [0, 1), default 0.0125
@@ -145,8 +148,8 @@ class StatefulBook:
             value = _number(self, name)
             if not (low < value < high or (high == math.inf and value > low and math.isfinite(value))):
                 raise SpecificationError(f"StatefulBook.{name} must be in ({low:g}, {high:g}), got {value!r}")
-        if not 0.0 <= _number(self, "overshoot") <= 1.0:
-            raise SpecificationError(f"StatefulBook.overshoot must be in [0, 1], got {self.overshoot!r}")
+        if not 0.0 <= _number(self, "overshoot") <= 100.0:
+            raise SpecificationError(f"StatefulBook.overshoot must be in [0, 100], got {self.overshoot!r}")
         if not 0.0 <= _number(self, "fee_cap") < 1.0:
             raise SpecificationError(f"StatefulBook.fee_cap must be in [0, 1), got {self.fee_cap!r}")
         if not isinstance(self.source, str):
@@ -264,10 +267,13 @@ class StatefulBook:
         # absorbed by V_t = ADV (sigma_t / sigma_long_run)^eta, so impact uses sqrt(Q / V_t)
         if reference is not None and self.volume_response:
             volume_scale = (daily_vol * math.sqrt(period_days) / reference) ** market.volume_elasticity
-            daily_vol = daily_vol / np.sqrt(np.maximum(volume_scale, 1e-12))
-        long = _side(self, market, market.tiers, -(start + low), start, daily_vol, period_days, sign=-1.0)
+            impact_vol = daily_vol / np.sqrt(np.maximum(volume_scale, 1e-12))
+        else:
+            impact_vol = daily_vol
+        vols = (daily_vol, impact_vol)
+        long = _side(self, market, market.tiers, -(start + low), start, vols, period_days, sign=-1.0)
         short_tiers = market.tiers if market.short_tiers is None else market.short_tiers
-        short = _side(self, market, short_tiers, start + high, start, daily_vol, period_days, sign=1.0)
+        short = _side(self, market, short_tiers, start + high, start, vols, period_days, sign=1.0)
         loss = long[0] + short[0]
         fee_base = long[1] + short[1]
         liquidated = long[2] + short[2]
@@ -283,8 +289,8 @@ class StatefulBook:
                 "open_interest_long": long[3], "open_interest_short": short[3]}
 
     # -- tabulated tier laws -------------------------------------------------------------------
-    def tables(self, tiers: Sequence[LeverageTier], sign: float) -> tuple[np.ndarray, np.ndarray]:
-        """(G, H): the CDF of log-distance u and its first moment on the u-grid, (2K, grid): rows
+    def tables(self, tiers: Sequence[LeverageTier], sign: float) -> np.ndarray:
+        """G: the CDF of log-distance u on the u-grid, (2K, grid): rows
         0..K-1 the book's tiers at the start (``distance_scale``), rows K..2K-1 new positions'
         (``fresh_scale``)."""
         key = (tuple(tiers), sign)
@@ -302,14 +308,12 @@ class StatefulBook:
         G[G < _MASS_FLOOR] = 0.0  # exactly nothing below each tier's floor (see floors())
         G[:, 0] = 0.0
         G[:, -1] = 1.0  # the mass beyond the grid sits at its end (liquidated only by a 95% fall)
-        dG = np.diff(G, axis=1)
-        H = np.concatenate([np.zeros((G.shape[0], 1)), np.cumsum(dG * (u[:-1] + u[1:]) / 2, axis=1)], axis=1)
-        self._tables[key] = (G, H)
-        return G, H
+        self._tables[key] = G
+        return G
 
     def floors(self, tiers: Sequence[LeverageTier], sign: float) -> np.ndarray:
         """Per tier, the largest u-grid point below which both its laws hold no mass, (K,)."""
-        G, _ = self.tables(tiers, sign)
+        G = self.tables(tiers, sign)
         k = len(tiers)
         first = np.minimum(np.argmax(G[:k] > 0.0, axis=1), np.argmax(G[k:] > 0.0, axis=1))
         return np.maximum(first - 1, 0) * _GRID_STEP
@@ -337,7 +341,7 @@ def bridge_extremes(returns: np.ndarray, volatility: np.ndarray) -> tuple[np.nda
 
 
 def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], adverse: np.ndarray,
-          start: np.ndarray, daily_vol: np.ndarray, period_days: float, *, sign: float
+          start: np.ndarray, vols: tuple[np.ndarray, np.ndarray], period_days: float, *, sign: float
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One side over (n, T): fund loss, fee-paying notional, liquidated notional, open interest at each open.
 
@@ -345,15 +349,16 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
     -(X_{t-1} + low_t); shorts: X_{t-1} + high_t); ``start``: X_{t-1}.
     """
     n, horizon = adverse.shape
-    G, H = model.tables(tiers, sign)
+    G = model.tables(tiers, sign)
     width = G.shape[1]
-    G_flat, H_flat = G.ravel(), H.ravel()
+    G_flat = G.ravel()
     tier_rows = (np.arange(len(tiers)) * width)[:, None]
     fresh_rows = len(tiers) * width
     shares = np.array([t.share for t in tiers])
     margins = np.array([t.maintenance_margin for t in tiers])[:, None]
     oi = market.open_interest
-    g = min(1.0, model.overshoot / math.sqrt(period_days))  # per day: see the module notes
+    daily_vol, impact_vol = vols
+    kappa = model.overshoot
     lam = -math.expm1(-math.log(2.0) * period_days / model.half_life_days)
     # a new cohort every period, or once a day for periods shorter than a day (module notes)
     per_day = max(1, int(round(1.0 / period_days))) if period_days < 1.0 else 1
@@ -424,32 +429,15 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
         q = np.bincount(rows, weights=notional * w, minlength=n)
         g_state[:, flat] = g_hi
         survivors.ravel()[flat] -= notional
-        imp = _impact(q, liquidated, t, per_day, market, daily_vol[:, t])[rows]
-        # pass 2: the largest shortfall of a slice is at its deepest unit (u = lo); where even that
-        # leaves the fee cap the whole slice pays the fee and nothing is bankrupt. Elsewhere:
-        # bankrupt where g (hi - u) + I > m: u < hi - (m - I) / g; fee-paying where the margin
-        # left covers the fee cap: u >= hi - (m - I - fee_cap) / g
-        hard_k, hard_e = np.nonzero((g * (hi - lo_all) + imp)[None, :] > margins - model.fee_cap)
-        paying = notional * w
-        if hard_k.size:
-            m = margins[hard_k, 0]
-            top, lo, imp_h = hi[hard_e], lo_all[hard_e], imp[hard_e]
-            row_h = row_of[hard_k, hard_e]
-            if g > 0.0:
-                b = np.clip(top - (m - imp_h) / g, lo, top)
-                e = np.clip(top - (m - imp_h - model.fee_cap) / g, lo, top)
-            else:
-                b = np.where(imp_h >= m, top, lo)
-                e = np.where(m - imp_h >= model.fee_cap, lo, top)
-            at_b = _index(row_h, width, b)
-            h_lo = _at(H_flat, _index(row_h, width, lo))
-            scale = shares[hard_k] * w[hard_e]
-            g_lo_h = g_lo[hard_k, hard_e]
-            bankrupt = ((g * top + imp_h - m) * (_at(G_flat, at_b) - g_lo_h) - g * (_at(H_flat, at_b) - h_lo)) * scale
-            # these tier-entries pay only from e up, not over the whole slice
-            unpaid = (_at(G_flat, _index(row_h, width, e)) - g_lo_h) * scale
-            paying = paying - np.bincount(hard_e, weights=unpaid, minlength=flat.size)
-            loss[:, t] = np.bincount(rows[hard_e], weights=np.maximum(bankrupt, 0.0), minlength=n)
+        imp = _impact(q, liquidated, t, per_day, market, impact_vol[:, t])[rows]
+        lag = kappa * daily_vol[rows, t]  # the engine's overshoot cap per unit: kappa sigma_d
+        # pass 2: every unit overshoots kappa sigma_d past its liquidation price, so a tier's
+        # shortfall is the same for its whole slice: bankrupt when kappa sigma_d + I > m_k (the fund
+        # pays the excess), fee-paying when the margin left covers the fee cap
+        shortfall = (lag + imp)[None, :] - margins  # (K, m)
+        per_tier = (g_hi - g_lo) * shares[:, None] * w[None, :]
+        loss[:, t] = np.bincount(rows, weights=(np.maximum(shortfall, 0.0) * per_tier).sum(axis=0), minlength=n)
+        paying = np.where(-shortfall >= model.fee_cap, per_tier, 0.0).sum(axis=0)
         fee_base[:, t] = np.bincount(rows, weights=np.maximum(paying, 0.0), minlength=n)
         liquidated[:, t] = q
         lo_state.ravel()[flat] = hi
