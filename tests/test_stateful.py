@@ -225,3 +225,26 @@ def test_the_same_paths_cost_the_same_in_hourly_and_daily_periods():
         assert need(hourly, alpha) == pytest.approx(need(daily, alpha), rel=0.25)
     # liquidations chain exactly apart from turnover and the days' cohorts: within 10%
     assert hourly["liquidated"].sum() == pytest.approx(daily["liquidated"].sum(), rel=0.10)
+
+
+def _binance_ohlc(shared_data, symbol):
+    frame = pd.read_csv(shared_data / f"binance_{symbol}USDT_daily.csv")
+    index = pd.DatetimeIndex(pd.to_datetime(frame["date"], utc=True))
+    return frame[["open", "high", "low", "close"]].astype(float).set_axis(index)
+
+
+@pytest.mark.parametrize("symbol", ["BTC", "ETH"])
+def test_real_2025_ordinary_days_liquidate_a_few_percent_and_calm_ones_are_not_bankrupt(shared_data, symbol):
+    """Issue 15's anchors on Binance 2025 daily bars: ordinary 4-6% days liquidate under 5% of open
+    interest (the stationary gap model: 47%), calm liquidations lose almost nothing per dollar."""
+    bars = _binance_ohlc(shared_data, symbol).loc["2024-12-01":"2025-12-31"]
+    table = replay(VenueBook([Market(symbol, 1e9, 3e9)]), {symbol: bars}).xs(symbol, level="market").loc["2025"]
+    share = table["liquidated"] / table["open_interest"]
+    ordinary = (table["return"].abs() > 0.04) & (table["return"].abs() < 0.06)
+    assert ordinary.sum() >= 10
+    assert share[ordinary].median() < 0.05
+    calm = ordinary & (table["volatility"] < table["volatility"].median())
+    assert (table["fund_loss"][calm].sum() / table["liquidated"][calm].sum()) < 0.005
+    gap = replay(VenueBook([Market(symbol, 1e9, 3e9)]), {symbol: bars}, loss_model="liquidation_gap")
+    gap_share = gap.xs(symbol, level="market").loc["2025"]["liquidated"] / 1e9
+    assert gap_share[ordinary].median() > 5 * share[ordinary].median()

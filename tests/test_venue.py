@@ -262,7 +262,7 @@ def three_markets() -> ReturnPaths:
 
 def test_build_scenarios_sums_markets_in_venue_order(three_markets):
     venue = VenueBook([Market("SOL", 2e8, 5e8, premium_kind="volume"), Market("BTC", 1e9, 3e9)])
-    scenarios = build_scenarios(three_markets, venue)
+    scenarios = build_scenarios(three_markets, venue, loss_model=liquidation_gap)
     assert isinstance(scenarios, ScenarioSet)
     assert scenarios.markets == ("SOL", "BTC") and scenarios.losses.shape == (700, 12)
     sol = liquidation_gap(venue.markets[0], three_markets.returns[:, :, 2], three_markets.volatility[:, :, 2],
@@ -275,9 +275,11 @@ def test_build_scenarios_sums_markets_in_venue_order(three_markets):
     assert scenarios.metadata["venue"]["markets"][1]["tiers"][0]["leverage"] == 50.0
     json.dumps(scenarios.metadata)
     for threads in (1, 3):  # 100 chunks of 7 rows worked on by one or three threads: same numbers
-        chunked = build_scenarios(three_markets, venue, chunk_size=7, threads=threads)
+        chunked = build_scenarios(three_markets, venue, chunk_size=7, threads=threads, loss_model=liquidation_gap)
         assert np.array_equal(chunked.losses, scenarios.losses)
         assert np.array_equal(chunked.premium_base, scenarios.premium_base)
+        stateful = build_scenarios(three_markets, venue, chunk_size=7, threads=threads)  # the default
+        assert np.array_equal(stateful.losses, build_scenarios(three_markets, venue).losses)
 
 
 def test_build_scenarios_with_a_plugged_in_loss_model(three_markets):
@@ -304,7 +306,7 @@ def test_build_scenarios_with_a_plugged_in_loss_model(three_markets):
 
 def test_build_scenarios_fills_the_per_market_fields(three_markets):
     venue = VenueBook([Market("SOL", 2e8, 5e8, premium_kind="volume"), Market("BTC", 1e9, 3e9)])
-    scenarios = build_scenarios(three_markets, venue, chunk_size=100)
+    scenarios = build_scenarios(three_markets, venue, chunk_size=100, loss_model=liquidation_gap)
     assert scenarios.per_market_fields == ("losses_by_market", "liquidated", "winners")
     # losses are the pooled per-market losses (summed in market order: exactly equal)
     np.testing.assert_array_equal(scenarios.losses, scenarios.losses_by_market.sum(axis=-1))
@@ -318,7 +320,7 @@ def test_build_scenarios_fills_the_per_market_fields(three_markets):
         # winners: OI |R|
         simple = np.expm1(three_markets.returns[:, :, column])
         np.testing.assert_allclose(scenarios.winners[:, :, j], market.open_interest * np.abs(simple), rtol=1e-12)
-    threaded = build_scenarios(three_markets, venue, chunk_size=7, threads=3)
+    threaded = build_scenarios(three_markets, venue, chunk_size=7, threads=3, loss_model=liquidation_gap)
     for name in ("losses", "premium_base", "losses_by_market", "liquidated", "winners"):
         assert np.array_equal(getattr(threaded, name), getattr(scenarios, name)), name
 
@@ -437,7 +439,7 @@ def test_low_and_high_reach_loss_models_that_name_them(three_markets):
         return liquidation_gap(market, returns, volatility, **kwargs)
 
     np.testing.assert_array_equal(build_scenarios(paths, venue, loss_model=catch_all).losses,
-                                  build_scenarios(three_markets, venue).losses)
+                                  build_scenarios(three_markets, venue, loss_model=liquidation_gap).losses)
 
     def needs_them(market, returns, volatility, *, period_days, long_run_volatility, low=None, high=None):
         assert low is None and high is None  # paths without excursions: the model runs without them
@@ -464,8 +466,8 @@ def test_stress_flags_survive_into_the_scenario_set(three_markets):
     stress = ReturnPaths(returns, np.full((2, 12, 3), 0.05), three_markets.markets, is_stress=np.ones(2, bool),
                          labels=("crash", "squeeze"))
     venue = VenueBook([Market("BTC", 1e9, 3e9)])
-    random_set = build_scenarios(three_markets, venue)
-    stress_set = build_scenarios(stress, venue)
+    random_set = build_scenarios(three_markets, venue, loss_model=liquidation_gap)
+    stress_set = build_scenarios(stress, venue, loss_model=liquidation_gap)
     assert stress_set.n_stress == 2 and stress_set.metadata["labels"] == ["crash", "squeeze"]
     assert np.all(stress_set.losses[:, 0] > 0) and np.all(stress_set.losses[:, 1:] == 0)
     joined = ScenarioSet.concat([random_set, stress_set])
@@ -494,14 +496,17 @@ def test_replay_of_2020_03_12_costs_the_fund(btc_eth_models):
     assert scenarios.losses[0, 0] > 0 and scenarios.is_stress.all()
     scaled = build_scenarios(stress_paths(btc_eth_models, 30, dates=["2020-03-12"]), venue)
     assert scaled.losses[0, 0] > 0
-    # the default gap is anchored on this day: a 1bn BTC book trading 3bn a day loses of the
-    # order of the 8m (BitMEX) and 6.6m (Binance) reported, not 100k or 1bn
+    # a 1bn BTC book trading 3bn a day loses between the shares of open interest reported that
+    # day: BitMEX 0.65% (7.8m of 1.2bn, net of its liquidation income) and Binance 4.2% (6.6m of
+    # 158m); not 100k, not 1bn
     btc_only = build_scenarios(as_it_was, VenueBook([Market("BTC", 1e9, 3e9)]))
-    assert 3e6 < btc_only.losses[0, 0] < 30e6
+    assert 0.0065e9 < btc_only.losses[0, 0] < 0.042e9
 
 
 def test_loss_models_are_chosen_by_name():
-    from fundguard.models import LOSS_MODELS, SpecificationError, loss_model
+    from fundguard.models import DEFAULT_LOSS_MODEL, LOSS_MODELS, SpecificationError, StatefulBook, loss_model
+
+    assert DEFAULT_LOSS_MODEL == "stateful_book" and isinstance(loss_model("stateful_book"), StatefulBook)
 
     assert loss_model("liquidation_gap") is liquidation_gap
     assert LOSS_MODELS["liquidation_gap"] is liquidation_gap
@@ -510,6 +515,6 @@ def test_loss_models_are_chosen_by_name():
     paths = paths_from(np.full((4, 3, 1), -0.05), 0.03)
     venue = VenueBook([Market("A", 1e9, 3e9)])
     by_name = build_scenarios(paths, venue, loss_model="liquidation_gap")
-    by_function = build_scenarios(paths, venue)
+    by_function = build_scenarios(paths, venue, loss_model=liquidation_gap)
     np.testing.assert_array_equal(by_name.losses, by_function.losses)
     assert by_name.metadata["loss_model"] == "liquidation_gap"

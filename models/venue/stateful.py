@@ -28,18 +28,21 @@ Liquidation: cohort c anchored at log price A_c has depth D_c,t, the largest adv
 the period extremes since it opened (longs: A_c - (X_{t-1} + low_t); shorts: X_{t-1} + high_t -
 A_c); its positions with u <= D_c,t are gone. A period liquidates the slice (D_c,t-1, D_c,t].
 
-Execution: a liquidated position loses, per unit notional, the overshoot o = kappa sigma_d (the
-price moves about kappa sigma_d past the liquidation price while the engine executes, sigma_d the
-daily volatility: a calendar-time figure, the same for hourly and daily periods) plus the
+Execution: a liquidated position loses, per unit notional, the overshoot
+o = kappa (sigma_d - c sigma_ref)^+ (the price moves past the liquidation price while the engine
+executes: within a margin on an ordinary day, a great deal when liquidity is withdrawn; sigma_d the
+daily volatility, sigma_ref its long-run level: calendar-time figures, the same for hourly and
+daily periods) plus the
 square-root impact of the side's liquidation flow: the
 flow of a day is one metaorder, so a unit pays on average (2/3) Y sigma_d sqrt(Q / ADV) for a day's
 flow Q (2/3 of the peak impact; for periods shorter than a day, the increment over the day's
 earlier liquidations). With margin m_k left at the liquidation price the
 fund pays (o + I - m_k)^+ per unit, and a liquidation fee can be taken from what is left:
-min(fee, m_k - o - I). The premium base (kind "liquidation") is the notional whose margin
-left covers the highest fee the venue charges (``fee_cap``), so sum_j p_j B_j with p_j <= fee_cap
-never takes more than the margin left: a lower bound of the fee income that keeps the fund
-affine in the rates (docs/design.md).
+min(fee, m_k - o - I). The premium base (kind "liquidation") weighs each liquidated unit by
+min(1, margin left / fee_cap), ``fee_cap`` the highest fee the venue charges: the chord of the
+concave income min(p, margin left) between p = 0 and p = fee_cap, so sum_j p_j B_j with
+p_j <= fee_cap never takes more than the margin left. A lower bound of the fee income, exact at 0
+and at the cap, that keeps the fund affine in the rates (docs/design.md).
 
 Calendar time: the half-life, the impact (sigma_d, ADV per day) and the cohorts are in days, and
 the extremes of hourly periods chain into the day's extreme, so hourly and daily paths of the same
@@ -83,26 +86,33 @@ class StatefulBook:
 
     Parameters
     ----------
-    distance_scale : float > 0, default 4.1
+    distance_scale : float > 0, default 3.8
         rho, the median distance to liquidation of a tier's positions in the book at the start,
         over the tier's nominal distance D_k = 1/l_k - m_k.
-    distance_spread : float > 0, default 0.50
+    distance_spread : float > 0, default 0.30
         s, the log standard deviation of the distance within a tier.
-    fresh_scale : float > 0, default 3.9
+    fresh_scale : float > 0, default 4.0
         The same ratio for positions opened during the horizon (closer to liquidation than the
         aged book, whose closest positions have been liquidated already).
-    overshoot : float >= 0, default 0.29
+    overshoot : float >= 0, default 0.30
         kappa: a liquidated position's execution price falls short of its liquidation price by
         kappa sigma_d, sigma_d the daily volatility (the larger of the forecast and the period's
         range estimate scaled to a day when ``range_volatility``): stated in calendar time, so
         hourly and daily periods of a diffusive price agree, while a jump inside one hour (a large
-        hourly range) costs more, as it did on 10 May 2020.
-    half_life_days : float > 0, default 2.4
+        hourly range) costs more, as it did on 10 May 2020. Only the volatility beyond
+        ``overshoot_threshold`` times the long-run level counts: kappa (sigma_d - c sigma_ref)^+.
+    overshoot_threshold : float >= 0, default 1.0
+        c: on a day no more turbulent than usual the engine executes within seconds of a liquid
+        book (the price moves sigma_d sqrt(10 s / 1 day) ~ 0.03% at sigma_d = 3%), so execution
+        slips nothing a margin does not cover; the overshoot grows with the volatility beyond
+        c sigma_ref, sigma_ref the long-run daily volatility (the market's or the paths'; when it
+        is unknown the overshoot is kappa sigma_d).
+    half_life_days : float > 0, default 2.1
         How fast the book returns to its steady state (open interest and distances), in days.
     fee_cap : float in [0, 1), default 0.0125
         The highest liquidation fee per unit notional (Binance USDⓈ-M's liquidation clearance fee
-        is at most 1.25%; its "Liquidation Protocols" page): the premium base counts the notional
-        whose margin left covers it.
+        is at most 1.25%; its "Liquidation Protocols" page): the premium base weighs each
+        liquidated unit by min(1, margin left / fee_cap) (the chord of the concave fee income).
     range_volatility : bool, default True
         The impact's volatility is the larger of the forecast and the period's own range-based
         (Parkinson 1980) estimate: a crash period's execution meets the crash's volatility.
@@ -115,27 +125,30 @@ class StatefulBook:
     Notes
     -----
     The defaults are one fit (``benchmarks/realism.py`` prints the figures; docs/design.md the
-    procedure): a random search of 50 parameter sets over (rho, fresh, s, g, half-life), scored on
-    (a) the BTC rows of shared/data's ``public_liquidation_events.csv`` replayed as ``fundguard
-    loss-check`` does (30 days from the steady state, each row's open interest, ADV = 3 x open
-    interest) on Bitstamp BTCUSD hourly and Binance BTCUSDT daily OHLC (liquidated notional within
-    1/2..2, fund loss within 1/3..3 of reported), (b) 2025's Binance BTC and ETH daily OHLC: median
-    liquidated share on 4-6% days under 4%, mean daily share under 0.9% (public aggregates put it at
-    a fraction of a percent), (c) the 30-day 99% fund of a Binance-like BTC/ETH/BNB book in today's
-    state (models fitted up to 2025-12-31) at least 0.7% of open interest (real funds hold 1-5%).
-    No parameter set meets every band: BitMEX's 10 May 2020 (42% of its post-event open interest
-    liquidated on a -16% day; a 100x retail venue), Binance's fund loss that day (4.2% of its
-    post-event open interest) and BitMEX's 12 March 2020 fund loss (7.8m, net of its own
-    liquidation income: the fund gained 992 BTC over 12-13 March) stay outside;
+    procedure): a random search of 50 parameter sets over (rho, fresh, s, kappa, half-life), then
+    a grid over kappa, scored on (a) the BTC rows of shared/data's ``public_liquidation_events.csv``
+    replayed as ``fundguard loss-check`` does (30 days from the steady state, each row's open
+    interest, ADV = 3 x open interest) on Bitstamp BTCUSD hourly and Binance BTCUSDT daily OHLC
+    (liquidated notional within 1/2..2, fund loss within 1/3..3 of reported), (b) 2025's Binance BTC
+    and ETH daily OHLC: median liquidated share on 4-6% days under 4%, mean daily share under 0.9%
+    (public aggregates put it at a fraction of a percent), calm ordinary days losing under 0.2% per
+    liquidated dollar, (c) the 30-day 99% fund of a Binance-like BTC/ETH/BNB book in today's state
+    (models fitted up to 2025-12-31) at least 0.7% of open interest (real funds hold 1-5%).
+    No parameter set meets every band. On hourly bars BitMEX's 10 May 2020 liquidations (42% of its
+    post-event open interest on a -16% day; a 100x retail venue) and BitMEX's 12 March 2020 fund
+    loss (7.8m, net of its own liquidation income: the fund gained 992 BTC over 12-13 March) stay
+    outside, and on daily bars Binance's 10 May 2020 fund loss too (4.2% of its post-event open
+    interest, lost inside one hourly candle that daily bars cannot see);
     benchmarks/results/realism.md shows every row. The half-life is short (it also stands for
     traders' turnover): ``fundguard loss-fit`` estimates it from a venue's open-interest history.
     """
 
-    distance_scale: float = 4.1
-    distance_spread: float = 0.50
-    fresh_scale: float = 3.9
-    overshoot: float = 0.29
-    half_life_days: float = 2.4
+    distance_scale: float = 3.8
+    distance_spread: float = 0.30
+    fresh_scale: float = 4.0
+    overshoot: float = 0.30
+    overshoot_threshold: float = 1.0
+    half_life_days: float = 2.1
     fee_cap: float = 0.0125
     range_volatility: bool = True
     volume_response: bool = True
@@ -152,6 +165,8 @@ class StatefulBook:
             raise SpecificationError(f"StatefulBook.overshoot must be in [0, 100], got {self.overshoot!r}")
         if not 0.0 <= _number(self, "fee_cap") < 1.0:
             raise SpecificationError(f"StatefulBook.fee_cap must be in [0, 1), got {self.fee_cap!r}")
+        if not 0.0 <= _number(self, "overshoot_threshold") <= 100.0:
+            raise SpecificationError(f"StatefulBook.overshoot_threshold must be in [0, 100], got {self.overshoot_threshold!r}")
         if not isinstance(self.source, str):
             raise SpecificationError(f"StatefulBook.source must be a string, got {self.source!r}")
 
@@ -263,6 +278,8 @@ class StatefulBook:
         level = np.cumsum(returns, axis=1)
         start = level - returns  # log price at each period's open
         reference = market.long_run_volatility if market.long_run_volatility is not None else long_run_volatility
+        if reference is not None and not (math.isfinite(reference) and reference > 0.0):
+            reference = None  # a flat history has no volatility to scale by
         # the period's volume rises with volatility (Market.volume_elasticity): liquidations are
         # absorbed by V_t = ADV (sigma_t / sigma_long_run)^eta, so impact uses sqrt(Q / V_t)
         if reference is not None and self.volume_response:
@@ -270,7 +287,14 @@ class StatefulBook:
             impact_vol = daily_vol / np.sqrt(np.maximum(volume_scale, 1e-12))
         else:
             impact_vol = daily_vol
-        vols = (daily_vol, impact_vol)
+        # the overshoot per unit: kappa (sigma_d - c sigma_ref)^+, sigma_ref the long-run daily
+        # volatility (kappa sigma_d when unknown): nothing beyond the margin on an ordinary day
+        if reference is not None:
+            calm = self.overshoot_threshold * reference / math.sqrt(period_days)
+            overshoot = self.overshoot * np.maximum(daily_vol - calm, 0.0)
+        else:
+            overshoot = self.overshoot * daily_vol
+        vols = (overshoot, impact_vol)
         long = _side(self, market, market.tiers, -(start + low), start, vols, period_days, sign=-1.0)
         short_tiers = market.tiers if market.short_tiers is None else market.short_tiers
         short = _side(self, market, short_tiers, start + high, start, vols, period_days, sign=1.0)
@@ -357,8 +381,7 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
     shares = np.array([t.share for t in tiers])
     margins = np.array([t.maintenance_margin for t in tiers])[:, None]
     oi = market.open_interest
-    daily_vol, impact_vol = vols
-    kappa = model.overshoot
+    overshoot, impact_vol = vols
     lam = -math.expm1(-math.log(2.0) * period_days / model.half_life_days)
     # a new cohort every period, or once a day for periods shorter than a day (module notes)
     per_day = max(1, int(round(1.0 / period_days))) if period_days < 1.0 else 1
@@ -430,14 +453,20 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
         g_state[:, flat] = g_hi
         survivors.ravel()[flat] -= notional
         imp = _impact(q, liquidated, t, per_day, market, impact_vol[:, t])[rows]
-        lag = kappa * daily_vol[rows, t]  # the engine's overshoot cap per unit: kappa sigma_d
+        lag = overshoot[rows, t]  # per unit, past the liquidation price
         # pass 2: every unit overshoots kappa sigma_d past its liquidation price, so a tier's
         # shortfall is the same for its whole slice: bankrupt when kappa sigma_d + I > m_k (the fund
-        # pays the excess), fee-paying when the margin left covers the fee cap
+        # pays the excess); otherwise its margin left m_k - kappa sigma_d - I pays the fee
         shortfall = (lag + imp)[None, :] - margins  # (K, m)
         per_tier = (g_hi - g_lo) * shares[:, None] * w[None, :]
         loss[:, t] = np.bincount(rows, weights=(np.maximum(shortfall, 0.0) * per_tier).sum(axis=0), minlength=n)
-        paying = np.where(-shortfall >= model.fee_cap, per_tier, 0.0).sum(axis=0)
+        # premium base: the chord of the concave fee income min(p, margin left) between p = 0 and
+        # p = fee_cap, so p * base <= the fee actually taken for every rate up to the cap
+        if model.fee_cap > 0.0:
+            weight_paid = np.clip(-shortfall * (1.0 / model.fee_cap), 0.0, 1.0)
+        else:
+            weight_paid = (shortfall <= 0.0).astype(np.float64)
+        paying = (weight_paid * per_tier).sum(axis=0)
         fee_base[:, t] = np.bincount(rows, weights=np.maximum(paying, 0.0), minlength=n)
         liquidated[:, t] = q
         lo_state.ravel()[flat] = hi
