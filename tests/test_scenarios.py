@@ -213,6 +213,7 @@ def test_fhs_draws_whole_observed_dates(pair):
     paths = simulate_returns(pair, 10, 3000, innovations="fhs", seed=1)
     z = innovations_of(paths, pair).reshape(-1, 2)
     residuals = _common_residuals(pair)
+    residuals = residuals / np.sqrt(np.mean(residuals**2, axis=0))  # FHS rescales to unit mean square
     order = np.argsort(residuals[:, 0])
     pos = np.clip(np.searchsorted(residuals[order, 0], z[:, 0]), 1, len(order) - 1)
     nearest = np.where(np.abs(residuals[order[pos], 0] - z[:, 0]) < np.abs(residuals[order[pos - 1], 0] - z[:, 0]),
@@ -230,7 +231,8 @@ def test_evt_draws_beyond_history_with_fitted_tail_probability(gjr_t):
     paths = simulate_returns(gjr_t, horizon, n, innovations="evt", seed=2)
     tails = paths.tails["M0"]
     z = innovations_of(paths, gjr_t).ravel()
-    observed = np.sort(gjr_t["M0"].std_resid)
+    observed = np.asarray(gjr_t["M0"].std_resid)
+    observed = np.sort(observed / np.sqrt(np.mean(observed**2)))  # rescaled to unit mean square
     draws = z.size
     for side, extreme, beyond in (("lower", observed[0], z < observed[0]), ("upper", observed[-1], z > observed[-1])):
         tail = getattr(tails, side)
