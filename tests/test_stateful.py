@@ -202,13 +202,15 @@ def test_no_crash_day_makes_the_fund_gain_money(shock):
 
 def test_the_same_paths_cost_the_same_in_hourly_and_daily_periods():
     """Calendar time: diffusive hourly paths, and the same paths aggregated to days, give the same
-    fund need (a jump inside one hour costs more in hourly periods, by design: module notes)."""
+    fund need with the forecast volatility. (The range-based realized volatility is what a daily
+    bar measures differently: it cannot tell a steady slide from a crash hour; benchmarks/realism
+    measures that part.)"""
     rng = np.random.default_rng(11)
     n, days = 3000, 10
     sigma_h = 0.05 / math.sqrt(24)
     r = rng.standard_normal((n, 24 * days)) * sigma_h
     low_h, high_h = bridge_extremes(r, np.full(r.shape, sigma_h))
-    book, market = StatefulBook(), Market("BTC", 1e9, 3e9)
+    book, market = StatefulBook(range_volatility=False), Market("BTC", 1e9, 3e9)
     hourly = book.run(market, r, np.full(r.shape, sigma_h), period_days=1 / 24, low=low_h, high=high_h)
     shape = (n, days, 24)
     level = np.cumsum(r.reshape(shape), axis=2) - r.reshape(shape)
@@ -248,3 +250,19 @@ def test_real_2025_ordinary_days_liquidate_a_few_percent_and_calm_ones_are_not_b
     gap = replay(VenueBook([Market(symbol, 1e9, 3e9)]), {symbol: bars}, loss_model="liquidation_gap")
     gap_share = gap.xs(symbol, level="market").loc["2025"]["liquidated"] / 1e9
     assert gap_share[ordinary].median() > 5 * share[ordinary].median()
+
+
+def test_realized_volatility_is_parkinson_per_day_whatever_the_period():
+    from fundguard.models.venue.stateful import realized_volatility
+
+    low = np.array([[-0.02, -0.01, 0.0]])
+    high = np.array([[0.01, 0.02, 0.03]])
+    daily = realized_volatility(low, high, 1.0)
+    assert np.allclose(daily, (high - low) / (2 * math.sqrt(math.log(2))))
+    # 48 hours of equal ranges: each day's realized variance is 24 hourly Parkinson variances
+    rng = np.full((1, 48), 0.004)
+    hourly = realized_volatility(-rng / 2, rng / 2, 1 / 24)
+    assert np.allclose(hourly, math.sqrt(24 * 0.004**2 / (4 * math.log(2))))
+    # a partial last day (12 hours) is scaled up to a whole one
+    part = realized_volatility(-rng[:, :36] / 2, rng[:, :36] / 2, 1 / 24)
+    assert np.allclose(part, hourly[:, :36])

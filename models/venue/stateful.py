@@ -66,7 +66,7 @@ from ..errors import ScenarioError, SpecificationError
 from .book import LeverageTier, Market
 from .losses import VenueLosses
 
-__all__ = ["StatefulBook", "DEFAULT_BOOK", "LOSS_MODEL_SCHEMA", "stateful_book", "bridge_extremes"]
+__all__ = ["StatefulBook", "DEFAULT_BOOK", "LOSS_MODEL_SCHEMA", "stateful_book", "bridge_extremes", "realized_volatility"]
 
 # The u-grid the tier CDFs are tabulated on: 0..3 in log price (a 95% fall or a 20x rise) in
 # steps of 5e-4 (linear interpolation error below 1e-6 of open interest for the defaults).
@@ -114,8 +114,9 @@ class StatefulBook:
         is at most 1.25%; its "Liquidation Protocols" page): the premium base weighs each
         liquidated unit by min(1, margin left / fee_cap) (the chord of the concave fee income).
     range_volatility : bool, default True
-        The impact's volatility is the larger of the forecast and the period's own range-based
-        (Parkinson 1980) estimate: a crash period's execution meets the crash's volatility.
+        sigma_d (of the overshoot and the impact) is the larger of the forecast and the realized
+        range-based volatility of the period's day (:func:`realized_volatility`, Parkinson 1980):
+        a crash period's execution meets the crash's volatility.
     volume_response : bool, default True
         Liquidations are absorbed by the period's volume ADV (sigma / sigma_long_run)^eta
         (``Market.volume_elasticity``), not by a calm day's.
@@ -273,8 +274,7 @@ class StatefulBook:
         high = np.maximum(np.asarray(high, dtype=np.float64), np.maximum(returns, 0.0))
         daily_vol = volatility / math.sqrt(period_days)
         if self.range_volatility:
-            # the period's own range-based (Parkinson 1980) volatility when it exceeds the forecast
-            daily_vol = np.maximum(daily_vol, (high - low) * (1.0 / (2.0 * math.sqrt(math.log(2.0)) * math.sqrt(period_days))))
+            daily_vol = np.maximum(daily_vol, realized_volatility(low, high, period_days))
         level = np.cumsum(returns, axis=1)
         start = level - returns  # log price at each period's open
         reference = market.long_run_volatility if market.long_run_volatility is not None else long_run_volatility
@@ -341,6 +341,29 @@ class StatefulBook:
         k = len(tiers)
         first = np.minimum(np.argmax(G[:k] > 0.0, axis=1), np.argmax(G[k:] > 0.0, axis=1))
         return np.maximum(first - 1, 0) * _GRID_STEP
+
+
+def realized_volatility(low: np.ndarray, high: np.ndarray, period_days: float) -> np.ndarray:
+    """Range-based realized volatility of each period's day, per day, (n, T).
+
+    Parkinson's (1980) variance (high - low)^2 / (4 ln 2) of each period, summed over the periods
+    of its day (blocks of 1 / period_days periods from the first; a partial last block is scaled
+    up): for daily periods the period's own Parkinson volatility, for hourly ones the realized
+    volatility of their 24 hours, so a day costs the same whatever the period length.
+    """
+    variance = (high - low) ** 2 * (1.0 / (4.0 * math.log(2.0)))
+    per_day = max(1, int(round(1.0 / period_days))) if period_days < 1.0 else 1
+    if per_day == 1:
+        return np.sqrt(variance / period_days)
+    n, horizon = variance.shape
+    blocks = -(-horizon // per_day)
+    padded = np.zeros((n, blocks * per_day))
+    padded[:, :horizon] = variance
+    per_block = padded.reshape(n, blocks, per_day).sum(axis=2)
+    count = np.full(blocks, float(per_day))
+    count[-1] = horizon - (blocks - 1) * per_day
+    per_block *= per_day / count  # a partial day scaled up to a whole one
+    return np.sqrt(np.repeat(per_block, per_day, axis=1)[:, :horizon] / (per_day * period_days))
 
 
 def stateful_book(market: Market, returns: np.ndarray, volatility: np.ndarray, *, period_days: float = 1.0,
