@@ -249,7 +249,8 @@ def test_a_chunked_set_takes_its_loss_model_by_name(client, world):
     plan, venue, _, in_memory = world
     named = chunked_scenarios(plan, venue, client, chunk_size=9000, loss_model="liquidation_gap", persist=False)
     assert named.loss_model is liquidation_gap
-    np.testing.assert_array_equal(named.gather().losses, in_memory.random_part().losses)
+    gap = build_scenarios(plan.simulate(), venue, loss_model="liquidation_gap")
+    np.testing.assert_array_equal(named.gather().losses, gap.losses)
     with pytest.raises(SpecificationError, match="unknown loss model 'stateful'"):
         chunked_scenarios(plan, venue, client, loss_model="stateful")
 
@@ -284,18 +285,19 @@ def _pair_model(market, returns, volatility, *, period_days, long_run_volatility
 
 
 def _killing_loss_model(marker: str):
-    """liquidation_gap, except that the first call anywhere kills its worker process (os._exit)."""
-    from fundguard.models import liquidation_gap
+    """The default stateful book, except that the first call anywhere kills its worker process (os._exit)."""
+    from fundguard.models import stateful_book
 
-    def loss_model(market, returns, volatility, **kwargs):
+    def loss_model(market, returns, volatility, *, period_days, long_run_volatility, low=None, high=None):
         try:
             fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            return liquidation_gap(market, returns, volatility, **kwargs)
+            return stateful_book(market, returns, volatility, period_days=period_days,
+                                 long_run_volatility=long_run_volatility, low=low, high=high)
         os.close(fd)
         os._exit(1)
 
-    loss_model.__name__ = "liquidation_gap"
+    loss_model.__name__ = "stateful_book"
     return loss_model
 
 
