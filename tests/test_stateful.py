@@ -266,3 +266,13 @@ def test_realized_volatility_is_parkinson_per_day_whatever_the_period():
     # a partial last day (12 hours) is scaled up to a whole one
     part = realized_volatility(-rng[:, :36] / 2, rng[:, :36] / 2, 1 / 24)
     assert np.allclose(part, hourly[:, :36])
+
+
+def test_garman_klass_takes_the_drift_out_of_a_steady_slide():
+    from fundguard.models.venue.stateful import realized_volatility
+
+    # a day that slides 24% in a straight line: its range is all drift
+    slide = realized_volatility(np.array([[-0.24]]), np.array([[0.0]]), 1.0, returns=np.array([[-0.24]]))
+    parkinson = realized_volatility(np.array([[-0.24]]), np.array([[0.0]]), 1.0)
+    expected = math.sqrt(0.5 * 0.24**2 - (2 * math.log(2) - 1) * 0.24**2)
+    assert slide[0, 0] == pytest.approx(expected, rel=1e-12) and slide[0, 0] < 0.6 * parkinson[0, 0]

@@ -115,7 +115,7 @@ class StatefulBook:
         liquidated unit by min(1, margin left / fee_cap) (the chord of the concave fee income).
     range_volatility : bool, default True
         sigma_d (of the overshoot and the impact) is the larger of the forecast and the realized
-        range-based volatility of the period's day (:func:`realized_volatility`, Parkinson 1980):
+        range-based volatility of the period's day (:func:`realized_volatility`, Garman-Klass 1980):
         a crash period's execution meets the crash's volatility.
     volume_response : bool, default True
         Liquidations are absorbed by the period's volume ADV (sigma / sigma_long_run)^eta
@@ -127,7 +127,7 @@ class StatefulBook:
     -----
     The defaults are one fit (``benchmarks/realism.py`` prints the figures; docs/design.md the
     procedure): a random search of 50 parameter sets over (rho, fresh, s, kappa, half-life), then
-    a grid over kappa, scored on (a) the BTC rows of shared/data's ``public_liquidation_events.csv``
+    a grid over kappa (with Garman-Klass realized volatility), scored on (a) the BTC rows of shared/data's ``public_liquidation_events.csv``
     replayed as ``fundguard loss-check`` does (30 days from the steady state, each row's open
     interest, ADV = 3 x open interest) on Bitstamp BTCUSD hourly and Binance BTCUSDT daily OHLC
     (liquidated notional within 1/2..2, fund loss within 1/3..3 of reported), (b) 2025's Binance BTC
@@ -274,7 +274,7 @@ class StatefulBook:
         high = np.maximum(np.asarray(high, dtype=np.float64), np.maximum(returns, 0.0))
         daily_vol = volatility / math.sqrt(period_days)
         if self.range_volatility:
-            daily_vol = np.maximum(daily_vol, realized_volatility(low, high, period_days))
+            daily_vol = np.maximum(daily_vol, realized_volatility(low, high, period_days, returns))
         level = np.cumsum(returns, axis=1)
         start = level - returns  # log price at each period's open
         reference = market.long_run_volatility if market.long_run_volatility is not None else long_run_volatility
@@ -343,15 +343,23 @@ class StatefulBook:
         return np.maximum(first - 1, 0) * _GRID_STEP
 
 
-def realized_volatility(low: np.ndarray, high: np.ndarray, period_days: float) -> np.ndarray:
+def realized_volatility(low: np.ndarray, high: np.ndarray, period_days: float,
+                        returns: np.ndarray | None = None) -> np.ndarray:
     """Range-based realized volatility of each period's day, per day, (n, T).
 
-    Parkinson's (1980) variance (high - low)^2 / (4 ln 2) of each period, summed over the periods
-    of its day (blocks of 1 / period_days periods from the first; a partial last block is scaled
-    up): for daily periods the period's own Parkinson volatility, for hourly ones the realized
-    volatility of their 24 hours, so a day costs the same whatever the period length.
+    Garman & Klass's (1980) variance 0.5 (high - low)^2 - (2 ln 2 - 1) r^2 of each period (r its
+    close-to-close log return; Parkinson's (high - low)^2 / (4 ln 2) without returns), summed over
+    the periods of its day (blocks of 1 / period_days periods from the first; a partial last block
+    is scaled up): for daily periods the period's own estimate, for hourly ones the realized
+    variance of their 24 hours. Garman-Klass takes the drift out of the range, so a steady slide
+    does not read as turbulence: a daily bar and its 24 hourly bars then agree far better.
     """
-    variance = (high - low) ** 2 * (1.0 / (4.0 * math.log(2.0)))
+    span = high - low
+    if returns is None:
+        variance = span * span * (1.0 / (4.0 * math.log(2.0)))
+    else:
+        variance = 0.5 * span * span - (2.0 * math.log(2.0) - 1.0) * returns * returns
+        variance = np.maximum(variance, 0.0)
     per_day = max(1, int(round(1.0 / period_days))) if period_days < 1.0 else 1
     if per_day == 1:
         return np.sqrt(variance / period_days)
