@@ -126,17 +126,17 @@ def estimate_memory(cfg: CalibrationConfig, method: str | None = None, *, mode: 
     per-market fields, losses_by_market, liquidated and winners (n, T, J): all three counted,
     as the default loss model gives them), the in-memory run peaks at the larger of
 
-    * building the scenarios: return paths and volatilities of both draws ``16 (N + M) T J``,
-      both scenario sets ``held(N) + held(M)``, their concatenation with the stress scenarios
-      ``held(N + S)`` and the per-market horizon losses (one-market sets, ``held`` at J = 1:
-      ``40 N T``);
+    * building the scenarios: return paths, volatilities, intraday lows and highs of both draws
+      ``32 (N + M) T J``, both scenario sets ``held(N) + held(M)`` and their concatenation with
+      the stress scenarios ``held(N + S)`` (the per-market horizon losses come from
+      ``losses_by_market``: ``8 N J``);
     * solving (the paths are freed by then): ``held(N) + held(M) + held(N + S)`` and the
       method's working set ``f_method set(N)`` (``_SOLVE_FACTOR``: the solvers read losses and
       premium bases only).
 
     Chunked, the workers hold ``held(N + M)`` between them plus one chunk's paths each, and this
     process O(N) summaries ``8 N (2 + 2 J)``, the plotted 20,000 scenarios ``held(20,000)`` and
-    the screened tail. The balance check holds ``16 M T J + held(M)``. Checked against tracemalloc peaks in-memory
+    the screened tail. The balance check holds ``32 M T J + held(M)``. Checked against tracemalloc peaks in-memory
     (within 1.25x; see the tests and the issue 13 notes); the chunked figures are a model.
     """
     scen = cfg.scenarios
@@ -151,13 +151,13 @@ def estimate_memory(cfg: CalibrationConfig, method: str | None = None, *, mode: 
         return scenario_set(rows) + 24 * rows * t * j
 
     def paths(rows: int) -> int:
-        return 16 * rows * t * j
+        return 32 * rows * t * j  # returns, volatility, low, high
 
     factor = max(_SOLVE_FACTOR.get(method, max(_SOLVE_FACTOR.values())),
                  _SOLVE_FACTOR.get(frontier_method, 0.0) if frontier_method else 0.0)
     data = held(n) + held(m) + (held(n + s) if s else 0)
     if mode == "memory":
-        calibration = max(paths(n + m) + data + 40 * n * t, data + int(factor * scenario_set(n)))
+        calibration = max(paths(n + m) + data + 8 * n * j, data + int(factor * scenario_set(n)))
     else:
         plotted = held(min(n, 20_000))
         # the tail that screening keeps is a few times alpha N at the levels solved
