@@ -554,7 +554,7 @@ def report(months: Sequence[MonthResult], events: Sequence[EventResult], sizes: 
         f"- {sizes.n_scenarios:,} scenarios per recalibration and variant (bounded so the full run takes a few "
         f"minutes on 2 cores); {sizes.n_quantile:,} one-day draws per day for the loss quantile.",
         "- Realised losses: the month's real returns with the variant's conditional volatility filtered through them "
-        "(parameters frozen at the recalibration), through the liquidation-gap loss model. The normal variant's "
+        "(parameters frozen at the recalibration), through the default loss model (the stateful book; closes only, so its intraday extremes are the Brownian-bridge fallback). The normal variant's "
         "volatility filter differs from the GJR-t one, so its realised losses differ slightly.",
         "",
         f"## Daily loss quantile ({QUANTILE:.0%}, one day ahead)", "",

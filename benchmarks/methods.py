@@ -957,7 +957,7 @@ def report(results: Sequence[WorldResult], sizes: Sizes, prov: _common.Provenanc
         f"(15 %/year x 30/365), premium weight {PROBLEM.premium_weight}, fees between 0 and {PROBLEM.premium_max:.2%}.",
         "- Book (illustrative, not any real exchange): " + ", ".join(f"{n} OI {oi / 1e9:g}bn / volume {adv / 1e9:g}bn a day"
                                                                        for n, oi, adv in BOOK)
-        + "; liquidation-gap loss model defaults; premium = liquidation fee.",
+        + "; the default loss model (the stateful book) with its defaults; premium = liquidation fee.",
         f"- Methods are solved on N = {sizes.n_train:,} scenarios of the world; the oracle is method \"exact\" on "
         f"{sizes.n_oracle:,} scenarios; true ruin is counted on {sizes.n_reference:,} fresh scenarios "
         f"(chunks of {sizes.chunk:,}, independent seeds).",
