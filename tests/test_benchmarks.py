@@ -240,7 +240,10 @@ def test_committed_methods_results_meet_the_acceptance_and_match_the_readme():
     alpha = results["alpha"]
     for world in results["worlds"]:
         rows = {row["label"]: row for row in world["rows"]}
-        assert all(math.isfinite(row["ratio_to_oracle"]) for row in rows.values())
+        # every row is a number, except a rule that has no answer in this world (Lundberg without an
+        # adjustment coefficient: fees that do not cover the expected loss), which says so
+        assert all(math.isfinite(row["ratio_to_oracle"]) or (row["verdict"] == "n/a" and row["notes"])
+                   for row in rows.values())
         assert rows["exact"]["capital_cost"] <= rows["cvar"]["capital_cost"]
         assert rows["certified"]["true_ruin"] <= alpha
     fat = {row["label"]: row for row in [results["worlds"][0]["oracle"], *results["worlds"][0]["rows"]]}
@@ -252,6 +255,9 @@ def test_committed_methods_results_meet_the_acceptance_and_match_the_readme():
         cells = [c.strip() for c in line.strip("|").split("|")]
         prefix = README_LABELS[cells[0]]
         row = next(r for label, r in fat.items() if label.lstrip("*").startswith(prefix))
+        if cells[2] == "n/a":
+            assert not math.isfinite(row["ratio_to_oracle"]) and row["verdict"] == "n/a", cells[0]
+            continue
         assert float(cells[2]) == pytest.approx(row["ratio_to_oracle"], abs=0.006), cells[0]
         assert float(cells[3].split("%")[0]) == pytest.approx(100 * row["true_ruin"], abs=0.006), cells[0]
         assert ("FAILS" in cells[4]) == (row["verdict"] == "FAILS"), cells[0]
