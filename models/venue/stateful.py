@@ -421,9 +421,9 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
     # slot is reused, and their survivors join the new cohort (as if they reopened at the price)
     max_slots = 1 + math.ceil(_MAX_AGE_HALF_LIVES * model.half_life_days / max(period_days, 1.0))
     n_cohorts = min(1 + len(opens), max_slots)
-    # per (scenario, cohort), flattened: anchor (longs: X at the cohort's open; shorts: -X; -inf
-    # until it opens), depth (largest adverse move since it opened), weight (the notional its
-    # survivors are a fraction of), and G_k(depth), H_k(depth) per tier
+    # per (scenario, cohort): anchor (longs: X at the cohort's open; shorts: -X; -inf until it
+    # opens), depth (largest adverse move since it opened), weight (the notional its survivors are
+    # a fraction of), survivors, and G_k(depth) per tier (flattened)
     anchor = np.full((n, n_cohorts), -np.inf)
     anchor[:, 0] = 0.0
     depth = np.zeros((n, n_cohorts))
@@ -431,7 +431,6 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
     weight[:, 0] = oi
     g_state = np.zeros((len(tiers), n * n_cohorts))
     survivors = np.ones((n, n_cohorts))
-    lo_state = np.zeros((n, n_cohorts))  # the depth the cached G_k, H_k were taken at
     floors = model.floors(tiers, sign)
     floor_min = float(floors.min())
     loss = np.zeros((n, horizon))
@@ -449,7 +448,6 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
                     reused = True
                     carried = weight[:, newest] * survivors[:, newest]
                     depth[:, newest] = 0.0
-                    lo_state[:, newest] = 0.0
                     g_state.reshape(len(tiers), n, n_cohorts)[:, :, newest] = 0.0
                     survivors[:, newest] = 1.0
                     weight[:, newest] = carried
@@ -469,7 +467,6 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
         w = weight.ravel()[flat]
         # the book's own law for cohort 0 until its slot is reused, new positions' law otherwise
         row_of = tier_rows[:, 0][:, None] + fresh_rows * ((flat % n_cohorts != 0) | reused)[None, :]
-        lo_all = lo_state.ravel()[flat]
         # pass 1, every tier at once: notional liquidated (the slice of each tier's law between
         # the cached G_k(old depth) and G_k(new depth))
         x = np.minimum(hi, _GRID_MAX) * (1.0 / _GRID_STEP)
@@ -479,7 +476,8 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
         low_value = G_flat.take(where)
         g_hi = low_value + (G_flat.take(where + 1) - low_value) * x[None, :]
         g_lo = g_state[:, flat]
-        notional = ((g_hi - g_lo) * shares[:, None]).sum(axis=0)  # share of the cohort's notional
+        slices = (g_hi - g_lo) * shares[:, None]  # (K, m) shares of each cohort's notional
+        notional = slices.sum(axis=0)
         q = np.bincount(rows, weights=notional * w, minlength=n)
         g_state[:, flat] = g_hi
         survivors.ravel()[flat] -= notional
@@ -489,7 +487,7 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
         # shortfall is the same for its whole slice: bankrupt when kappa sigma_d + I > m_k (the fund
         # pays the excess); otherwise its margin left m_k - kappa sigma_d - I pays the fee
         shortfall = (lag + imp)[None, :] - margins  # (K, m)
-        per_tier = (g_hi - g_lo) * shares[:, None] * w[None, :]
+        per_tier = slices * w[None, :]
         loss[:, t] = np.bincount(rows, weights=(np.maximum(shortfall, 0.0) * per_tier).sum(axis=0), minlength=n)
         # premium base: the chord of the concave fee income min(p, margin left) between p = 0 and
         # p = fee_cap, so p * base <= the fee actually taken for every rate up to the cap
@@ -500,7 +498,6 @@ def _side(model: StatefulBook, market: Market, tiers: Sequence[LeverageTier], ad
         paying = (weight_paid * per_tier).sum(axis=0)
         fee_base[:, t] = np.bincount(rows, weights=np.maximum(paying, 0.0), minlength=n)
         liquidated[:, t] = q
-        lo_state.ravel()[flat] = hi
     return loss, fee_base, liquidated, open_interest
 
 
@@ -518,22 +515,6 @@ def _impact(q: np.ndarray, liquidated: np.ndarray, t: int, per_day: int, market:
         average = ((before + q) ** 1.5 - before**1.5) / q
     average = np.where(q > 0, average, np.sqrt(before))
     return (2.0 / 3.0) * market.impact * daily_vol * average / math.sqrt(market.daily_volume)
-
-
-def _index(offsets: np.ndarray, width: int, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where u falls on the table rows starting at ``offsets`` of a flattened table: (flat index, fraction)."""
-    x = np.clip(u, 0.0, _GRID_MAX) * (1.0 / _GRID_STEP)
-    i = np.minimum(x.astype(np.intp), width - 2)
-    x -= i
-    i += offsets
-    return i, x
-
-
-def _at(flat_table: np.ndarray, where: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The table's linear interpolation at ``where`` (from :func:`_index`)."""
-    i, f = where
-    low = flat_table.take(i)
-    return low + (flat_table.take(i + 1) - low) * f
 
 
 def _number(model: StatefulBook, name: str) -> float:

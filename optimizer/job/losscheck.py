@@ -23,7 +23,6 @@ import inspect
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ from fundguard.models.errors import DataError, SpecificationError
 from fundguard.models.venue import Market, StatefulBook, VenueBook, loss_model as named_loss_model, replay
 
 __all__ = ["check_events", "read_events", "read_ohlc", "match_market", "EVENT_COLUMNS", "DEFAULT_TURNOVER",
-           "DEFAULT_WARMUP_DAYS", "DEFAULT_BAND", "CHECK_COLUMNS", "model_parameters",
+           "DEFAULT_WARMUP_DAYS", "DEFAULT_BAND", "CHECK_COLUMNS",
            "parse_prices_option", "parse_band"]
 
 #: Columns an events file must have (shared/data/README.md, "public_liquidation_events.csv").
@@ -160,12 +159,6 @@ def match_market(market: str, keys: list[str] | tuple[str, ...]) -> str | None:
     return max(found, key=len) if found else None
 
 
-def model_parameters(model: StatefulBook) -> dict[str, Any]:
-    """A stateful book's parameters (``StatefulBook.parameters()`` fails once the book has run: its
-    cached tables are keyed by tuples of tiers, which ``dataclasses.asdict`` cannot rebuild)."""
-    return {f.name: getattr(model, f.name) for f in fields(model) if f.init}
-
-
 def parse_prices_option(items: list[str] | tuple[str, ...], option: str = "--prices") -> list[tuple[str, str]]:
     """``MARKET=FILE`` items as (MARKET upper-cased, FILE) pairs; one line naming ``option`` when one is malformed
     or a market is named twice."""
@@ -285,7 +278,7 @@ def check_events(
     rows = [_check_row(event, prices, keys, model, float(turnover), int(warmup_days), low, high, exclude_uncertain)
             for _, event in table.iterrows()]
     result = pd.DataFrame(rows, columns=list(CHECK_COLUMNS))
-    parameters = model_parameters(model) if isinstance(model, StatefulBook) else getattr(model, "__name__", repr(model))
+    parameters = model.parameters() if isinstance(model, StatefulBook) else getattr(model, "__name__", repr(model))
     result.attrs = {"band": (low, high), "turnover": float(turnover), "warmup_days": int(warmup_days),
                     "loss_model": parameters,
                     "outside_band": int(((result["in_band"] == False) & result["counts"]).sum())}  # noqa: E712

@@ -56,7 +56,7 @@ from scipy.special import ndtr
 from fundguard.models.errors import DataError, SpecificationError
 from fundguard.models.venue import DEFAULT_BOOK, DEFAULT_TIERS, LeverageTier, Market, StatefulBook, VenueBook, replay
 
-from .losscheck import DEFAULT_TURNOVER, model_parameters
+from .losscheck import DEFAULT_TURNOVER
 from .outputs import atomic_write_text, check_output_file, output_write_error, package_versions, sha256_file
 
 __all__ = ["LossFit", "fit_loss_model", "read_venue_data", "read_snapshots", "write_loss_model",
@@ -295,7 +295,7 @@ def fit_loss_model(
     half_life, replicates = _fit_half_life(data, period_days, n, weights)
     estimates["half_life_days"] = _entry(half_life, replicates, alpha, "OLS of the open interest's recovery "
                                          "(module notes, stage 1); moving-block bootstrap, refitted")
-    params = dict(model_parameters(base), half_life_days=half_life)
+    params = dict(base.parameters(), half_life_days=half_life)
 
     # stage 2: distance laws
     shares = np.concatenate([(d["liquidated_long"] + d["liquidated_short"]).to_numpy() / d["open_interest"].to_numpy()
@@ -535,7 +535,7 @@ def write_loss_model(fit: LossFit, path: str | os.PathLike[str], *, inputs: Mapp
     hashes = {name: {"file": os.fspath(p), "sha256": sha256_file(p)} for name, p in inputs.items()}
     provenance = {"command": command, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                   "fundguard_version": package_versions(("fundguard",))["fundguard"], "inputs": hashes}
-    fresh = StatefulBook(**model_parameters(fit.model))
+    fresh = StatefulBook(**fit.model.parameters())
     document = fresh.to_dict(fit=fit.to_dict(), provenance=provenance)
     try:
         atomic_write_text(target, json.dumps(document, indent=2, allow_nan=False) + "\n")
