@@ -96,10 +96,9 @@ class StatefulBook:
         aged book, whose closest positions have been liquidated already).
     overshoot : float >= 0, default 0.30
         kappa: a liquidated position's execution price falls short of its liquidation price by
-        kappa sigma_d, sigma_d the daily volatility (the larger of the forecast and the period's
-        range estimate scaled to a day when ``range_volatility``): stated in calendar time, so
-        hourly and daily periods of a diffusive price agree, while a jump inside one hour (a large
-        hourly range) costs more, as it did on 10 May 2020. Only the volatility beyond
+        kappa sigma_d, sigma_d the daily volatility (the larger of the forecast and the range
+        estimate of the period's day bar when ``range_volatility``): stated in calendar time, so
+        hourly and daily periods of the same days agree. Only the volatility beyond
         ``overshoot_threshold`` times the long-run level counts: kappa (sigma_d - c sigma_ref)^+.
     overshoot_threshold : float >= 0, default 1.0
         c: on a day no more turbulent than usual the engine executes within seconds of a liquid
