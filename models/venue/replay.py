@@ -81,6 +81,7 @@ def replay(
     rate = fee_rate if fee_rate is not None else float(getattr(model, "fee_cap", 0.0))
     if not (math.isfinite(rate) and 0.0 <= rate < 1.0):
         raise SpecificationError(f"fee_rate must be in [0, 1), got {fee_rate!r}")
+    reference = _long_run(log_close, vol, period_days)
     frames = []
     for market in venue.markets:
         name = market.name
@@ -89,7 +90,7 @@ def replay(
             r = returns[name].to_numpy()[None, :]
             kwargs = {"low": np.minimum(low[name].to_numpy()[None, :], np.minimum(r, 0.0)),
                       "high": np.maximum(high[name].to_numpy()[None, :], np.maximum(r, 0.0))}
-        arguments = dict(period_days=period_days, long_run_volatility=float(np.nanmedian(vol[name])), **kwargs)
+        arguments = dict(period_days=period_days, long_run_volatility=reference[name], **kwargs)
         paths = returns[[name]].to_numpy().T, vol[[name]].to_numpy().T
         run = getattr(model, "run", None)
         if callable(run):
@@ -116,6 +117,24 @@ def replay(
     table = pd.concat(frames).set_index("market", append=True).sort_index()
     table.index.names = ["time", "market"]
     return table
+
+
+def _long_run(log_close: pd.DataFrame, vol: pd.DataFrame, period_days: float) -> dict[str, float]:
+    """Each market's long-run volatility per period: the median of the replay's volatility.
+
+    For periods shorter than a day it is measured on the day bars (the closes at each UTC day's
+    end, their daily EWMA volatility's median, scaled to a period): the loss model reads sigma_ref
+    as a daily figure, and the median of an hourly EWMA scaled by sqrt(24) is not the median of a
+    daily one (hourly returns are far more kurtotic), so the same days would count as turbulent
+    at one clock and not at the other.
+    """
+    if period_days >= 1.0:
+        return {name: float(np.nanmedian(vol[name])) for name in vol.columns}
+    days = log_close.groupby(log_close.index.floor("D")).last()
+    if len(days) < 3:  # too short to have days: the periods' own median
+        return {name: float(np.nanmedian(vol[name])) for name in vol.columns}
+    daily = ewma_volatility(days.diff(), period_days=1.0).iloc[1:]
+    return {name: float(np.nanmedian(daily[name])) * math.sqrt(period_days) for name in vol.columns}
 
 
 def ewma_volatility(returns: pd.DataFrame, *, period_days: float = 1.0, decay: float = EWMA_DECAY,

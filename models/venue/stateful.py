@@ -271,7 +271,10 @@ class StatefulBook:
             high = bridge_high if high is None else high
         low = np.minimum(np.asarray(low, dtype=np.float64), np.minimum(returns, 0.0))
         high = np.maximum(np.asarray(high, dtype=np.float64), np.maximum(returns, 0.0))
-        daily_vol = volatility / math.sqrt(period_days)
+        # sigma_d is a figure of the period's day, whatever the clock: for periods shorter than a
+        # day, the day's forecast variance (the mean of its periods', scaled to a day) and its
+        # day bar's range, so an hourly day and its daily bar meet the same volatility
+        daily_vol = _day_forecast(np.asarray(volatility, dtype=np.float64), period_days)
         if self.range_volatility:
             daily_vol = np.maximum(daily_vol, realized_volatility(low, high, period_days, returns))
         level = np.cumsum(returns, axis=1)
@@ -392,6 +395,23 @@ def realized_volatility(low: np.ndarray, high: np.ndarray, period_days: float,
         variance = np.maximum(0.5 * span * span - gk * close * close, 0.0)
     variance *= per_day / count  # a partial day scaled up to a whole one
     return np.sqrt(np.repeat(variance, per_day, axis=1)[:, :horizon] / (per_day * period_days))
+
+
+def _day_forecast(volatility: np.ndarray, period_days: float) -> np.ndarray:
+    """The forecast daily volatility of each period's day, (n, T): sigma / sqrt(period_days) for
+    daily or longer periods; for shorter ones sqrt(mean variance of the day's periods / period_days),
+    the day being the block of 1 / period_days periods from the first (a partial last day its own)."""
+    per_day = max(1, int(round(1.0 / period_days))) if period_days < 1.0 else 1
+    if per_day == 1:
+        return volatility / math.sqrt(period_days)
+    n, horizon = volatility.shape
+    blocks = -(-horizon // per_day)
+    padded = np.zeros((n, blocks * per_day))
+    padded[:, :horizon] = volatility * volatility
+    count = np.full(blocks, float(per_day))
+    count[-1] = horizon - (blocks - 1) * per_day
+    mean = padded.reshape(n, blocks, per_day).sum(axis=2) / count
+    return np.sqrt(np.repeat(mean, per_day, axis=1)[:, :horizon] / period_days)
 
 
 def stateful_book(market: Market, returns: np.ndarray, volatility: np.ndarray, *, period_days: float = 1.0,
