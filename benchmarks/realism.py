@@ -217,9 +217,10 @@ def volatility_sweep(closes: Mapping[str, pd.Series], n: int, seed: int,
 # -- 4. calendar time ---------------------------------------------------------------------------
 def day_bars(hourly: pd.DataFrame) -> pd.DataFrame:
     """Hourly OHLC bars chained into UTC day bars (whole days only): the same data at a coarser clock."""
+    step = pd.Timedelta(hours=1)
     first = hourly.index[0].ceil("D")
-    last = hourly.index[-1].floor("D")
-    frame = hourly.loc[first: last - pd.Timedelta(hours=1)]
+    last = (hourly.index[-1] + step).floor("D")  # the end of the last whole day
+    frame = hourly.loc[first: last - step]
     days = frame.resample("1D").agg({"open": "first", "high": "max", "low": "min", "close": "last"})
     return days.dropna()
 
@@ -235,7 +236,7 @@ def calendar(samples: Mapping[str, Mapping[str, pd.DataFrame]], n_hourly: int, n
     out: dict[str, Any] = {}
     for sample, hourly in samples.items():
         first = max(frame.index[0] for frame in hourly.values()).ceil("D")
-        last = min(frame.index[-1] for frame in hourly.values()).floor("D")
+        last = (min(frame.index[-1] for frame in hourly.values()) + pd.Timedelta(hours=1)).floor("D")
         hourly = {name: frame.loc[first: last - pd.Timedelta(hours=1)] for name, frame in hourly.items()}
         daily = {name: day_bars(frame) for name, frame in hourly.items()}
         book = VenueBook([Market(name, BOOK[name], TURNOVER * BOOK[name]) for name in hourly])

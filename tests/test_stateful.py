@@ -168,6 +168,63 @@ def test_replay_uses_the_intraday_low_and_returns_one_row_per_period_and_market(
     assert closes_only["liquidated"].iloc[0] < 1e-3 * expected  # closes alone never see the wick
 
 
+def _hourly_bars(start, hours, seed=3):
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.standard_normal(hours) * 0.012))
+    close[30:34] *= np.exp(-np.linspace(0.03, 0.12, 4))  # a crash over four hours of the second day
+    opens = np.r_[100.0, close[:-1]]
+    index = pd.date_range(start, periods=hours, freq="h", tz="UTC")
+    return pd.DataFrame({"open": opens, "high": np.maximum(opens, close) * 1.004,
+                         "low": np.minimum(opens, close) * 0.996, "close": close}, index=index)
+
+
+class _ConstantVolatility:
+    """A volatility model with one hourly volatility at every timestamp (the replays compared below
+    then differ in their clock only, not in an EWMA's start)."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def conditional_volatility(self):
+        return pd.Series(0.012, index=self.index)
+
+
+def test_hourly_replay_days_are_utc_days_whatever_the_first_bar_and_the_gaps():
+    """The loss model's days (its day bar, its day's metaorder) are blocks of 24 periods: an hourly
+    replay that starts at 05:00 or misses hours must count them from UTC midnight, as the same
+    data with explicit flat bars does."""
+    venue = VenueBook([Market("BTC", 1e9, 3e9)])
+    bars = _hourly_bars("2024-01-01 00:00", 24 * 4)
+    models = {"BTC": _ConstantVolatility(bars.index)}
+    late = bars.iloc[5:]
+    flat = bars.copy()
+    flat.iloc[:6] = bars["close"].iloc[5]  # flat bars at the price the late replay starts from
+    with_flat = replay(venue, {"BTC": flat}, models).xs("BTC", level="market")
+    started_late = replay(venue, {"BTC": late}, models).xs("BTC", level="market")
+    common = started_late.index
+    assert started_late["fund_loss"].sum() > 0
+    for column in ("liquidated", "fund_loss", "premium_base"):
+        assert np.allclose(started_late[column], with_flat.loc[common, column], rtol=1e-9, atol=1e-6)
+    # read from 05:00 as its own day, the crash would be split across two of the model's days
+    shifted = replay(venue, {"BTC": late.set_axis(late.index - pd.Timedelta(hours=5))},
+                     {"BTC": _ConstantVolatility(late.index - pd.Timedelta(hours=5))})
+    assert shifted["fund_loss"].sum() != pytest.approx(started_late["fund_loss"].sum(), rel=1e-3)
+    # three missing hours before the crash: the same as three flat bars at the last price
+    gap = bars.drop(bars.index[26:29])
+    filled = bars.copy()
+    last = filled["close"].iloc[25]
+    filled.iloc[26:29] = last
+    filled.iloc[29, filled.columns.get_loc("open")] = last
+    filled.iloc[29, filled.columns.get_loc("low")] = min(filled.iloc[29]["low"], last)
+    filled.iloc[29, filled.columns.get_loc("high")] = max(filled.iloc[29]["high"], last)
+    got = replay(venue, {"BTC": gap}, models).xs("BTC", level="market")
+    want = replay(venue, {"BTC": filled}, models).xs("BTC", level="market")
+    assert len(got) == len(gap) - 1
+    assert got["fund_loss"].sum() > 0
+    for column in ("liquidated", "fund_loss"):
+        assert np.allclose(got[column], want.loc[got.index, column], rtol=1e-9, atol=1e-6)
+
+
 def test_replay_bad_ohlc_names_the_market_and_date():
     frame = _ohlc([100, 100], [100, 120], [100, 130])
     with pytest.raises(DataError, match=r"prices\['BTC'\] at 2024-01-02"):

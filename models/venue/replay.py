@@ -41,7 +41,9 @@ def replay(
         Either closes (one column per venue market, a DatetimeIndex of equally spaced periods,
         daily or hourly) or, per market, a DataFrame with ``open``, ``high``, ``low``, ``close``
         columns (OHLC: the intraday extremes then trigger liquidations; without them the model
-        uses its fallback). All markets must share the same index.
+        uses its fallback). All markets must share the same index. On a sub-daily clock the
+        loss model counts its days from UTC midnight: missing periods (before the first one's
+        midnight, and in gaps) are run as flat periods and left out of the result.
     models : mapping of market -> VolModel, optional
         Conditional volatility from each fitted model (its ``conditional_volatility()`` on the
         replay's dates, which must be inside the model's fit sample). Default: an exponentially
@@ -82,16 +84,20 @@ def replay(
     if not (math.isfinite(rate) and 0.0 <= rate < 1.0):
         raise SpecificationError(f"fee_rate must be in [0, 1), got {fee_rate!r}")
     reference = _long_run(log_close, vol, period_days)
+    # the loss model's days are blocks of 1 / period_days periods from its first: on a sub-daily
+    # clock the replay runs on a whole-day grid (flat periods before the first and in the gaps),
+    # so its days are UTC days, and reports the data's own periods only
+    keep, (returns_run, low_run, high_run, vol_run) = _day_grid(period, period_days, returns, low, high, vol)
     frames = []
     for market in venue.markets:
         name = market.name
         kwargs: dict[str, Any] = {}
-        if low is not None and registry.excursion_keywords(model) >= {"low", "high"}:
-            r = returns[name].to_numpy()[None, :]
-            kwargs = {"low": np.minimum(low[name].to_numpy()[None, :], np.minimum(r, 0.0)),
-                      "high": np.maximum(high[name].to_numpy()[None, :], np.maximum(r, 0.0))}
+        if low_run is not None and registry.excursion_keywords(model) >= {"low", "high"}:
+            r = returns_run[name].to_numpy()[None, :]
+            kwargs = {"low": np.minimum(low_run[name].to_numpy()[None, :], np.minimum(r, 0.0)),
+                      "high": np.maximum(high_run[name].to_numpy()[None, :], np.maximum(r, 0.0))}
         arguments = dict(period_days=period_days, long_run_volatility=reference[name], **kwargs)
-        paths = returns[[name]].to_numpy().T, vol[[name]].to_numpy().T
+        paths = returns_run[[name]].to_numpy().T, vol_run[[name]].to_numpy().T
         run = getattr(model, "run", None)
         if callable(run):
             out = run(market, *paths, **arguments)
@@ -99,7 +105,12 @@ def replay(
         else:
             out = model(market, *paths, **arguments)
             out = (out if isinstance(out, VenueLosses) else VenueLosses(*out))._asdict()
-            oi = np.full(len(returns), np.nan)
+            oi = np.full(paths[0].shape[1], np.nan)
+        out = {key: value[:, keep] if isinstance(value, np.ndarray) and value.ndim == 2 else value
+               for key, value in out.items()}
+        oi = oi[keep]
+        if kwargs:
+            kwargs = {key: value[:, keep] for key, value in kwargs.items()}
         frame = pd.DataFrame({
             "liquidated": np.nan if out.get("liquidated") is None else out["liquidated"][0],
             "fund_loss": out["loss"][0],
@@ -117,6 +128,38 @@ def replay(
     table = pd.concat(frames).set_index("market", append=True).sort_index()
     table.index.names = ["time", "market"]
     return table
+
+
+def _day_grid(period: pd.Timedelta, period_days: float, *frames: pd.DataFrame | None
+              ) -> tuple[np.ndarray, tuple[pd.DataFrame | None, ...]]:
+    """The frames (returns, low, high, volatility) on a grid of whole days for sub-daily periods.
+
+    The grid runs from the first period's UTC midnight in steps of ``period``; periods the data
+    lack (before its first and in its gaps) are flat (no move, no range) and carry the nearest
+    volatility. Returns the mask of the data's own periods and the frames on the grid. Daily or
+    longer clocks, and timestamps off such a grid, are left as they are.
+    """
+    index = frames[0].index
+    keep = np.ones(len(index), dtype=bool)
+    if period_days >= 1.0 or len(index) == 0:
+        return keep, frames
+    first = index[0].floor("D")
+    steps = (index - first) / period
+    if not np.allclose(steps, np.round(steps)) or (index[-1] - first) / period > 50 * len(index):
+        return keep, frames
+    grid = pd.date_range(first, index[-1], freq=period)
+    if len(grid) == len(index):
+        return keep, frames
+    keep = grid.isin(index)
+    out = []
+    for k, frame in enumerate(frames):
+        if frame is None:
+            out.append(None)
+        elif k == len(frames) - 1:  # volatility: the nearest known value
+            out.append(frame.reindex(grid).ffill().bfill())
+        else:  # returns, low, high: a flat period
+            out.append(frame.reindex(grid, fill_value=0.0))
+    return keep, tuple(out)
 
 
 def _long_run(log_close: pd.DataFrame, vol: pd.DataFrame, period_days: float) -> dict[str, float]:
