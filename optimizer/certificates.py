@@ -10,6 +10,10 @@ the scenario model, so they say nothing about probabilities.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from fundguard.models import ChunkedScenarioSet, ScenarioSet
 from fundguard.models.errors import ProblemError, ScenarioError
 
@@ -17,7 +21,8 @@ from .fund import count_ruined, count_ruins_chunked, is_chunked, worst_net_flow
 from .guarantees import check_probability, clopper_pearson_upper
 from .policy import Certificate, Policy
 
-__all__ = ["Certificate", "ruin_probability", "certify", "count_ruins"]
+__all__ = ["Certificate", "ruin_probability", "certify", "count_ruins", "certifiable_ruins",
+           "smallest_certified_balance"]
 
 
 def ruin_probability(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> float:
@@ -82,3 +87,56 @@ def count_ruins(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> 
     random_part = scenarios.random_part()
     worst = worst_net_flow(random_part.losses, random_part.premium_base, policy.premium_rates)
     return count_ruined(policy.fund_target, worst, policy.floor), random_part.n_scenarios
+
+
+def certifiable_ruins(n: int, alpha: float, confidence: float) -> int:
+    """The most ruins among ``n`` fresh scenarios whose Clopper–Pearson bound is still <= ``alpha``
+    (-1 when even none is: ``n`` is too small to certify ``alpha`` at ``confidence``)."""
+    alpha = check_probability("alpha", alpha)
+    confidence = check_probability("confidence", confidence)
+    if clopper_pearson_upper(0, n, confidence) > alpha:
+        return -1
+    low, high = 0, n  # the bound grows with the count: bisect for the last count within alpha
+    while high - low > 1:
+        middle = (low + high) // 2
+        if clopper_pearson_upper(middle, n, confidence) <= alpha:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def smallest_certified_balance(premium_rates: np.ndarray, scenarios: ScenarioSet, alpha: float,
+                               confidence: float = 0.99, floor: float = 0.0) -> tuple[float, int, int]:
+    """The smallest balance whose P(ruin) at ``premium_rates`` is certified <= ``alpha`` on ``scenarios``.
+
+    Parameters
+    ----------
+    premium_rates : (J,) the rates in force
+    scenarios : ScenarioSet
+        Fresh scenarios (never used to choose the rates); stress scenarios are left out.
+    alpha, confidence : the solvency level and the certificate's confidence
+    floor : ruin level of the fund, currency units
+
+    Returns
+    -------
+    (balance, ruins_allowed, n)
+        ``balance`` is the (k + 1)-th largest need ``floor - min_t sum (p . B - L)`` of the scenarios,
+        k the most ruins :func:`certifiable_ruins` allows, so that with this balance at most k of
+        the n scenarios end below the floor and the Clopper–Pearson bound is <= alpha (the same count
+        :func:`certify` makes). ``inf`` (and k = -1) when n is too small to certify alpha at all.
+    """
+    if not isinstance(scenarios, ScenarioSet):
+        raise ScenarioError(f"scenarios must be a ScenarioSet, got {type(scenarios).__name__}")
+    random_part = scenarios.random_part()
+    n = random_part.n_scenarios
+    allowed = certifiable_ruins(n, alpha, confidence)
+    if allowed < 0:
+        return math.inf, -1, n
+    worst = worst_net_flow(random_part.losses, random_part.premium_base, np.asarray(premium_rates, dtype=np.float64))
+    need = floor - worst
+    balance = max(float(np.partition(need, n - allowed - 1)[n - allowed - 1]), 0.0)
+    # floor - worst rounds: step up to the next float until the canonical count agrees
+    while count_ruined(balance, worst, floor) > allowed:
+        balance = float(np.nextafter(balance, math.inf))
+    return balance, allowed, n

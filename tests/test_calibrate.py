@@ -171,10 +171,17 @@ def test_default_preset_calibration_cli(tmp_path, capsys):
     assert document["inputs"]["preset"] is True and document["markets"] == ["BTC", "ETH", "SOL"]
     for name, size in PLOTS.items():
         assert _png_size(out / name) == size
-    # check: the documented exit codes above and below the target
+    # check: the documented exit codes, at the smallest balance that meets alpha and just below it
     target = document["policy"]["fund_target"]
-    assert main(["check", "--fund", str(target * 1.5), "--result", str(out / "result.json"), "--quiet"]) == EXIT_OK
-    assert main(["check", "--fund", str(target * 0.5), "--result", str(out / "result.json"), "--quiet"]) == EXIT_BELOW_TARGET
+    capsys.readouterr()
+    code = main(["check", "--fund", str(target), "--result", str(out / "result.json"), "--quiet", "--json"])
+    report_ = json.loads(capsys.readouterr().out)
+    assert code == (EXIT_OK if report_["meets"] else EXIT_BELOW_TARGET)
+    assert report_["meets"] == (report_["upper_bound"] <= report_["alpha"])
+    smallest = report_["smallest_balance"]
+    assert main(["check", "--fund", str(smallest), "--result", str(out / "result.json"), "--quiet"]) == EXIT_OK
+    assert main(["check", "--fund", str(smallest * 0.99), "--result", str(out / "result.json"),
+                 "--quiet"]) == EXIT_BELOW_TARGET
 
 
 def test_preset_round_trip_and_provenance():
@@ -322,6 +329,56 @@ def _count_fits(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(build_module, "fit_volatility", counting)
     return calls
+
+
+def _volume_config(price_files, rates, **problem) -> dict:
+    """Two markets whose premium is charged on traded volume (so the rates in force move the need a lot)."""
+    config = _config(price_files, method="cvar", premium_max=0.0002, **problem)
+    config["scenarios"].update(stress_dates=[], shocks=[])
+    for market, rate in zip(config["markets"], rates):
+        market.update(premium_kind="volume", current_rate=rate)
+    return config
+
+
+def test_check_meets_only_when_certified_at_the_rates_in_force(price_files, tmp_path, capsys):
+    """"meets" is P(ruin) of the balance at the rates in force certified <= alpha, not balance >= target:
+    a balance above a target set at high optimised rates fails at zero rates (exit 3), and one below
+    a target set at zero rates passes when higher rates are in force (exit 0)."""
+    cheap = calibrate(_volume_config(price_files, (0.0, 0.0), premium_weight=0.001))  # rates at their cap
+    dear = calibrate(_volume_config(price_files, (0.0, 0.0), premium_weight=0.5))  # rates at zero
+    assert np.all(cheap.policy.premium_rates > 1.9e-4) and np.all(dear.policy.premium_rates < 1e-6)
+    cases = [(cheap, cheap.policy.fund_target * 1.2, (0.0, 0.0), EXIT_BELOW_TARGET),
+             (dear, dear.policy.fund_target * 0.8, (0.0002, 0.0002), EXIT_OK)]
+    for k, (result, balance, rates, expected) in enumerate(cases):
+        out = write_outputs(result, tmp_path / f"out{k}")
+        path = tmp_path / f"fund{k}.toml"
+        path.write_text(_to_toml(_volume_config(price_files, rates)))
+        capsys.readouterr()
+        code = main(["check", "--fund", str(balance), "--config", str(path), "--result", str(out / "result.json"),
+                     "--quiet", "--json"])
+        report_ = json.loads(capsys.readouterr().out)
+        assert code == expected
+        assert report_["meets"] == (expected == EXIT_OK) == (report_["upper_bound"] <= report_["alpha"])
+        assert report_["meets_target"] == (expected != EXIT_OK)  # the old reading said the opposite
+    # the smallest balance at the rates in force is exactly where the certificate flips
+    config = _volume_config(price_files, (0.0001, 0.0))
+    report_ = check_balance(1e6, config)
+    smallest = report_["smallest_balance"]
+    assert check_balance(smallest, config)["meets"] and not check_balance(smallest * 0.99, config)["meets"]
+    assert report_["meets"] == (1e6 >= smallest)
+
+
+def test_certifiable_ruins_is_the_last_count_within_alpha():
+    from fundguard.optimizer.certificates import certifiable_ruins
+    from fundguard.optimizer.guarantees import clopper_pearson_upper
+
+    for n, alpha in ((20_000, 0.02), (1_000, 0.01), (300, 0.01), (100_000, 0.001)):
+        k = certifiable_ruins(n, alpha, 0.99)
+        if k >= 0:
+            assert clopper_pearson_upper(k, n, 0.99) <= alpha < clopper_pearson_upper(k + 1, n, 0.99)
+        else:  # too few scenarios: even zero ruins leave the bound above alpha
+            assert clopper_pearson_upper(0, n, 0.99) > alpha
+    assert certifiable_ruins(300, 0.01, 0.99) == -1  # 0 ruins in 300 bound P(ruin) by 1.52%
 
 
 def test_check_balance_fits_each_market_once(price_files, monkeypatch):

@@ -1,8 +1,12 @@
-"""The daily check: does the fund's balance today, at today's rates, meet the target?
+"""The daily check: is the fund's balance today, at the rates in force, enough?
 
-:func:`check_balance` takes the target from a calibration (the pipeline of :mod:`.calibrate`,
-on the same fitted models) or from a previous ``result.json``, and evaluates the balance on fresh
-scenarios drawn from its own child of the run's seed (:func:`~.build.run_seeds`).
+"Enough" means certified: P(ruin over the horizon) of the balance at the rates in force
+(``markets[].current_rate``) has its Clopper–Pearson bound <= alpha on fresh scenarios drawn from
+the check's own child of the run's seed (:func:`~.build.run_seeds`). The calibration's target
+(recomputed, or read from a previous ``result.json``) is reported beside it, but it was set at
+the *optimised* rates: a balance above it can still fail at lower rates in force, and one below
+it can pass at higher ones. :func:`check_balance` also gives the smallest balance that meets alpha
+at the rates in force, and the cheapest rates that would make today's balance enough.
 """
 
 from __future__ import annotations
@@ -19,9 +23,15 @@ import numpy as np
 from fundguard.models import build_scenarios, simulate_returns
 from fundguard.models.errors import ConfigError
 
-from ..certificates import certify
+import dataclasses
+
+from fundguard.models.errors import InfeasibleError, SolverError
+
+from ..api import solve
+from ..certificates import certify, smallest_certified_balance
 from ..policy import Policy
-from .build import Progress, check_mode, fit_models, loss_model_of, resolve_config, run_seed, run_seeds, venue_book
+from .build import (Progress, check_mode, fit_models, loss_model_of, policy_problem, resolve_config, run_seed,
+                    run_seeds, venue_book)
 from .calibrate import run_calibration
 from .compute import check_local_cluster, check_memory, compute_client
 from .config import CalibrationConfig
@@ -54,10 +64,17 @@ def check_balance(
     Returns
     -------
     dict (JSON-serialisable)
-        ``balance``, ``target`` (fund target of the calibration), ``gap`` (balance - target),
-        ``meets_target`` (balance >= target), ``ruin_rate`` and ``upper_bound`` (Clopper–Pearson at
-        ``confidence``) of the balance with the current rates on ``certify_scenarios`` fresh
-        scenarios, ``alpha``, ``horizon``, and today's state per market.
+        ``meets`` (the certificate: ``upper_bound <= alpha``), ``ruin_rate`` and ``upper_bound``
+        (Clopper–Pearson at ``confidence``) of the balance at the current rates on
+        ``certify_scenarios`` fresh scenarios; ``smallest_balance`` (the least balance that meets
+        alpha at the current rates on those scenarios; null when they are too few to certify
+        alpha at all); ``rates_for_balance`` (per market, the cheapest rates within the problem's
+        bounds with which the balance meets alpha, chosen by the run's method on independent
+        scenarios and certified on the fresh ones; null when the method finds none, with its reason in
+        ``rates_for_balance_note``) and ``rates_for_balance_meet``;
+        ``target`` (the calibration's fund target at its optimised rates), ``gap``
+        (balance - target) and ``meets_target`` (balance >= target), for reference; ``alpha``,
+        ``horizon`` and today's state per market.
     """
     if isinstance(balance, bool) or not (isinstance(balance, (int, float)) and math.isfinite(balance) and balance >= 0):
         raise ConfigError(f"balance must be a finite number >= 0, got {balance!r}")
@@ -86,19 +103,30 @@ def check_balance(
                              copula=copula if copula is not None else "t", chunk_size=scen.chunk_size)
     fresh = build_scenarios(paths, venue_book(cfg, models), loss_model=loss_model_of(cfg))
     rates = np.array([m.current_rate for m in cfg.markets])
-    current = Policy(fund_target=float(balance), premium_rates=rates, objective=math.nan, method="current",
-                     status="given", in_sample_ruin=math.nan, solve_seconds=0.0, solver="none",
-                     markets=cfg.market_names, floor=cfg.problem.floor, alpha=cfg.problem.alpha, n_scenarios=0)
+    current = _given(cfg, float(balance), rates)
     certificate = certify(current, fresh, confidence=cfg.problem.confidence)
+    meets = certificate.upper_bound <= cfg.problem.alpha
+    smallest, _, _ = smallest_certified_balance(rates, fresh, cfg.problem.alpha, cfg.problem.confidence,
+                                                cfg.problem.floor)
+    rates_for, rates_meet = None, None
+    if not meets:
+        say("choosing the rates that would make the balance enough, on independent scenarios")
+        rates_for, rates_meet = _rates_for_balance(cfg, models, from_preset, copula, seed, method, float(balance),
+                                                   fresh)
     return {
         "balance": float(balance),
-        "target": target,
-        "gap": float(balance) - target,
-        "meets_target": float(balance) >= target,
+        "meets": bool(meets),
         "ruin_rate": certificate.ruin_rate,
         "upper_bound": certificate.upper_bound,
         "confidence": certificate.confidence,
         "n": certificate.n,
+        "smallest_balance": None if not math.isfinite(smallest) else smallest,
+        "rates_for_balance": None if rates_for is None else dict(zip(cfg.market_names, map(float, rates_for))),
+        "rates_for_balance_meet": rates_meet if not isinstance(rates_meet, str) else None,
+        "rates_for_balance_note": rates_meet if isinstance(rates_meet, str) else None,
+        "target": target,
+        "gap": float(balance) - target,
+        "meets_target": float(balance) >= target,
         "alpha": cfg.problem.alpha,
         "horizon": scen.horizon,
         "markets": {m.name: {"next_volatility": math.sqrt(models[m.name].next_variance),
@@ -106,6 +134,34 @@ def check_balance(
                              "persistence": models[m.name].diagnostics.persistence} for m in cfg.markets},
         "seed": seed,
     }
+
+
+def _given(cfg: CalibrationConfig, balance: float, rates: np.ndarray) -> Policy:
+    return Policy(fund_target=balance, premium_rates=rates, objective=math.nan, method="current",
+                  status="given", in_sample_ruin=math.nan, solve_seconds=0.0, solver="none",
+                  markets=cfg.market_names, floor=cfg.problem.floor, alpha=cfg.problem.alpha, n_scenarios=0)
+
+
+def _rates_for_balance(cfg: CalibrationConfig, models: Any, from_preset: bool, copula: Any, seed: int, method: str,
+                       balance: float, fresh: Any) -> tuple[np.ndarray | None, bool | str]:
+    """The cheapest rates within the bounds with which ``balance`` meets alpha: chosen by ``method``
+    with the fund capped at the balance on scenarios independent of ``fresh`` (the fourth child of
+    the seed), then certified on ``fresh`` at the balance itself. Returns the rates and whether
+    they meet alpha there, or None and why the method found none (its own reading of alpha: "cvar"
+    is conservative, so it can refuse a balance some rates would make enough)."""
+    scen = cfg.scenarios
+    problem = dataclasses.replace(policy_problem(cfg), fund_max=balance)
+    train_seed = np.random.SeedSequence(seed).spawn(4)[3]
+    paths = simulate_returns(models, scen.horizon, scen.n_scenarios,
+                             innovations="parametric" if from_preset else scen.innovations, seed=train_seed,
+                             copula=copula if copula is not None else "t", chunk_size=scen.chunk_size)
+    training = build_scenarios(paths, venue_book(cfg, models), loss_model=loss_model_of(cfg))
+    try:
+        chosen = solve(problem, training, method=method)
+    except (InfeasibleError, SolverError) as exc:
+        return None, f"{method}: {exc}"
+    certificate = certify(_given(cfg, balance, chosen.premium_rates), fresh, confidence=cfg.problem.confidence)
+    return chosen.premium_rates, bool(certificate.upper_bound <= cfg.problem.alpha)
 
 
 def _refuse_constant(name: str) -> float:

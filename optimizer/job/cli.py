@@ -8,10 +8,10 @@ Commands: ``calibrate`` (the whole job; no arguments runs the built-in preset), 
 Exit codes (also in the README):
 
 ====  ==========================================================================
-0     success; for ``check``: the balance meets the target
+0     success; for ``check``: the balance meets alpha at the rates in force (certified)
 1     unexpected internal error (a bug: please report it with the traceback)
 2     bad usage, config or input data; the message names the key, file, market or date
-3     ``check``: the balance is below the target; ``calibrate``: the certificate's bound
+3     ``check``: the balance does not meet alpha at the rates in force; ``calibrate``: the certificate's bound
       exceeds alpha (outputs are still written)
 4     no policy meets the constraints (infeasible, or nothing could be certified)
 5     the output folder is locked by another run
@@ -201,7 +201,8 @@ def _parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", parents=[common], help="daily monitoring: is the current balance enough?",
                          description="Today's model state, the probability of ruin over the horizon of the current "
                                      "balance at the current rates (markets.current_rate), and the gap to target.",
-                         epilog="exit codes: 0 balance meets the target, 3 below target, 2 bad input\n"
+                         epilog="exit codes: 0 the balance meets alpha at the rates in force (certified), 3 it does not, "
+                                "2 bad input\n"
                                 "example:\n  fundguard check --fund 45e6 --config fund.toml",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("--fund", type=float, required=True, help="current fund balance, currency units")
@@ -508,15 +509,27 @@ def _cmd_check(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
-        verdict = "meets the target" if report["meets_target"] else "is BELOW the target"
-        print(f"balance         {report['balance']:,.0f} {verdict} {report['target']:,.0f} "
-              f"(gap {report['gap']:+,.0f})")
-        print(f"ruin            P(ruin over {report['horizon']} periods) of the balance at current rates: "
-              f"{report['ruin_rate']:.3%} (<= {report['upper_bound']:.3%} at {report['confidence']:.0%}), "
-              f"alpha {report['alpha']:.2%}")
+        a = report["alpha"]
+        verdict = "MEETS" if report["meets"] else "DOES NOT MEET"
+        print(f"balance         {report['balance']:,.0f} {verdict} alpha {a:.2%} at the rates in force: "
+              f"P(ruin over {report['horizon']} periods) {report['ruin_rate']:.3%} "
+              f"(<= {report['upper_bound']:.3%} at {report['confidence']:.0%}, {report['n']:,} fresh scenarios)")
+        smallest = report["smallest_balance"]
+        print("smallest        " + (f"{smallest:,.0f} meets alpha at the rates in force" if smallest is not None
+                                    else f"{report['n']:,} scenarios are too few to certify alpha {a:.2%}"))
+        print(f"target          {report['target']:,.0f} (the calibration's, at its optimised rates; "
+              f"gap {report['gap']:+,.0f})")
+        if not report["meets"]:
+            rates = report["rates_for_balance"]
+            if rates is None:
+                print(f"rates           none found: {report['rates_for_balance_note']}")
+            else:
+                listed = ", ".join(f"{name} {rate:.4%}" for name, rate in rates.items())
+                state = "certified" if report["rates_for_balance_meet"] else "NOT certified on the fresh scenarios"
+                print(f"rates           {listed} would make this balance enough ({state})")
         for name, state in report["markets"].items():
             print(f"{name:<15} vol today {state['next_volatility']:.2%}, rate {state['current_rate']:.4%}")
-    return EXIT_OK if report["meets_target"] else EXIT_BELOW_TARGET
+    return EXIT_OK if report["meets"] else EXIT_BELOW_TARGET
 
 
 def _cmd_preset_build(args: argparse.Namespace) -> int:
