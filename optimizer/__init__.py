@@ -7,6 +7,7 @@
 side by side. The library never prints and keeps no global state.
 """
 
+from .analysis import NearOptimalSet, euler_allocation, near_optimal_set
 from .api import compare_methods, frontier, solve
 from .certificates import certify, ruin_probability
 from .guarantees import clopper_pearson_upper, scenario_epsilon, scenario_sample_size
@@ -33,4 +34,7 @@ __all__ = [
     "compare_methods",
     "certification_splits",
     "METHODS",
+    "near_optimal_set",
+    "NearOptimalSet",
+    "euler_allocation",
 ]

@@ -108,7 +108,7 @@ LAYERS = [
     ["optimizer.methods.certified"],
     ["optimizer.methods.registry"],
     ["optimizer.methods"],
-    ["optimizer.distributed", "optimizer.certificates"],
+    ["optimizer.distributed", "optimizer.certificates", "optimizer.analysis"],
     ["optimizer.api"],
     ["optimizer.job.outputs"],
     ["optimizer.job.config", "optimizer.job.losscheck"],
