@@ -46,6 +46,8 @@ _MAX_CORNER_MARKETS = 6
 # rounds, stopping once the step is below _STEP_STOP of the box width.
 _REFINE_ROUNDS = 40
 _STEP_STOP = 1e-6
+# ... started from each of this many best samples.
+_REFINE_STARTS = 4
 # "flat" thresholds: fund-target range ratio and share of a free rate's box the set spans.
 _FLAT_FUND_RATIO = 2.0
 _FLAT_RATE_SHARE = 0.5
@@ -205,8 +207,9 @@ def near_optimal_set(
     cost here.
 
     Sampled: the box's corners when at most 6 rates are free, ``n_samples`` scrambled Sobol
-    points, the policy's rates, then a coordinate pattern search from the best point (steps of
-    one Sobol spacing, halved when no step improves, at most 40 rounds). ``C*`` is the least
+    points, the policy's rates, then a coordinate pattern search from each of the 4 best points
+    (steps of one Sobol spacing, halved when no step improves, at most 40 rounds each; several
+    starts because the order statistic ``F0(p)`` is not convex in ``p``). ``C*`` is the least
     cost found; near-optimal means ``cost <= C* + tolerance * |C*|`` (``|C*|`` so the rule also
     reads right at ``C* = 0``, where only cost-free points qualify). The ranges are over the
     evaluated points only: a statement about the sample, not a proof about the whole box.
@@ -248,8 +251,11 @@ def near_optimal_set(
             f"every one of {len(costs)} rate vectors sampled needs a fund target above fund_max = "
             f"{problem.fund_max!r} (least needed {min(funds)!r})")
     if free.size:
+        # the sample fund target is an order statistic, not convex in p: refine from a few starts
         spacing = 1.0 / max(2.0, n_samples ** (1.0 / free.size))
-        _refine(evaluate, rates_seen[best], costs[best], low, high, free, spacing)
+        for start in np.argsort(costs, kind="stable")[:_REFINE_STARTS]:
+            if math.isfinite(costs[start]):
+                _refine(evaluate, rates_seen[start], costs[start], low, high, free, spacing)
 
     cost_array = np.asarray(costs)
     optimal = int(np.argmin(cost_array))

@@ -87,7 +87,7 @@ def test_flat_problem_covers_the_whole_box():
 def test_sharp_problem_is_narrow_and_holds_the_known_optimum():
     # as above plus a steep rate-change penalty: cost = c q + P ||p - (0.004, 0)||^2, optimum
     # (0.004, 0) (interior in market 0, a corner in market 1); within 1% of C* = c q means
-    # ||p - p*|| <= sqrt(0.01 c q / P), about 1.2e-4, a sliver of the 0.01-wide box
+    # ||p - p*|| <= sqrt(0.01 c q / P), about 1.2e-3, under a quarter of the 0.01-wide box
     scenarios = _linear_set(n_markets=2)
     problem = PolicyProblem(alpha=0.1, cost_of_capital=0.05, premium_weight=0.05, premium_max=0.01,
                             rate_change_penalty=1e6, previous_rates=(0.004, 0.0))
@@ -106,8 +106,10 @@ def test_sharp_problem_is_narrow_and_holds_the_known_optimum():
 
 def test_optimal_cost_not_above_the_exact_policy():
     scenarios = _random_set()
-    problem = PolicyProblem(alpha=0.1, cost_of_capital=0.1, premium_weight=(0.3, 0.6), premium_max=0.02)
+    # premiums cheap enough that the optimum is off the corners: p* = (0.5, 0.395) here
+    problem = PolicyProblem(alpha=0.1, cost_of_capital=0.1, premium_weight=(0.02, 0.03), premium_max=0.5)
     policy = solve(problem, scenarios, method="exact")
+    assert 0.0 < policy.premium_rates[1] < 0.5
     exact_cost = _brute_cost(problem, scenarios, np.asarray(policy.premium_rates))
     with_policy = near_optimal_set(problem, scenarios, policy, n_samples=64)
     without = near_optimal_set(problem, scenarios, n_samples=64)
@@ -117,8 +119,9 @@ def test_optimal_cost_not_above_the_exact_policy():
         _brute_cost(problem, scenarios, with_policy.optimal_rates), rel=1e-12)
     # the policy's own objective carries the rounding lift only: a few ulps above the yardstick
     assert policy.objective == pytest.approx(exact_cost, rel=1e-9)
-    # sampling alone gets within the tolerance of the proven optimum
-    assert exact_cost * (1 - 1e-9) <= without.optimal_cost <= exact_cost * (1 + without.tolerance)
+    # sampling alone gets within the tolerance of the proven optimum and, on the same yardstick,
+    # never beats it by more than the MILP's optimality gap
+    assert exact_cost * (1 - 1e-4) <= without.optimal_cost <= exact_cost * (1 + without.tolerance)
     lows, highs = with_policy.rate_ranges.T
     assert np.all(lows <= policy.premium_rates + 1e-15) and np.all(policy.premium_rates <= highs + 1e-15)
 
