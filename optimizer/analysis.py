@@ -191,7 +191,10 @@ def near_optimal_set(
     ------
     ProblemError
         ``tolerance`` negative or not finite, ``n_samples < 1``, a per-market field of the
-        problem or the policy's rates not of length J (the message names the field).
+        problem or the policy's rates not of length J, the policy's markets not the scenarios'
+        (the message names the field).
+    ScenarioError
+        No random scenario.
     InfeasibleError
         Every evaluated rate vector needs a fund target above ``fund_max``.
 
@@ -219,6 +222,8 @@ def near_optimal_set(
     _check_tolerance(tolerance)
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
         raise ProblemError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    if scenarios.n_random == 0:
+        raise ScenarioError("near_optimal_set needs random scenarios; every scenario is a stress scenario")
     problem.check_markets(n_markets)
     low, high = problem.rate_box(n_markets)
     if policy is not None:
@@ -226,6 +231,9 @@ def near_optimal_set(
         if given.shape != (n_markets,):
             raise ProblemError(
                 f"policy.premium_rates has {given.size} values but the scenarios have {n_markets} markets")
+        if tuple(policy.markets) != tuple(scenarios.markets):
+            raise ProblemError(
+                f"policy.markets {list(policy.markets)} are not the scenarios' markets {list(scenarios.markets)}")
     yardstick = _Yardstick.of(problem, scenarios)
 
     free = np.flatnonzero(high > low)

@@ -170,6 +170,9 @@ def test_near_optimal_set_rejects_a_wrong_market_count():
     with pytest.raises(ProblemError, match="premium_rates"):
         near_optimal_set(PolicyProblem(alpha=0.1, cost_of_capital=0.05), _linear_set(n_markets=2),
                          _policy(1.0, [0.0], ["M0"]))
+    with pytest.raises(ProblemError, match="policy.markets"):
+        near_optimal_set(PolicyProblem(alpha=0.1, cost_of_capital=0.05), _linear_set(n_markets=2),
+                         _policy(1.0, [0.0, 0.0], ["M1", "M0"]))
 
 
 # ---------------------------------------------------------------------------------------------
