@@ -14,6 +14,7 @@ from .guarantees import clopper_pearson_upper, scenario_epsilon, scenario_sample
 from .job.balance import check_balance
 from .job.calibrate import CalibrationResult, calibrate
 from .methods import METHODS, certification_splits
+from .participation import Participation
 from .policy import Certificate, Policy
 from .problem import PolicyProblem
 
@@ -22,6 +23,7 @@ __all__ = [
     "check_balance",
     "CalibrationResult",
     "PolicyProblem",
+    "Participation",
     "solve",
     "Policy",
     "ruin_probability",

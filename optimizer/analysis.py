@@ -35,6 +35,7 @@ from .fund.equation import (
     scenario_chunks,
     worst_net_flow,
 )
+from .participation import at_policy, mean_market_losses, participation_cost
 from .policy import Policy
 from .problem import PolicyProblem
 
@@ -130,6 +131,7 @@ class _Yardstick:
     stress_index: np.ndarray | None
     allowed: int
     mean_base: np.ndarray
+    mean_loss: np.ndarray
 
     @classmethod
     def of(cls, problem: PolicyProblem, scenarios: ScenarioSet) -> _Yardstick:
@@ -137,11 +139,15 @@ class _Yardstick:
         random_index = np.flatnonzero(~stress) if scenarios.n_stress else None
         stress_index = np.flatnonzero(stress) if scenarios.n_stress and problem.survive_stress else None
         return cls(problem, scenarios, random_index, stress_index,
-                   allowed_ruins(problem.alpha, scenarios.n_random), mean_premium_base(scenarios))
+                   allowed_ruins(problem.alpha, scenarios.n_random), mean_premium_base(scenarios),
+                   mean_market_losses(scenarios))
 
     def fund_target(self, rates: np.ndarray) -> float:
-        """``max(0, (k+1)-th largest R_s(p), largest stress R_s(p))``, ``R_s = floor - worst_s``."""
-        losses, base, floor = self.scenarios.losses, self.scenarios.premium_base, self.problem.floor
+        """``max(0, (k+1)-th largest R_s(p), largest stress R_s(p))``, ``R_s = floor - worst_s``
+        (on the scenarios scaled by the participation shares at ``rates`` when the problem has one)."""
+        part = self.problem.participation
+        scenarios = self.scenarios if part is None else part.scaled(self.scenarios, rates)
+        losses, base, floor = scenarios.losses, scenarios.premium_base, self.problem.floor
         required = floor - worst_net_flow(losses, base, rates, self.random_index)
         fund = max(0.0, kth_largest(required, self.allowed + 1))
         if self.stress_index is not None:
@@ -153,7 +159,10 @@ class _Yardstick:
         fund = self.fund_target(rates)
         if self.problem.fund_max is not None and fund > self.problem.fund_max:
             return fund, math.inf
-        return fund, objective_value(self.problem, fund, rates, self.mean_base)
+        part = self.problem.participation
+        if part is None:
+            return fund, objective_value(self.problem, fund, rates, self.mean_base)
+        return fund, participation_cost(self.problem, fund, rates, self.mean_base, self.mean_loss)
 
 
 def near_optimal_set(
@@ -371,6 +380,7 @@ def euler_allocation(
             f"euler_allocation needs losses_by_market to split the fund over {n_markets} markets; "
             "the scenarios carry only pooled losses")
 
+    scenarios = at_policy(policy, scenarios)  # the book as the policy's fees leave it
     required, contributions = _contributions(scenarios, np.asarray(policy.premium_rates), float(policy.floor))
     order = np.argsort(required, kind="stable")
     position = n_random - allowed_ruins(level, n_random) - 1

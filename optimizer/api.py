@@ -24,6 +24,7 @@ from .certificates import certify
 from .distributed import frontier_chunked, solve_chunked
 from .fund import is_chunked
 from .methods import METHODS, Method, level_solver
+from .participation import solve_with_participation
 from .policy import Policy
 from .problem import PolicyProblem
 
@@ -72,11 +73,17 @@ def solve(
     """
     start = time.perf_counter()
     if is_chunked(scenarios):
+        if isinstance(problem, PolicyProblem) and problem.participation is not None:
+            raise ProblemError("participation is not supported on a chunked scenario set yet; solve a local "
+                               "ScenarioSet or drop problem.participation")
         policy = solve_chunked(problem, scenarios, method, **options)
         return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
     spec = _check_call(problem, scenarios, method, options)
     start = time.perf_counter()
-    policy = spec.run(problem, scenarios, **options)
+    if problem.participation is not None:
+        policy = solve_with_participation(problem, scenarios, method, spec.run, **options)
+    else:
+        policy = spec.run(problem, scenarios, **options)
     return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
 
 

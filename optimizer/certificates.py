@@ -77,6 +77,8 @@ def count_ruins(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> 
     if not isinstance(policy, Policy):
         raise ProblemError(f"policy must be a Policy, got {type(policy).__name__}")
     if is_chunked(scenarios):
+        if policy.participation is not None:
+            raise ProblemError("a policy with participation is counted on a local ScenarioSet, not a chunked one")
         return count_ruins_chunked(policy, scenarios)
     if not isinstance(scenarios, ScenarioSet):
         raise ScenarioError(f"scenarios must be a ScenarioSet, got {type(scenarios).__name__}")
@@ -85,6 +87,8 @@ def count_ruins(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> 
     if scenarios.n_stress == scenarios.n_scenarios:
         raise ScenarioError("scenarios hold no random (non-stress) scenario to estimate a probability on")
     random_part = scenarios.random_part()
+    if policy.participation is not None:  # the book at the policy's rates (optimizer.participation)
+        random_part = policy.participation.scaled(random_part, policy.premium_rates)
     worst = worst_net_flow(random_part.losses, random_part.premium_base, policy.premium_rates)
     return count_ruined(policy.fund_target, worst, policy.floor), random_part.n_scenarios
 

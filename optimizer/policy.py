@@ -96,6 +96,10 @@ class Policy:
         Method "certified": the certificate on the scenarios held out for it.
     details : mapping
         Method-specific diagnostics (solver attempts, screening sizes, levels tried, ...).
+    participation : Participation or None
+        The problem's participation (:mod:`.participation`) when the book answers the fees: the
+        policy is then evaluated on the scenarios scaled by its shares at its rates (every ruin
+        count and certificate does so).
     """
 
     fund_target: float
@@ -115,6 +119,7 @@ class Policy:
     discarded: int | None = None
     certificate: Certificate | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    participation: Any = None
 
     def __post_init__(self) -> None:
         rates = np.array(self.premium_rates, dtype=np.float64)
@@ -144,4 +149,8 @@ class Policy:
             "beta": self.beta,
             "discarded": self.discarded,
             "certificate": None if self.certificate is None else self.certificate.to_dict(),
+            "participation": None if self.participation is None else {
+                **self.participation.to_dict(),
+                "shares": dict(zip(self.markets, map(float, self.participation.shares(self.premium_rates)))),
+            },
         }

@@ -17,6 +17,8 @@ import numpy as np
 
 from fundguard.models.errors import ProblemError
 
+from .participation import Participation
+
 __all__ = ["PolicyProblem", "DEFAULT_PREMIUM_MAX"]
 
 #: Default upper bound on every premium rate: 1% of the premium base. Liquidation clearance
@@ -70,6 +72,11 @@ class PolicyProblem:
         when positive.
     previous_rates : float or sequence of J floats, optional
         The rates in force, the anchor of the rate-change penalty.
+    participation : Participation, optional
+        Each market's book answers its fee (:mod:`.participation`): the fund equation scales
+        market j's losses and premium base by ``pi_j(p_j) = 1 - eps_j (p_j - r_j)`` and the fee's
+        cost is derived (lost trading revenue, fee income, losses) unless its ``fee_cost`` is
+        "weight". None (default): the book does not answer the fees, today's equation.
     survive_stress : bool, default True
         What the methods do with stress scenarios (``ScenarioSet.is_stress``): when True every
         policy must survive every stress scenario (a hard constraint); when False they are
@@ -97,6 +104,7 @@ class PolicyProblem:
     rate_change_penalty: float = 0.0
     previous_rates: PerMarket | None = None
     survive_stress: bool = True
+    participation: Participation | None = None
 
     def __post_init__(self) -> None:
         alpha = _scalar("alpha", self.alpha)
@@ -133,6 +141,8 @@ class PolicyProblem:
                 f"premium_min{where} = {float(np.atleast_1d(low)[j])!r} is above "
                 f"premium_max{where} = {float(np.atleast_1d(high)[j])!r}"
             )
+        if self.participation is not None and not isinstance(self.participation, Participation):
+            raise ProblemError(f"participation must be a Participation or None, got {type(self.participation).__name__}")
         if self.rate_change_penalty > 0.0 and self.previous_rates is None:
             raise ProblemError(
                 f"rate_change_penalty = {self.rate_change_penalty!r} > 0 needs previous_rates (the rates in force)"
@@ -180,6 +190,8 @@ class PolicyProblem:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, Participation):
+                value = value.to_dict()
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 

@@ -97,6 +97,7 @@ LAYERS = [
     ["models.venue"],
     ["models.chunked"],
     ["models"],
+    ["optimizer.participation"],
     ["optimizer.problem", "optimizer.policy", "optimizer.solvers", "optimizer.guarantees"],
     ["optimizer.fund.equation"],
     ["optimizer.fund.model"],

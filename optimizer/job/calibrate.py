@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +37,7 @@ from fundguard.models.errors import ConfigError
 from fundguard.models.scenarios.bounds import PathCheck, check_paths
 
 from ..certificates import certify
+from ..participation import Participation, at_policy, mean_market_bases
 from ..policy import Certificate, Policy
 from ..problem import PolicyProblem
 from ..api import frontier, solve
@@ -247,6 +249,7 @@ def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: s
     place = _RunScenarios.in_memory if client is None else functools.partial(_RunScenarios.on_workers, client)
     run = place(cfg, models, copula_arg, run_seeds(seed), book, stress_set, method, say, timings)
     try:
+        problem = with_participation(cfg, problem, run.scenarios, notes)
         policy, certificate, frontier_policies = _solve_and_certify(
             problem, run.scenarios, run.fresh, method, prob.confidence, frontier_alphas, frontier_method, say,
             timings, notes, run.solving, run.n_fresh)
@@ -273,6 +276,31 @@ def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: s
         frontier=frontier_policies,
         path_checks=checks,
     )
+
+
+def with_participation(cfg: CalibrationConfig, problem: PolicyProblem, scenarios: Any,
+                       notes: list[str]) -> PolicyProblem:
+    """``problem`` with the book answering the fees (``[problem] participation_elasticity``; see
+    :mod:`fundguard.optimizer.participation`): ``eps_j = e E[B_j] / (tau_j Vol_j)`` from the fit
+    scenarios' mean premium base, each market's ``trading_fee`` and traded volume over the horizon
+    (``daily_volume`` x horizon days), observed at the rates in force (``current_rate``). A
+    ``premium_weight`` above 0 prices the fees instead of the derived cost. Off (the problem as
+    it is) at elasticity 0, and on a chunked (Dask) scenario set, with a note."""
+    prob = cfg.problem
+    if prob.participation_elasticity <= 0.0:
+        return problem
+    if not isinstance(scenarios, ScenarioSet):
+        notes.append("participation is not modelled on Dask workers yet: the book does not answer the fees in this "
+                     "run (the fee's cost is premium_weight)")
+        return problem
+    period_days = float(scenarios.metadata.get("period_days", 1.0))
+    volume = np.array([m.daily_volume * cfg.scenarios.horizon * period_days for m in cfg.markets])
+    weights = np.atleast_1d(problem.per_market("premium_weight", len(cfg.markets)))
+    part = Participation.from_elasticity(
+        mean_market_bases(scenarios), volume, elasticity=prob.participation_elasticity,
+        trading_fee=[m.trading_fee for m in cfg.markets], reference_rates=[m.current_rate for m in cfg.markets],
+        trader_weight=prob.trader_weight, fee_cost="weight" if np.any(weights > 0) else "derived")
+    return dataclasses.replace(problem, participation=part)
 
 
 #: What :meth:`_RunScenarios.vectors` returns, per random scenario: horizon loss (N,), required
@@ -382,7 +410,8 @@ class _RunScenarios:
 
 def _report_vectors(chunk: ScenarioSet, start: int, policy: Policy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per scenario of a chunk (on a worker): horizon loss (n,), required fund (n,), premium base totals (n, J)."""
-    return chunk.losses.sum(axis=1), required_fund(policy, chunk), chunk.premium_base.sum(axis=1)
+    scaled = at_policy(policy, chunk)  # the book as the policy's fees leave it (optimizer.participation)
+    return scaled.losses.sum(axis=1), required_fund(policy, chunk), scaled.premium_base.sum(axis=1)
 
 
 def market_horizon_losses(paths: Any, book: VenueBook, loss_model: Any = "stateful_book") -> np.ndarray:

@@ -12,10 +12,12 @@ Layout (every section optional except ``[[markets]]``; see the README for an ann
     [scenarios]    n_scenarios, horizon, innovations, seed, chunk_size, stress_dates,
                    stress_window, stress_scale, shocks, certify_scenarios
     [problem]      alpha, cost_of_capital, premium_weight, premium_min, premium_max, fund_max,
-                   floor, rate_change_penalty, method, confidence
+                   floor, rate_change_penalty, method, confidence, participation_elasticity,
+                   trader_weight
     [compute]      scheduler, workers, chunk_size, force_workers   (distributed mode; needs fundguard[dask])
     [[markets]]    name, prices, column, strict_prices, open_interest, daily_volume, impact, gap,
-                   premium_kind, current_rate, [[markets.tiers]] share, leverage, maintenance_margin
+                   premium_kind, current_rate, trading_fee, [[markets.tiers]] share, leverage,
+                   maintenance_margin
 
 Paths in ``prices`` are relative to the config file's folder.
 """
@@ -76,8 +78,10 @@ class MarketConfig:
 
     ``open_interest`` and ``daily_volume`` are notional per side in currency units; ``prices``
     is a CSV/Parquet path (None: use the built-in preset's model of this market); ``current_rate``
-    is today's premium rate (a fraction of the premium base), used for ``check`` and as the
-    previous rate of the rate-change penalty. ``tiers``/``impact``/``gap`` None take the loss
+    is today's premium rate (a fraction of the premium base), used for ``check``, as the
+    previous rate of the rate-change penalty and as the rate at which the book was observed
+    (participation's reference); ``trading_fee`` the venue's trading fee per unit notional traded
+    (default 0.035%: Binance USD-M's regular 0.02% maker / 0.05% taker, half each). ``tiers``/``impact``/``gap`` None take the loss
     model's documented defaults. ``strict_prices`` makes a one-period price move beyond
     ``fundguard.models.data.MAX_LOG_RETURN`` (a probable bad print) an error instead of a warning.
     """
@@ -91,6 +95,7 @@ class MarketConfig:
     gap: float | None = None
     premium_kind: str = "liquidation"
     current_rate: float = 0.0
+    trading_fee: float = 0.00035
     tiers: tuple[TierConfig, ...] | None = None
     strict_prices: bool = False
 
@@ -141,7 +146,10 @@ class ProblemConfig:
     """The policy problem (see ``PolicyProblem``) plus the method and the certificate confidence.
 
     Scalars apply to every market; ``premium_min``/``premium_max``/``premium_weight`` may also be
-    tables keyed by market name.
+    tables keyed by market name. ``participation_elasticity`` (default 1.0; 0 turns it off) and
+    ``trader_weight`` set the book's answer to the fees (``fundguard.optimizer.participation``):
+    the fee's cost is then derived from it, unless ``premium_weight`` is set above 0, which then
+    prices the fees instead (the explicit override).
     """
 
     alpha: float = 0.01
@@ -154,6 +162,8 @@ class ProblemConfig:
     rate_change_penalty: float = 0.0
     method: str = "certified"
     confidence: float = 0.99
+    participation_elasticity: float = 1.0
+    trader_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -252,6 +262,8 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         "rate_change_penalty": (float, _at_least(0.0)),
         "method": (str, _one_of(tuple(METHODS))),
         "confidence": (float, _open_interval(0.0, 1.0)),
+        "participation_elasticity": (float, _elasticity),
+        "trader_weight": (float, _closed_unit),
     })
     compute = ctx.section(raw, "compute", {
         "scheduler": (str, _scheduler_address),
@@ -280,6 +292,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
             "gap": (float, _at_least(0.0)),
             "premium_kind": (str, _one_of(PREMIUM_KINDS)),
             "current_rate": (float, _rate),
+            "trading_fee": (float, _rate),
             "tiers": (list, None),
         }, required=("name", "open_interest", "daily_volume"))
         tiers = None
@@ -517,6 +530,16 @@ def _open_interval(low: float, high: float) -> Check:
 
 def _left_open(low: float, high: float) -> Check:
     return lambda key, v: None if low < v <= high else f"{key} must be in ({low:g}, {high:g}], got {v!r}"
+
+
+def _closed_unit(key: str, v: float) -> str | None:
+    return None if 0.0 <= v <= 1.0 else f"{key} must be in [0, 1], got {v!r}"
+
+
+def _elasticity(key: str, v: float) -> str | None:
+    # the literature's range for volume against trading costs is about 0.25..2.7 (optimizer.participation)
+    return None if (math.isfinite(v) and 0.0 <= v <= 10.0) else \
+        f"{key} must be in [0, 10] (about 1 in the literature; 0 turns participation off), got {v!r}"
 
 
 def _finite(key: str, v: float) -> str | None:

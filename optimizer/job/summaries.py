@@ -18,6 +18,7 @@ from fundguard.models import ScenarioSet, VolModel
 from fundguard.models.scenarios.bounds import PathCheck
 
 from ..fund import count_ruined, worst_net_flow
+from ..participation import at_policy
 from ..policy import Certificate, Policy
 
 __all__ = ["LOSS_QUANTILES", "fund_paths", "required_fund", "tail_from", "stress_summary",
@@ -29,12 +30,14 @@ LOSS_QUANTILES = (0.5, 0.9, 0.99, 0.999)
 
 def fund_paths(policy: Policy, scenarios: ScenarioSet) -> np.ndarray:
     """F[s, t] = F0 + sum_{u<=t} (sum_j p_j B[s,u,j] - L[s,u]); (N, T) float64, currency units (the plotted paths)."""
+    scenarios = at_policy(policy, scenarios)
     income = scenarios.premium_base @ np.asarray(policy.premium_rates)
     return policy.fund_target + np.cumsum(income - scenarios.losses, axis=1)
 
 
 def required_fund(policy: Policy, scenarios: ScenarioSet) -> np.ndarray:
     """Per scenario, the smallest F0 that survives it at the policy's rates: max(0, floor - min_t(F[s,t] - F0)); (N,)."""
+    scenarios = at_policy(policy, scenarios)
     worst = worst_net_flow(scenarios.losses, scenarios.premium_base, np.asarray(policy.premium_rates))
     return np.maximum(0.0, policy.floor - worst)
 
@@ -63,6 +66,7 @@ def tail_from(policy: Policy, horizon_loss: np.ndarray, need: np.ndarray, market
 
 def stress_summary(policy: Policy, stress_set: ScenarioSet, labels: tuple[str, ...]) -> list[dict[str, Any]]:
     """Per stress scenario: label, horizon loss, lowest fund level under the policy, survived (not ruined)."""
+    stress_set = at_policy(policy, stress_set)
     worst = worst_net_flow(stress_set.losses, stress_set.premium_base, np.asarray(policy.premium_rates))
     lowest = policy.fund_target + worst
     return [{"label": labels[i] if i < len(labels) else f"stress {i}",
