@@ -320,7 +320,9 @@ def euler_allocation(
         Shares summing to ``policy.fund_target - policy.floor`` (to float rounding). A market
         whose losses fall when others' rise can have a negative share. ``attrs`` holds
         ``floor`` (the part not allocated), ``amount`` (the part allocated), ``alpha``,
-        ``window`` and ``basis``: ``"window"``, ``"cvar tail"`` or ``"equal"`` (see Notes).
+        ``window`` and ``basis``: ``"window"``, ``"cvar tail"``, ``"equal"`` (see Notes) or
+        ``"stress scenario i (it sets the fund target)"`` when a stress scenario needs more
+        than the quantile: its own contributions are then the allocation.
 
     Raises
     ------
@@ -384,6 +386,16 @@ def euler_allocation(
     required, contributions = _contributions(scenarios, np.asarray(policy.premium_rates), float(policy.floor))
     order = np.argsort(required, kind="stable")
     position = n_random - allowed_ruins(level, n_random) - 1
+    if scenarios.n_stress:
+        # a stress scenario that needs more than the quantile sets the fund target: it is what
+        # the target is made of, so its own contributions are the allocation
+        stress_required, stress_contributions = _contributions(scenarios, np.asarray(policy.premium_rates),
+                                                               float(policy.floor), stress=True)
+        worst = int(np.argmax(stress_required))
+        if stress_required[worst] >= required[order[position]] and stress_contributions[worst].sum() > 0.0:
+            means = stress_contributions[worst]
+            return _series(means * (amount / means.sum()), index,
+                           {**attrs, "basis": f"stress scenario {worst} (it sets the fund target)"})
     start = min(max(0, position - size // 2), n_random - size)
     means = contributions[order[start:start + size]].mean(axis=0)
     basis = "window"
@@ -396,10 +408,12 @@ def euler_allocation(
     return _series(means * (amount / means.sum()), index, {**attrs, "basis": basis})
 
 
-def _contributions(scenarios: ScenarioSet, rates: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """``R_s`` (M,) and ``c_sj`` (M, J) of the M random scenarios at ``rates`` (see :func:`euler_allocation`)."""
+def _contributions(scenarios: ScenarioSet, rates: np.ndarray, floor: float,
+                   stress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``R_s`` (M,) and ``c_sj`` (M, J) of the M random (or, with ``stress``, stress) scenarios at
+    ``rates`` (see :func:`euler_allocation`)."""
     losses, base, by_market = scenarios.losses, scenarios.premium_base, scenarios.losses_by_market
-    rows_all = np.flatnonzero(~scenarios.is_stress)
+    rows_all = np.flatnonzero(scenarios.is_stress if stress else ~scenarios.is_stress)
     n_random, horizon, n_markets = rows_all.size, scenarios.horizon, scenarios.n_markets
     required = np.empty(n_random)
     contributions = np.empty((n_random, n_markets))

@@ -250,3 +250,23 @@ def test_allocation_rejects_bad_input():
         euler_allocation(policy, scenarios, alpha=1.5)
     with pytest.raises(ProblemError, match="window"):
         euler_allocation(policy, scenarios, window=31)
+
+
+def test_a_binding_stress_scenario_is_what_the_allocation_splits():
+    """When a stress scenario needs more than the quantile, the fund target is made of it: its own
+    contributions (here market B's loss alone) are the allocation."""
+    rng = np.random.default_rng(4)
+    n, horizon = 500, 5
+    by_market = rng.exponential(1e4, (n + 1, horizon, 2))
+    by_market[-1] = 0.0
+    by_market[-1, 2, 1] = 5e7  # the stress scenario: market B alone loses 50m on day 3
+    stress = np.zeros(n + 1, dtype=bool)
+    stress[-1] = True
+    scenarios = ScenarioSet(losses=by_market.sum(axis=2), premium_base=np.zeros((n + 1, horizon, 2)),
+                            markets=("A", "B"), is_stress=stress, losses_by_market=by_market)
+    policy = Policy(fund_target=5e7, premium_rates=np.zeros(2), objective=0.0, method="given", status="given",
+                    in_sample_ruin=0.0, solve_seconds=0.0, solver="none", markets=("A", "B"), floor=0.0,
+                    alpha=0.01, n_scenarios=n)
+    shares = euler_allocation(policy, scenarios)
+    assert shares["A"] == pytest.approx(0.0, abs=1e-6) and shares["B"] == pytest.approx(5e7)
+    assert shares.attrs["basis"].startswith("stress scenario")

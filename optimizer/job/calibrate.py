@@ -33,10 +33,11 @@ from fundguard.models import (
     plan_simulation,
     simulate_returns,
 )
-from fundguard.models.errors import ConfigError
+from fundguard.models.errors import ConfigError, FundguardError
 from fundguard.models.scenarios.bounds import PathCheck, check_paths
 
 from ..certificates import certify
+from ..analysis import euler_allocation, near_optimal_set
 from ..participation import Participation, at_policy, mean_market_bases
 from ..policy import Certificate, Policy
 from ..problem import PolicyProblem
@@ -105,6 +106,13 @@ class CalibrationResult:
     path_checks : dict of str -> PathCheck
         The check of the random paths against the stated bound, for the "fit" and the "certify"
         scenarios (:func:`~fundguard.models.scenarios.bounds.check_paths`).
+    analysis : dict
+        How to read the decision: ``near_optimal`` (:func:`~fundguard.optimizer.analysis.near_optimal_set`:
+        the range of fund targets and rates among policies within 1% of the least cost, on the
+        exact-sample yardstick, and whether the decision is flat), ``allocation`` (each market's
+        Euler share of the fund target, :func:`~fundguard.optimizer.analysis.euler_allocation`)
+        and ``sensitivities`` (:func:`decision_sensitivities`); empty parts where they could not
+        be computed (a note says why).
     """
 
     policy: Policy
@@ -120,6 +128,7 @@ class CalibrationResult:
     market_losses: np.ndarray = field(repr=False)
     frontier: tuple[Policy, ...] = field(default=(), repr=False)
     path_checks: Mapping[str, PathCheck] = field(default_factory=dict, repr=False)
+    analysis: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def implausible_paths(self) -> int:
@@ -149,6 +158,7 @@ class CalibrationResult:
             "frontier": [{"alpha": p.alpha, "fund_target": p.fund_target, "objective": p.objective,
                           "premium_rates": p.rates_by_market(), "method": p.method} for p in self.frontier],
             "inputs": json_safe(self.inputs),
+            "analysis": json_safe(dict(self.analysis)),
             "notes": list(self.notes),
             "run": {"timings": {k: round(v, 4) for k, v in self.timings.items()},
                     "solve_seconds": round(self.policy.solve_seconds, 4)},
@@ -255,6 +265,7 @@ def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: s
             timings, notes, run.solving, run.n_fresh)
         horizon_loss, need, base_totals, market_losses, plot_set = run.vectors(policy)
         checks = run.path_checks()
+        analysis = decision_analysis(problem, run.scenarios, policy, notes, say, timings)
     finally:
         run.release()
 
@@ -275,7 +286,44 @@ def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: s
         market_losses=market_losses,
         frontier=frontier_policies,
         path_checks=checks,
+        analysis=analysis,
     )
+
+
+def decision_analysis(problem: PolicyProblem, scenarios: Any, policy: Policy, notes: list[str], say: Progress,
+                      timings: dict[str, float]) -> dict[str, Any]:
+    """The near-optimal set and the Euler allocation of the chosen policy on the fit scenarios
+    (in memory; on Dask workers a note says they were skipped)."""
+    if not isinstance(scenarios, ScenarioSet):
+        notes.append("the near-optimal set and the per-market allocation are not computed on Dask workers yet")
+        return {}
+    clock = time.perf_counter()
+    say("reading the decision: near-optimal set and per-market allocation")
+    out: dict[str, Any] = {}
+    try:
+        near = near_optimal_set(problem, scenarios, policy, n_samples=NEAR_OPTIMAL_SAMPLES)
+    except FundguardError as exc:
+        notes.append(f"near-optimal set not computed: {exc}")
+    else:
+        out["near_optimal"] = near.to_dict()
+        low, high = near.fund_target_range
+        if near.flat:
+            wide = [name for name, (a, b), lo, hi in zip(policy.markets, near.rate_ranges, *problem.rate_box(len(policy.markets)))
+                    if hi > lo and (b - a) > 0.5 * (hi - lo)]
+            notes.append(
+                f"the decision is flat: policies within {near.tolerance:.0%} of the least cost hold fund targets "
+                f"from {low:,.0f} to {high:,.0f}" + (f" and rates over most of their bounds ({', '.join(wide)})" if wide else "")
+                + " (exact-sample yardstick): the method's answer is one of many that cost nearly the same")
+    try:
+        shares = euler_allocation(policy, scenarios)
+    except FundguardError as exc:
+        notes.append(f"per-market allocation not computed: {exc}")
+    else:
+        out["allocation"] = {"fund_target_by_market": {str(k): float(v) for k, v in shares.items()},
+                             "floor": float(shares.attrs.get("floor", 0.0)),
+                             "basis": shares.attrs.get("basis"), "window": shares.attrs.get("window")}
+    timings["analysis"] = time.perf_counter() - clock
+    return out
 
 
 def with_participation(cfg: CalibrationConfig, problem: PolicyProblem, scenarios: Any,
@@ -302,6 +350,9 @@ def with_participation(cfg: CalibrationConfig, problem: PolicyProblem, scenarios
         trader_weight=prob.trader_weight, fee_cost="weight" if np.any(weights > 0) else "derived")
     return dataclasses.replace(problem, participation=part)
 
+
+#: Rate vectors the near-optimal set evaluates in a calibration (each one pass over the fit scenarios).
+NEAR_OPTIMAL_SAMPLES = 256
 
 #: What :meth:`_RunScenarios.vectors` returns, per random scenario: horizon loss (N,), required
 #: fund (N,), premium-base totals (N, J), per-market horizon losses (N, J); and the scenarios kept

@@ -60,14 +60,14 @@ ILLUSTRATIVE_BOOK: tuple[dict[str, Any], ...] = (
 
 #: Problem settings of the preset, with their reasons:
 #: alpha 1% over 30 days; cost of capital 15% a year (a crypto firm's cost of equity) for
-#: 30/365 of a year; premium weight 0.005 (each unit of liquidation fee costs the venue half a
-#: cent in lost business: an assumption to edit); the premium is the liquidation fee charged on
+#: 30/365 of a year; premium weight 0 (the fee's cost is derived from the book's answer to it: see
+#: fundguard.optimizer.participation); the premium is the liquidation fee charged on
 #: liquidated notional that does not go bankrupt, between 0 and 1.25% (Binance's historical
 #: liquidation clearance fee); current rate 0.5%.
 ILLUSTRATIVE_PROBLEM: dict[str, Any] = {
     "alpha": 0.01,
     "cost_of_capital": round(0.15 * 30 / 365, 6),
-    "premium_weight": 0.005,
+    "premium_weight": 0.0,
     "premium_min": 0.0,
     "premium_max": 0.0125,
     "method": "certified",

@@ -73,6 +73,7 @@ RESULT_SCHEMA: dict[str, Any] = {
         "frontier": {"type": "array", "items": {"type": "object", "required": ["alpha", "fund_target", "objective"]}},
         "inputs": {"type": "object", "required": ["config_digest", "seed", "method", "versions", "n_scenarios",
                                                   "certify_scenarios", "horizon"]},
+        "analysis": {"type": "object"},
         "notes": {"type": "array", "items": {"type": "string"}},
         "run": {"type": "object", "required": ["timings"]},
     },
@@ -185,6 +186,7 @@ def render_report(result: CalibrationResult) -> str:
                      f"{'n/a' if annual is None or not math.isfinite(annual) else f'{annual:.0%}'} | "
                      f"{m['persistence']:.4f} | {t['tail_share_by_market'][name]:.1%} | "
                      f"{t['expected_premium_income'][name]:,.0f} |")
+    lines += _decision_lines(result)
     if result.stress:
         lines += ["", "| stress scenario | horizon loss | lowest fund | survived |", "|---|---:|---:|---|"]
         lines += [f"| {_md(s['label'])} | {s['horizon_loss']:,.0f} | {s['lowest_fund']:,.0f} | {'yes' if s['survived'] else 'NO'} |"
@@ -201,6 +203,48 @@ def render_report(result: CalibrationResult) -> str:
               f"- models from: {sources}", f"- versions: {_md(inputs['versions'])}", "",
               "Statements are about the model's world; see `benchmarks/` for checks against real history.", ""]
     return "\n".join(lines)
+
+
+def _decision_lines(result: CalibrationResult) -> list[str]:
+    """The near-optimal set, each market's share of the fund and the sensitivities, when computed."""
+    analysis = result.analysis or {}
+    lines: list[str] = []
+    allocation = analysis.get("allocation")
+    near = analysis.get("near_optimal")
+    part = result.policy.participation
+    if part is not None:
+        shares = part.shares(result.policy.premium_rates)
+        lines += ["", f"Participation: the book answers the fees with elasticity {part.elasticity if part.elasticity is not None else 'n/a'}"
+                  f" (fee cost {part.fee_cost}); at the chosen rates each market keeps "
+                  + ", ".join(f"{_md(n)} {s:.2%}" for n, s in zip(result.markets, shares)) + " of its book."]
+    if allocation:
+        by_market = allocation["fund_target_by_market"]
+        total = sum(by_market.values())
+        lines += ["", "| market | share of the fund target (Euler) | rate | rate bounds |", "|---|---:|---:|---:|"]
+        low = np.atleast_1d(result.inputs["problem"]["premium_min"])
+        high = np.atleast_1d(result.inputs["problem"]["premium_max"])
+        for j, name in enumerate(result.markets):
+            amount = by_market[name]
+            lo, hi = float(low[min(j, low.size - 1)]), float(high[min(j, high.size - 1)])
+            lines.append(f"| {_md(name)} | {amount:,.0f} ({amount / total:.0%}) | {result.policy.premium_rates[j]:.3%} | "
+                         f"{lo:.2%}..{hi:.2%} |" if total > 0 else f"| {_md(name)} | {amount:,.0f} | "
+                         f"{result.policy.premium_rates[j]:.3%} | {lo:.2%}..{hi:.2%} |")
+    if near:
+        low_f, high_f = near["fund_target_range"]
+        verdict = ("**The decision is flat**: very different policies cost nearly the same."
+                   if near["flat"] else "The decision is well conditioned: the near-optimal policies are close together.")
+        lines += ["", f"Near-optimal set ({near['n_near']} of {near['n_evaluated']} policies evaluated within "
+                  f"{near['tolerance']:.0%} of the least cost {near['optimal_cost']:,.0f}, each with the exact-sample fund "
+                  f"target at its rates): fund target {low_f:,.0f} to {high_f:,.0f}; "
+                  + ", ".join(f"{_md(n)} rate {r[0]:.3%} to {r[1]:.3%}" for n, r in zip(result.markets, near["rate_ranges"]))
+                  + f". {verdict}"]
+    sens = analysis.get("sensitivities")
+    if sens:
+        lines += ["", "| the fund target's response to | bump | fund target | elasticity |", "|---|---:|---:|---:|"]
+        for row in sens["rows"]:
+            lines.append(f"| {_md(row['label'])} | {row['bump']} | {row['fund_target']:,.0f} | {row['elasticity']:+.2f} |")
+        lines += ["", _md(sens["how"])]
+    return lines
 
 
 def write_outputs(result: CalibrationResult, out: str | os.PathLike[str]) -> Path:
