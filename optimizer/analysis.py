@@ -34,6 +34,7 @@ from .fund.equation import (
     objective_value,
     scenario_chunks,
     worst_net_flow,
+    worst_weighted_flow,
 )
 from .participation import at_policy, mean_market_losses, participation_cost
 from .policy import Policy
@@ -146,12 +147,21 @@ class _Yardstick:
         """``max(0, (k+1)-th largest R_s(p), largest stress R_s(p))``, ``R_s = floor - worst_s``
         (on the scenarios scaled by the participation shares at ``rates`` when the problem has one)."""
         part = self.problem.participation
-        scenarios = self.scenarios if part is None else part.scaled(self.scenarios, rates)
-        losses, base, floor = scenarios.losses, scenarios.premium_base, self.problem.floor
-        required = floor - worst_net_flow(losses, base, rates, self.random_index)
+        losses, base, floor = self.scenarios.losses, self.scenarios.premium_base, self.problem.floor
+        if part is None or self.scenarios.losses_by_market is None:
+            scenarios = self.scenarios if part is None else part.scaled(self.scenarios, rates)
+
+            def worst(index: np.ndarray | None) -> np.ndarray:
+                return worst_net_flow(scenarios.losses, scenarios.premium_base, rates, index)
+        else:  # the scaled book's flows without a scaled copy of it
+            shares = part.shares(rates)
+
+            def worst(index: np.ndarray | None) -> np.ndarray:
+                return worst_weighted_flow(self.scenarios.losses_by_market, base, shares * rates, shares, index)
+        required = floor - worst(self.random_index)
         fund = max(0.0, kth_largest(required, self.allowed + 1))
         if self.stress_index is not None:
-            fund = max(fund, float((floor - worst_net_flow(losses, base, rates, self.stress_index)).max()))
+            fund = max(fund, float((floor - worst(self.stress_index)).max()))
         return fund
 
     def evaluate(self, rates: np.ndarray) -> tuple[float, float]:

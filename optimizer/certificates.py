@@ -88,7 +88,7 @@ def count_ruins(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> 
         raise ScenarioError("scenarios hold no random (non-stress) scenario to estimate a probability on")
     random_part = scenarios.random_part()
     if policy.participation is not None:  # the book at the policy's rates (optimizer.participation)
-        random_part = policy.participation.scaled(random_part, policy.premium_rates)
+        random_part = policy.participation.scaled(random_part, policy.premium_rates, fund_only=True)
     worst = worst_net_flow(random_part.losses, random_part.premium_base, policy.premium_rates)
     return count_ruined(policy.fund_target, worst, policy.floor), random_part.n_scenarios
 

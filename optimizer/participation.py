@@ -203,8 +203,11 @@ class Participation:
         """Refuse a rate box where some market's book vanishes (its share at ``premium_max``)."""
         self.shares(high)
 
-    def scaled(self, scenarios: ScenarioSet, premium_rates: np.ndarray) -> ScenarioSet:
-        """``S(p)``: each market's losses and premium base times ``pi_j(p_j)`` (the pooled losses their sum)."""
+    def scaled(self, scenarios: ScenarioSet, premium_rates: np.ndarray, *, fund_only: bool = False) -> ScenarioSet:
+        """``S(p)``: each market's losses and premium base times ``pi_j(p_j)`` (the pooled losses their sum).
+
+        ``fund_only``: only what the fund equation reads (losses, premium base, per-market losses),
+        not the liquidated notional and the winners, which the methods and counts never use."""
         if not isinstance(scenarios, ScenarioSet):
             raise ScenarioError(f"scenarios must be a ScenarioSet, got {type(scenarios).__name__}")
         shares = self.shares(premium_rates)
@@ -218,8 +221,8 @@ class Participation:
         else:
             scaled_by_market = by_market * shares
             losses = scaled_by_market.sum(axis=2)
-        fields = {name: getattr(scenarios, name) * shares for name in scenarios.per_market_fields
-                  if name != "losses_by_market"}
+        fields = {} if fund_only else {name: getattr(scenarios, name) * shares for name in scenarios.per_market_fields
+                                       if name != "losses_by_market"}
         if scaled_by_market is not None:
             fields["losses_by_market"] = scaled_by_market
         return ScenarioSet(losses=losses, premium_base=scenarios.premium_base * shares, markets=scenarios.markets,
@@ -316,7 +319,7 @@ def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, 
         if key in cache:
             return cache[key]
         try:
-            policy = run(fixed(rates), part.scaled(scenarios, rates), **options)
+            policy = run(fixed(rates), part.scaled(scenarios, rates, fund_only=True), **options)
         except FundguardError as exc:  # an infeasible corner is a point the search avoids
             cache[key] = (math.inf, exc)
             return cache[key]

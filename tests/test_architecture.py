@@ -115,6 +115,7 @@ LAYERS = [
     ["optimizer.job.config", "optimizer.job.losscheck"],
     ["optimizer.job.preset", "optimizer.job.compute", "optimizer.job.summaries", "optimizer.job.lossfit"],
     ["optimizer.job.build"],
+    ["optimizer.job.sensitivity"],
     ["optimizer.job.calibrate"],
     ["optimizer.job.balance", "optimizer.job.report"],
     ["optimizer.job.cli"],

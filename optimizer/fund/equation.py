@@ -23,6 +23,7 @@ __all__ = [
     "CHUNK_VALUES",
     "allowed_ruins",
     "worst_net_flow",
+    "worst_weighted_flow",
     "mean_premium_base",
     "count_ruined",
     "sample_cvar",
@@ -83,6 +84,26 @@ def worst_net_flow(
         rows = slice(start, stop) if index is None else index[start:stop]
         net = premium_base[rows] @ rates
         net -= losses[rows]
+        out[start:stop] = running_minimum(net)
+    return out
+
+
+def worst_weighted_flow(
+    losses_by_market: np.ndarray, premium_base: np.ndarray, premium_rates: np.ndarray, loss_weights: np.ndarray,
+    index: np.ndarray | None = None,
+) -> np.ndarray:
+    """``min_t sum_{u <= t} (p . B[s, u] - w . L_j[s, u])``: :func:`worst_net_flow` with each
+    market's losses weighted (participation's shares, ``optimizer.participation``: pass
+    ``p = pi * rates`` and ``w = pi``), streamed in the same chunks, without a scaled copy."""
+    n, horizon, n_markets = premium_base.shape
+    rates = np.asarray(premium_rates, dtype=np.float64)
+    weights = np.asarray(loss_weights, dtype=np.float64)
+    m = n if index is None else index.size
+    out = np.empty(m, dtype=np.float64)
+    for start, stop in scenario_chunks(m, 2 * horizon * n_markets):
+        rows = slice(start, stop) if index is None else index[start:stop]
+        net = premium_base[rows] @ rates
+        net -= losses_by_market[rows] @ weights
         out[start:stop] = running_minimum(net)
     return out
 

@@ -165,9 +165,10 @@ def venue_book(cfg: CalibrationConfig, models: Mapping[str, VolModel]) -> VenueB
     return VenueBook(markets)
 
 
-def stress_scenarios(cfg: CalibrationConfig, models: Mapping[str, VolModel], book: VenueBook
-                     ) -> tuple[ScenarioSet | None, tuple[str, ...]]:
-    """The stress scenarios of ``[scenarios]`` (replayed dates, shocks) and their labels; (None, ()) without any."""
+def stress_scenarios(cfg: CalibrationConfig, models: Mapping[str, VolModel], book: VenueBook,
+                     loss_model: LossModel | None = None) -> tuple[ScenarioSet | None, tuple[str, ...]]:
+    """The stress scenarios of ``[scenarios]`` (replayed dates, shocks) and their labels; (None, ()) without any.
+    ``loss_model`` (default the config's) turns their paths into losses."""
     scen = cfg.scenarios
     if not scen.stress_dates and not scen.shocks:
         return None, ()
@@ -178,7 +179,8 @@ def stress_scenarios(cfg: CalibrationConfig, models: Mapping[str, VolModel], boo
     windows = [d if scen.stress_window <= 1 else (d, _window_end(models, d, scen.stress_window)) for d, _ in dates]
     paths = stress_paths(models, scen.horizon, dates=windows, scale_to_today=scen.stress_scale == "volatility",
                          shocks=list(scen.shocks))
-    return build_scenarios(paths, book, loss_model=loss_model_of(cfg)), tuple(paths.labels or ())
+    model = loss_model_of(cfg) if loss_model is None else loss_model
+    return build_scenarios(paths, book, loss_model=model), tuple(paths.labels or ())
 
 
 def _window_end(models: Mapping[str, VolModel], start: str, window: int) -> Any:

@@ -60,6 +60,7 @@ from .compute import check_local_cluster, check_memory, compute_client
 from .config import CalibrationConfig
 from .outputs import json_safe, package_versions
 from .preset import Preset
+from .sensitivity import decision_sensitivities
 from .summaries import path_notes, required_fund, result_notes, stress_summary, tail_from
 
 __all__ = ["CalibrationResult", "calibrate", "run_calibration", "market_horizon_losses", "RESULT_SCHEMA_VERSION"]
@@ -176,6 +177,7 @@ def calibrate(
     frontier_method: str = "cvar",
     progress: Progress | None = None,
     client: Any = None,
+    sensitivities: bool = True,
 ) -> CalibrationResult:
     """Run a complete calibration.
 
@@ -205,6 +207,10 @@ def calibrate(
         way (to about 1e-12 relative; ruin counts exactly). Distributed runs gather per-scenario
         summaries for the report (horizon losses, required funds: O(N), never the (N, T, J)
         arrays) and keep ``result.scenarios`` to the first 20,000 random scenarios (plots).
+    sensitivities : bool, default True
+        Also recompute the fund target with each input bumped by 10% (``result.analysis
+        ["sensitivities"]``, :mod:`.sensitivity`; in memory only); about one more scenario build
+        per input.
 
     Returns
     -------
@@ -231,12 +237,14 @@ def calibrate(
     fitted = fit_models(cfg, preset, notes, say)
     timings["fit"] = time.perf_counter() - clock
     with compute_client(cfg.compute, client) as where:
-        return run_calibration(cfg, fitted, seed, method, frontier_alphas, frontier_method, say, timings, notes, where)
+        return run_calibration(cfg, fitted, seed, method, frontier_alphas, frontier_method, say, timings, notes, where,
+                               sensitivities=sensitivities)
 
 
 def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: str,
                     frontier_alphas: tuple[float, ...], frontier_method: str, say: Progress,
-                    timings: dict[str, float], notes: list[str], client: Any) -> CalibrationResult:
+                    timings: dict[str, float], notes: list[str], client: Any,
+                    sensitivities: bool = False) -> CalibrationResult:
     """:func:`calibrate` from fitted models on, in this process (``client`` None) or on ``client``'s
     Dask workers; ``timings`` and ``notes`` are filled in as the steps run.
 
@@ -268,6 +276,12 @@ def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: s
         analysis = decision_analysis(problem, run.scenarios, policy, notes, say, timings)
     finally:
         run.release()
+    if sensitivities and analysis:  # in memory only (decision_analysis is empty on Dask workers)
+        say("sensitivities: the fund target's response to each input (common random numbers)")
+        clock = time.perf_counter()
+        analysis["sensitivities"] = decision_sensitivities(cfg, models, copula_arg, run_seeds(seed).fit, book,
+                                                           problem, policy, method)
+        timings["sensitivities"] = time.perf_counter() - clock
 
     result_notes(notes, not horizon_loss.any(), policy, method, certificate, prob.alpha)
     path_notes(notes, checks)

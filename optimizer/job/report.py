@@ -242,8 +242,9 @@ def _decision_lines(result: CalibrationResult) -> list[str]:
     if sens:
         lines += ["", "| the fund target's response to | bump | fund target | elasticity |", "|---|---:|---:|---:|"]
         for row in sens["rows"]:
-            lines.append(f"| {_md(row['label'])} | {row['bump']} | {row['fund_target']:,.0f} | {row['elasticity']:+.2f} |")
-        lines += ["", _md(sens["how"])]
+            lines.append(f"| {row['label']} | {row['bump']} | {row['fund_target']:,.0f} | {row['elasticity']:+.2f} |")
+        lines += ["", f"Exact-sample fund target at the chosen rates before the bumps: {sens['base_fund_target']:,.0f}. "
+                  + sens["how"]]
     return lines
 
 
