@@ -463,3 +463,25 @@ def test_report_escapes_market_names(fitted):
     assert [len(unescaped.findall(row)) for row in rows] == [columns] * len(weird), rows
     assert rows[0].startswith(r"| A\|B &lt;script&gt;") and r"x\`\`\`y\\n\| injected \| row \|" in rows[1]
     assert "\n| injected" not in "\n".join(report.summary_lines(result))
+
+
+def test_sensitivities_match_a_brute_force_re_solve(price_files):
+    """The reported response of the fund target to open interest and alpha (at the chosen rates, on
+    common random numbers) against a full re-calibration with the input changed (rates re-solved)."""
+    config = _config(price_files, method="exact")
+    config["scenarios"].update(stress_dates=[], shocks=[])
+    base = calibrate(config)
+    sens = base.analysis["sensitivities"]
+    assert sens["base_fund_target"] == pytest.approx(base.policy.fund_target, rel=1e-9)
+    rows = {row["input"]: row for row in sens["rows"]}
+    grown = _config(price_files, method="exact")
+    grown["scenarios"].update(stress_dates=[], shocks=[])
+    for market in grown["markets"]:
+        market["open_interest"] *= 1 + sens["bump"]
+    looser = _config(price_files, method="exact", alpha=config["problem"]["alpha"] * (1 + sens["bump"]))
+    looser["scenarios"].update(stress_dates=[], shocks=[])
+    for key, changed in (("open_interest", grown), ("alpha", looser)):
+        brute = calibrate(changed, sensitivities=False).policy.fund_target
+        assert rows[key]["fund_target"] == pytest.approx(brute, rel=0.05), key
+        assert (rows[key]["fund_target"] - base.policy.fund_target) * (brute - base.policy.fund_target) >= 0, key
+    assert rows["open_interest"]["elasticity"] > 0.5 and rows["alpha"]["elasticity"] < 0
