@@ -123,14 +123,14 @@ class Participation:
         if len(lengths) > 1:
             raise ProblemError("participation: semi_elasticity, trading_revenue and reference_rates must have one "
                                "value per market, the same count each")
-        weight = _number("participation.trader_weight", self.trader_weight)
+        weight = real_number("participation.trader_weight", self.trader_weight)
         if not 0.0 <= weight <= 1.0:
             raise ProblemError(f"participation.trader_weight must be in [0, 1], got {self.trader_weight!r}")
         object.__setattr__(self, "trader_weight", weight)
         if self.fee_cost not in ("derived", "weight"):
             raise ProblemError(f"participation.fee_cost must be 'derived' or 'weight', got {self.fee_cost!r}")
         if self.elasticity is not None:
-            object.__setattr__(self, "elasticity", _number("participation.elasticity", self.elasticity))
+            object.__setattr__(self, "elasticity", real_number("participation.elasticity", self.elasticity))
 
     @classmethod
     def from_elasticity(
@@ -380,19 +380,20 @@ def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, 
 
 def _per_market(name: str, value: object) -> float | tuple[float, ...]:
     if isinstance(value, (list, tuple, np.ndarray)):
-        out = tuple(_number(f"participation.{name}[{j}]", v) for j, v in enumerate(value))
+        out = tuple(real_number(f"participation.{name}[{j}]", v) for j, v in enumerate(value))
         if not out:
             raise ProblemError(f"participation.{name} must not be empty")
         if min(out) < 0:
             raise ProblemError(f"participation.{name} must be >= 0, got {list(out)!r}")
         return out
-    number = _number(f"participation.{name}", value)
+    number = real_number(f"participation.{name}", value)
     if number < 0:
         raise ProblemError(f"participation.{name} must be >= 0, got {value!r}")
     return number
 
 
-def _number(name: str, value: object) -> float:
+def real_number(name: str, value: object) -> float:
+    """``value`` as a finite float, or a ProblemError naming ``name`` (also PolicyProblem's check)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Real, np.integer, np.floating)):
         raise ProblemError(f"{name} must be a real number, got {value!r}")
     out = float(value)

@@ -18,6 +18,7 @@ import numpy as np
 from fundguard.models.errors import ProblemError
 
 from .participation import Participation
+from .participation import real_number as _scalar
 
 __all__ = ["PolicyProblem", "DEFAULT_PREMIUM_MAX"]
 
@@ -194,15 +195,6 @@ class PolicyProblem:
                 value = value.to_dict()
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
-
-
-def _scalar(name: str, value: object) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Real, np.integer, np.floating)):
-        raise ProblemError(f"{name} must be a real number, got {value!r}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ProblemError(f"{name} must be finite, got {value!r}")
-    return out
 
 
 def _nonnegative(name: str, value: object) -> float:
