@@ -32,7 +32,7 @@ from ..certificates import certify, smallest_certified_balance
 from ..policy import Policy
 from .build import (Progress, check_mode, fit_models, loss_model_of, policy_problem, resolve_config, run_seed,
                     run_seeds, venue_book)
-from .calibrate import run_calibration
+from .calibrate import run_calibration, with_participation
 from .compute import check_local_cluster, check_memory, compute_client
 from .config import CalibrationConfig
 from .preset import Preset
@@ -156,11 +156,13 @@ def _rates_for_balance(cfg: CalibrationConfig, models: Any, from_preset: bool, c
                              innovations="parametric" if from_preset else scen.innovations, seed=train_seed,
                              copula=copula if copula is not None else "t", chunk_size=scen.chunk_size)
     training = build_scenarios(paths, venue_book(cfg, models), loss_model=loss_model_of(cfg))
+    problem = with_participation(cfg, problem, training, [])  # other rates than today's move the book
     try:
         chosen = solve(problem, training, method=method)
     except (InfeasibleError, SolverError) as exc:
         return None, f"{method}: {exc}"
-    certificate = certify(_given(cfg, balance, chosen.premium_rates), fresh, confidence=cfg.problem.confidence)
+    given = dataclasses.replace(_given(cfg, balance, chosen.premium_rates), participation=chosen.participation)
+    certificate = certify(given, fresh, confidence=cfg.problem.confidence)
     return chosen.premium_rates, bool(certificate.upper_bound <= cfg.problem.alpha)
 
 

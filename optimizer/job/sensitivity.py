@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -52,10 +51,10 @@ def decision_sensitivities(cfg: CalibrationConfig, models: Mapping[str, Any], co
     """The fund target's response to each input at the policy's rates (module notes).
 
     Returns ``{"bump", "n_scenarios", "base_fund_target", "rows": [{"input", "label", "bump",
-    "fund_target", "elasticity"}], "how", "seconds"}``; a row whose recomputation fails is left
-    out with its reason in ``"skipped"``.
+    "fund_target", "elasticity"}], "how"}`` (no timing: the run's timings have it, so that a
+    document is the same for the same seed); a row whose recomputation fails is left out with its
+    reason in ``"skipped"``.
     """
-    clock = time.perf_counter()
     scen = cfg.scenarios
     n = min(scen.n_scenarios, SENSITIVITY_MAX_SCENARIOS)
     rates = np.asarray(policy.premium_rates, dtype=np.float64)
@@ -117,5 +116,4 @@ def decision_sensitivities(cfg: CalibrationConfig, models: Mapping[str, Any], co
         "how": (f"Each input bumped by {bump:.0%} (the horizon by whole periods) on {n:,} scenarios drawn from the fit "
                 "seed (common random numbers), the exact-sample fund target recomputed at the chosen rates; "
                 "elasticity = (relative change of the fund target) / (relative bump)."),
-        "seconds": time.perf_counter() - clock,
     }
