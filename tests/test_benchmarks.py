@@ -273,3 +273,48 @@ def test_quick_runs_leave_the_tracked_tree_as_they_found_it(request, tree_before
     except pytest.skip.Exception:
         pass  # no market data: the backtest did not run, the methods benchmark did
     assert benchmarks_status() == tree_before
+
+
+def test_committed_decision_results_hold_every_field_and_their_verdicts_follow_from_the_runs():
+    # benchmarks/decision.py's committed full-mode result (no computation here: the file is read).
+    path = RESULTS / "decision.json"
+    if not path.is_file():
+        pytest.skip("benchmarks/results/decision.json is not committed")
+    results = json.loads(path.read_text())
+    assert not results["quick"] and len(results["seeds"]) == 6
+    assert {"exact", "certified", "scenario"} <= set(results["methods"])
+    assert set(results["books"]) == {"preset", "five"}
+    assert results["books"]["preset"]["markets"] == ["BTC", "ETH", "SOL"]
+    assert results["books"]["five"]["markets"] == ["BTC", "ETH", "SOL", "XRP", "DOGE"]
+    tol, limit = results["inside_tol"], results["cv_limit"]
+    for key, book in results["books"].items():
+        markets, cap = book["markets"], book["premium_max"]
+        for method in results["methods"]:
+            runs = [r for r in book["runs"] if r["method"] == method and "error" not in r]
+            summary = book["summary"]["methods"][method]
+            assert summary["n_seeds"] == len(runs)
+            if not runs:
+                continue
+            assert {r["seed"] for r in runs} <= set(results["seeds"])
+            for run in runs:
+                assert set(run["rates"]) == set(markets) and math.isfinite(run["objective"])
+                assert run["fund_target"] >= 0
+                for m in markets:
+                    assert run["inside"][m] == (tol < run["rates"][m] < cap - tol), (key, method, m)
+            funds = [r["fund_target"] for r in runs]
+            assert summary["fund_target"]["min"] == pytest.approx(min(funds))
+            assert summary["fund_target"]["max"] == pytest.approx(max(funds))
+            inside_every_seed = []
+            for m in markets:
+                rates = np.array([r["rates"][m] for r in runs])
+                assert summary["markets"][m]["mean"] == pytest.approx(rates.mean())
+                if len(runs) > 1:
+                    assert summary["markets"][m]["cv"] == pytest.approx(rates.std(ddof=1) / rates.mean())
+                if all(r["inside"][m] for r in runs):
+                    inside_every_seed.append(m)
+            acc = summary["acceptance"]
+            assert acc["interior_half"] == (2 * len(inside_every_seed) >= len(markets))
+            assert acc["stable"] == all(summary["markets"][m]["cv"] < limit for m in markets)
+            assert results["acceptance"][f"{key}/{method}"] == acc["meets"]
+    text = (RESULTS / "decision.md").read_text()
+    assert "command: `python -m benchmarks.decision" in text and "**Acceptance:**" in text
