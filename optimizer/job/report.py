@@ -220,21 +220,29 @@ def _decision_lines(result: CalibrationResult) -> list[str]:
     if allocation:
         by_market = allocation["fund_target_by_market"]
         total = sum(by_market.values())
-        lines += ["", "| market | share of the fund target (Euler) | rate | rate bounds |", "|---|---:|---:|---:|"]
+        basis = str(allocation.get("basis") or "")
+        caption = ("a stress scenario sets the fund target, so the allocation splits its losses"
+                   if basis.startswith("stress") else
+                   f"each market's mean contribution over the {allocation.get('window')} scenarios nearest the quantile")
+        lines += ["", f"Each market's share of the fund target (Euler allocation: {caption}):", "",
+                  "| market | share of the fund target | rate | rate bounds |", "|---|---:|---:|---:|"]
         low = np.atleast_1d(result.inputs["problem"]["premium_min"])
         high = np.atleast_1d(result.inputs["problem"]["premium_max"])
+        amounts = list(by_market.values())  # in market order (decision_analysis builds it so)
         for j, name in enumerate(result.markets):
-            amount = by_market[name]
+            amount = amounts[j]
             lo, hi = float(low[min(j, low.size - 1)]), float(high[min(j, high.size - 1)])
             lines.append(f"| {_md(name)} | {amount:,.0f} ({amount / total:.0%}) | {result.policy.premium_rates[j]:.3%} | "
                          f"{lo:.2%}..{hi:.2%} |" if total > 0 else f"| {_md(name)} | {amount:,.0f} | "
                          f"{result.policy.premium_rates[j]:.3%} | {lo:.2%}..{hi:.2%} |")
     if near:
         low_f, high_f = near["fund_target_range"]
+        what = (" (expected: capital, the fees' net cost and the losses the fund pays)"
+                if part is not None and part.fee_cost == "derived" else "")
         verdict = ("**The decision is flat**: very different policies cost nearly the same."
                    if near["flat"] else "The decision is well conditioned: the near-optimal policies are close together.")
         lines += ["", f"Near-optimal set ({near['n_near']} of {near['n_evaluated']} policies evaluated within "
-                  f"{near['tolerance']:.0%} of the least cost {near['optimal_cost']:,.0f}, each with the exact-sample fund "
+                  f"{near['tolerance']:.0%} of the least cost {near['optimal_cost']:,.0f}{what}, each with the exact-sample fund "
                   f"target at its rates): fund target {low_f:,.0f} to {high_f:,.0f}; "
                   + ", ".join(f"{_md(n)} rate {r[0]:.3%} to {r[1]:.3%}" for n, r in zip(result.markets, near["rate_ranges"]))
                   + f". {verdict}"]
