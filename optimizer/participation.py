@@ -355,7 +355,10 @@ def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, 
                 def along(x: float, j: int = j) -> float:
                     trial = point.copy()
                     trial[j] = x
-                    return cost(trial)[0]
+                    value = cost(trial)[0]
+                    # an infeasible point costs more than any feasible one, but finitely: Brent's
+                    # parabolic steps turn inf into nan (and a RuntimeWarning) otherwise
+                    return value if math.isfinite(value) else 2.0 * _worst_finite(cache) + 1.0
                 found = optimize.minimize_scalar(along, bounds=(low[j], high[j]), method="bounded",
                                                  options={"xatol": 1e-4 * span[j], "maxiter": 40})
                 trial = point.copy()
@@ -376,6 +379,11 @@ def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, 
                                 "search_seconds": time.perf_counter() - started}
     return dataclasses.replace(policy, premium_rates=np.clip(best, low, high), objective=float(value),
                                participation=part, details=details)
+
+
+def _worst_finite(cache: dict[tuple[float, ...], tuple[float, Any]]) -> float:
+    finite = [abs(v) for v, _ in cache.values() if math.isfinite(v)]
+    return max(finite, default=1.0)
 
 
 def _per_market(name: str, value: object) -> float | tuple[float, ...]:
