@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
+import math
 import os
 import platform
 import shlex
@@ -37,6 +38,8 @@ __all__ = [
     "DAILY_FILES",
     "DATA_HELP",
     "Provenance",
+    "percent",
+    "millions",
     "machine_description",
     "parser",
     "provenance",
@@ -192,6 +195,16 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], alig
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def percent(x: float, digits: int = 2) -> str:
+    """``x`` (a fraction) in percent with ``digits`` decimals, "n/a" when it is not finite."""
+    return "n/a" if not math.isfinite(x) else f"{100 * x:.{digits}f}%"
+
+
+def millions(x: float, unit: str = "m") -> str:
+    """``x`` in millions with one decimal and ``unit``, "n/a" when it is not finite."""
+    return "n/a" if not math.isfinite(x) else f"{x / 1e6:,.1f}{unit}"
 
 
 def fail(message: str, code: int = 2) -> int:

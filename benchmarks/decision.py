@@ -187,11 +187,11 @@ def summarise(runs: Sequence[Mapping[str, Any]], markets: Sequence[str], methods
 
 
 def _pct(x: float, digits: int = 3) -> str:
-    return "n/a" if not math.isfinite(x) else f"{100 * x:.{digits}f}%"
+    return _common.percent(x, digits)
 
 
 def _m(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{x / 1e6:,.1f}M"
+    return _common.millions(x, "M")
 
 
 def report(results: Mapping[str, Any], prov: _common.Provenance) -> str:

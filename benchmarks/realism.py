@@ -326,11 +326,11 @@ def stress_days(closes: Mapping[str, pd.Series]) -> list[dict[str, Any]]:
 
 # -- the report ---------------------------------------------------------------------------------
 def _pct(x: float, digits: int = 2) -> str:
-    return "n/a" if not np.isfinite(x) else f"{100 * x:.{digits}f}%"
+    return _common.percent(x, digits)
 
 
 def _m(x: float) -> str:
-    return "n/a" if not np.isfinite(x) else f"{x / 1e6:,.1f}m"
+    return _common.millions(x, "m")
 
 
 def report(results: Mapping[str, Any], prov: _common.Provenance) -> str:
