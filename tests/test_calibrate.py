@@ -177,7 +177,9 @@ def test_default_preset_calibration_cli(tmp_path, capsys):
     code = main(["check", "--fund", str(target), "--result", str(out / "result.json"), "--quiet", "--json"])
     report_ = json.loads(capsys.readouterr().out)
     assert code == (EXIT_OK if report_["meets"] else EXIT_BELOW_TARGET)
-    assert report_["meets"] == (report_["upper_bound"] <= report_["alpha"])
+    assert report_["meets"] == (report_["upper_bound"] <= report_["alpha"] and report_["survives_stress"])
+    # the preset's -30% crash at the rates in force (0.5%, a larger book than at the optimised rates)
+    assert report_["stress_required"] >= report_["smallest_balance"] * (1 - 1e-12) > 0
     smallest = report_["smallest_balance"]
     assert main(["check", "--fund", str(smallest), "--result", str(out / "result.json"), "--quiet"]) == EXIT_OK
     assert main(["check", "--fund", str(smallest * 0.99), "--result", str(out / "result.json"),

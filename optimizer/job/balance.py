@@ -11,6 +11,7 @@ at the rates in force, and the cheapest rates that would make today's balance en
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -21,17 +22,14 @@ from typing import Any
 import numpy as np
 
 from fundguard.models import build_scenarios, simulate_returns
-from fundguard.models.errors import ConfigError
-
-import dataclasses
-
-from fundguard.models.errors import InfeasibleError, SolverError
+from fundguard.models.errors import ConfigError, InfeasibleError, SolverError
 
 from ..api import solve
 from ..certificates import certify, smallest_certified_balance
+from ..fund import worst_net_flow
 from ..policy import Policy
 from .build import (Progress, check_mode, fit_models, loss_model_of, policy_problem, resolve_config, run_seed,
-                    run_seeds, venue_book)
+                    run_seeds, stress_scenarios, venue_book)
 from .calibrate import run_calibration, with_participation
 from .compute import check_local_cluster, check_memory, compute_client
 from .config import CalibrationConfig
@@ -50,7 +48,7 @@ def check_balance(
     result_file: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Daily monitoring: does the current balance, at the current rates, meet the target?
+    """Daily monitoring: does the current balance, at the current rates, meet alpha and survive the stress?
 
     Parameters
     ----------
@@ -64,10 +62,12 @@ def check_balance(
     Returns
     -------
     dict (JSON-serialisable)
-        ``meets`` (the certificate: ``upper_bound <= alpha``), ``ruin_rate`` and ``upper_bound``
+        ``meets`` (the certificate ``upper_bound <= alpha``, and every configured stress scenario
+        survived at the rates in force: ``survives_stress``, ``stress_required`` the balance the
+        worst of them needs), ``ruin_rate`` and ``upper_bound``
         (Clopper–Pearson at ``confidence``) of the balance at the current rates on
         ``certify_scenarios`` fresh scenarios; ``smallest_balance`` (the least balance that meets
-        alpha at the current rates on those scenarios; null when they are too few to certify
+        alpha at the current rates on those scenarios and survives the stress scenarios; null when they are too few to certify
         alpha at all); ``rates_for_balance`` (per market, the cheapest rates within the problem's
         bounds with which the balance meets alpha, chosen by the run's method on independent
         scenarios and certified on the fresh ones; null when the method finds none, with its reason in
@@ -101,13 +101,22 @@ def check_balance(
     paths = simulate_returns(models, scen.horizon, scen.certify_scenarios,
                              innovations="parametric" if from_preset else scen.innovations, seed=fresh_seed,
                              copula=copula if copula is not None else "t", chunk_size=scen.chunk_size)
-    fresh = build_scenarios(paths, venue_book(cfg, models), loss_model=loss_model_of(cfg))
+    book = venue_book(cfg, models)
+    fresh = build_scenarios(paths, book, loss_model=loss_model_of(cfg))
+    # the stress scenarios the fund must survive (as in the calibration): their need at the rates in force
+    stress_set, stress_labels = stress_scenarios(cfg, models, book)
     rates = np.array([m.current_rate for m in cfg.markets])
     current = _given(cfg, float(balance), rates)
     certificate = certify(current, fresh, confidence=cfg.problem.confidence)
-    meets = certificate.upper_bound <= cfg.problem.alpha
+    stress_need = 0.0
+    if stress_set is not None:
+        stress_need = float(max(0.0, (cfg.problem.floor - worst_net_flow(stress_set.losses, stress_set.premium_base,
+                                                                          rates)).max()))
+    survives = float(balance) >= stress_need
+    meets = certificate.upper_bound <= cfg.problem.alpha and survives
     smallest, _, _ = smallest_certified_balance(rates, fresh, cfg.problem.alpha, cfg.problem.confidence,
                                                 cfg.problem.floor)
+    smallest = max(smallest, stress_need)
     rates_for, rates_meet = None, None
     if not meets:
         say("choosing the rates that would make the balance enough, on independent scenarios")
@@ -121,6 +130,9 @@ def check_balance(
         "confidence": certificate.confidence,
         "n": certificate.n,
         "smallest_balance": None if not math.isfinite(smallest) else smallest,
+        "stress_required": stress_need if stress_set is not None else None,
+        "survives_stress": survives,
+        "stress_labels": list(stress_labels),
         "rates_for_balance": None if rates_for is None else dict(zip(cfg.market_names, map(float, rates_for))),
         "rates_for_balance_meet": rates_meet if not isinstance(rates_meet, str) else None,
         "rates_for_balance_note": rates_meet if isinstance(rates_meet, str) else None,

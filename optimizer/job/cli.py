@@ -8,7 +8,8 @@ Commands: ``calibrate`` (the whole job; no arguments runs the built-in preset), 
 Exit codes (also in the README):
 
 ====  ==========================================================================
-0     success; for ``check``: the balance meets alpha at the rates in force (certified)
+0     success; for ``check``: the balance meets alpha at the rates in force (certified) and
+      survives the stress scenarios
 1     unexpected internal error (a bug: please report it with the traceback)
 2     bad usage, config or input data; the message names the key, file, market or date
 3     ``check``: the balance does not meet alpha at the rates in force; ``calibrate``: the certificate's bound
@@ -201,7 +202,8 @@ def _parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", parents=[common], help="daily monitoring: is the current balance enough?",
                          description="Today's model state, the probability of ruin over the horizon of the current "
                                      "balance at the current rates (markets.current_rate), and the gap to target.",
-                         epilog="exit codes: 0 the balance meets alpha at the rates in force (certified), 3 it does not, "
+                         epilog="exit codes: 0 the balance meets alpha at the rates in force (certified) and survives the stress "
+                                "scenarios, 3 it does not, "
                                 "2 bad input\n"
                                 "example:\n  fundguard check --fund 45e6 --config fund.toml",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -510,13 +512,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         a = report["alpha"]
-        verdict = "MEETS" if report["meets"] else "DOES NOT MEET"
-        print(f"balance         {report['balance']:,.0f} {verdict} alpha {a:.2%} at the rates in force: "
+        verdict = "is enough" if report["meets"] else "is NOT enough"
+        print(f"balance         {report['balance']:,.0f} {verdict} at the rates in force: "
               f"P(ruin over {report['horizon']} periods) {report['ruin_rate']:.3%} "
-              f"(<= {report['upper_bound']:.3%} at {report['confidence']:.0%}, {report['n']:,} fresh scenarios)")
+              f"(<= {report['upper_bound']:.3%} at {report['confidence']:.0%}, {report['n']:,} fresh scenarios; "
+              f"alpha {a:.2%})")
+        if report["stress_required"] is not None:
+            state = "survives" if report["survives_stress"] else "does NOT survive"
+            print(f"stress          the balance {state} the stress scenarios at the rates in force "
+                  f"(the worst needs {report['stress_required']:,.0f})")
         smallest = report["smallest_balance"]
         print("smallest        " + (f"{smallest:,.0f} meets alpha at the rates in force" if smallest is not None
-                                    else f"{report['n']:,} scenarios are too few to certify alpha {a:.2%}"))
+                                    else f"{report['n']:,} scenarios are too few to certify alpha {a:.2%}")
+              + ("" if smallest is None or report["stress_required"] is None else " and survives the stress scenarios"))
         print(f"target          {report['target']:,.0f} (the calibration's, at its optimised rates; "
               f"gap {report['gap']:+,.0f})")
         if not report["meets"]:
