@@ -119,7 +119,8 @@ def frontier(
     (valid for all), the cvxpy program re-solved per alpha by changing two cvxpy Parameters
     (DPP, compiled once), the cutting-plane engine (large sets) re-screening its rows per alpha;
     for "exact" the branch-and-bound engine screens once for the range of alphas. The first
-    policy's ``solve_seconds`` includes that shared work. Other methods are solved per alpha.
+    policy's ``solve_seconds`` includes that shared work. Other methods, and every method when
+    the problem has a participation, are solved per alpha.
     """
     if isinstance(alphas, (str, bytes)) or not isinstance(alphas, (Sequence, np.ndarray)) or len(alphas) == 0:
         raise ProblemError(f"alphas must be a non-empty sequence of levels in (0, 1), got {alphas!r}")
@@ -127,7 +128,9 @@ def frontier(
         return frontier_chunked(problem, scenarios, alphas, method, **options)
     problems = [dataclasses.replace(problem, alpha=a) for a in alphas]
     _check_call(problem, scenarios, method, options)
-    if not METHODS[method].distributed:
+    if not METHODS[method].distributed or problem.participation is not None:
+        # (with participation every level is its own rate search: the shared level solver knows
+        # only the affine equation)
         return [solve(p, scenarios, method, **options) for p in problems]
     start = time.perf_counter()
     solve_at = level_solver(problem, scenarios, [p.alpha for p in problems], method, dict(options))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -114,3 +115,16 @@ def test_policies_with_participation_are_counted_on_their_scaled_book():
     assert near.optimal_cost <= policy.objective * (1 + 1e-6) + 1e-6
     shares = euler_allocation(policy, scenarios)
     assert shares.sum() == pytest.approx(policy.fund_target, rel=1e-12)
+
+
+def test_the_frontier_with_participation_searches_the_rates_at_every_level():
+    from fundguard.optimizer import frontier
+
+    scenarios = _scenarios(n=1500)
+    part = Participation.from_elasticity(scenarios.premium_base.sum(axis=1).mean(axis=0), [3e10, 2e10])
+    problem = PolicyProblem(alpha=0.02, cost_of_capital=0.01, premium_max=0.0125, participation=part)
+    policies = frontier(problem, scenarios, [0.01, 0.05], method="exact")
+    assert all(p.participation is part for p in policies)
+    assert policies[0].fund_target >= policies[1].fund_target
+    single = solve(dataclasses.replace(problem, alpha=0.05), scenarios, method="exact")
+    assert policies[1].objective == pytest.approx(single.objective, rel=1e-9)

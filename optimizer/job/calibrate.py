@@ -38,7 +38,7 @@ from fundguard.models.scenarios.bounds import PathCheck, check_paths
 
 from ..certificates import certify
 from ..analysis import euler_allocation, near_optimal_set
-from ..participation import Participation, at_policy, mean_market_bases
+from ..participation import Participation, at_policy, mean_market_bases, mean_market_losses, participation_cost
 from ..policy import Certificate, Policy
 from ..problem import PolicyProblem
 from ..api import frontier, solve
@@ -545,14 +545,27 @@ def _solve_and_certify(problem: PolicyProblem, scenarios: Any, certify_set: Any,
     if frontier_alphas:
         clock = time.perf_counter()
         say(f"tracing the cost of solvency at {len(frontier_alphas)} ruin levels")
-        frontier_policies = _frontier(problem, scenarios, frontier_alphas, frontier_method, notes)
+        frontier_policies = _frontier(problem, scenarios, frontier_alphas, frontier_method, notes, policy)
         timings["frontier"] = time.perf_counter() - clock
     return policy, certificate, frontier_policies
 
 
 def _frontier(problem: PolicyProblem, scenarios: ScenarioSet, alphas: tuple[float, ...], method: str,
-              notes: list[str]) -> tuple[Policy, ...]:
+              notes: list[str], policy: Policy | None = None) -> tuple[Policy, ...]:
+    """The cost of solvency over ``alphas``. With participation it is traced at the chosen rates
+    (the book scaled by their shares, the fund target per level by ``method``): a rate search per
+    level would cost as much as the calibration again."""
     try:
+        part = problem.participation
+        if part is not None and policy is not None:
+            rates = tuple(map(float, policy.premium_rates))
+            fixed = dataclasses.replace(problem, participation=None, premium_min=rates, premium_max=rates,
+                                        premium_weight=0.0, rate_change_penalty=0.0, previous_rates=None)
+            traced = frontier(fixed, part.scaled(scenarios, policy.premium_rates, fund_only=True), list(alphas),
+                              method=method)
+            mean_base, mean_loss = mean_market_bases(scenarios), mean_market_losses(scenarios)
+            return tuple(dataclasses.replace(p, participation=part, objective=participation_cost(
+                problem, p.fund_target, policy.premium_rates, mean_base, mean_loss)) for p in traced)
         return tuple(frontier(problem, scenarios, list(alphas), method=method))
     except Exception as exc:  # the frontier is a report extra: never lose the calibration over it
         notes.append(f"cost-of-solvency frontier not traced ({type(exc).__name__}: {exc})")

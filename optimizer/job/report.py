@@ -192,8 +192,9 @@ def render_report(result: CalibrationResult) -> str:
         lines += [f"| {_md(s['label'])} | {s['horizon_loss']:,.0f} | {s['lowest_fund']:,.0f} | {'yes' if s['survived'] else 'NO'} |"
                   for s in result.stress]
     if result.frontier:
-        lines += ["", f"Cost of solvency (method {result.frontier[0].method!r}, on the same scenarios):", "",
-                  "| alpha | fund target | capital cost |", "|---:|---:|---:|"]
+        at = ", at the chosen rates" if result.policy.participation is not None else ""
+        lines += ["", f"Cost of solvency (method {result.frontier[0].method!r}, on the same scenarios{at}):", "",
+                  "| alpha | fund target | cost |", "|---:|---:|---:|"]
         lines += [f"| {p.alpha:.2%} | {p.fund_target:,.0f} | {p.objective:,.0f} |" for p in result.frontier]
     lines += ["", "## Notes", ""]
     lines += [f"- {_md(note)}" for note in result.notes] or ["- none"]
