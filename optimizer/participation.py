@@ -68,7 +68,7 @@ from scipy import optimize, stats
 from fundguard.models import ScenarioSet
 from fundguard.models.errors import FundguardError, ProblemError, ScenarioError
 
-__all__ = ["Participation", "DEFAULT_ELASTICITY", "DEFAULT_TRADING_FEE", "solve_with_participation", "participation_cost", "at_policy",
+__all__ = ["Participation", "DEFAULT_ELASTICITY", "DEFAULT_TRADING_FEE", "solve_with_participation", "participation_cost", "at_fixed_rates", "at_policy",
            "mean_market_bases", "mean_market_losses"]
 
 #: Elasticity of volume to traders' total trading cost (Matheson 2011, IMF WP/11/54, table 2:
@@ -270,6 +270,14 @@ def mean_market_losses(scenarios: ScenarioSet) -> np.ndarray:
     return np.zeros(random_part.n_markets)
 
 
+def at_fixed_rates(problem: Any, premium_rates: np.ndarray) -> Any:
+    """``problem`` with every rate fixed at ``premium_rates`` and no participation, premium weight or
+    rate penalty: the method then only sets the fund target on the (already scaled) scenarios."""
+    rates = tuple(map(float, premium_rates))
+    return dataclasses.replace(problem, participation=None, premium_min=rates, premium_max=rates,
+                               premium_weight=0.0, rate_change_penalty=0.0, previous_rates=None)
+
+
 def participation_cost(problem: Any, fund_target: float, premium_rates: np.ndarray, mean_base: np.ndarray,
                        mean_loss: np.ndarray) -> float:
     """The objective of a policy when the book answers the fees, currency units (module notes):
@@ -308,18 +316,13 @@ def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, 
     started = time.perf_counter()
     cache: dict[tuple[float, ...], tuple[float, Any]] = {}
 
-    def fixed(rates: np.ndarray) -> Any:
-        return dataclasses.replace(problem, participation=None, premium_min=tuple(map(float, rates)),
-                                   premium_max=tuple(map(float, rates)), premium_weight=0.0,
-                                   rate_change_penalty=0.0, previous_rates=None)
-
     def cost(rates: np.ndarray) -> tuple[float, Any]:
         rates = np.clip(rates, low, high)
         key = tuple(np.round(rates, 12))
         if key in cache:
             return cache[key]
         try:
-            policy = run(fixed(rates), part.scaled(scenarios, rates, fund_only=True), **options)
+            policy = run(at_fixed_rates(problem, rates), part.scaled(scenarios, rates, fund_only=True), **options)
         except FundguardError as exc:  # an infeasible corner is a point the search avoids
             cache[key] = (math.inf, exc)
             return cache[key]

@@ -38,7 +38,7 @@ from fundguard.models.scenarios.bounds import PathCheck, check_paths
 
 from ..certificates import certify
 from ..analysis import euler_allocation, near_optimal_set
-from ..participation import Participation, at_policy, mean_market_bases, mean_market_losses, participation_cost
+from ..participation import Participation, at_fixed_rates, at_policy, mean_market_bases, mean_market_losses, participation_cost
 from ..policy import Certificate, Policy
 from ..problem import PolicyProblem
 from ..api import frontier, solve
@@ -558,10 +558,7 @@ def _frontier(problem: PolicyProblem, scenarios: ScenarioSet, alphas: tuple[floa
     try:
         part = problem.participation
         if part is not None and policy is not None:
-            rates = tuple(map(float, policy.premium_rates))
-            fixed = dataclasses.replace(problem, participation=None, premium_min=rates, premium_max=rates,
-                                        premium_weight=0.0, rate_change_penalty=0.0, previous_rates=None)
-            traced = frontier(fixed, part.scaled(scenarios, policy.premium_rates, fund_only=True), list(alphas),
+            traced = frontier(at_fixed_rates(problem, policy.premium_rates), part.scaled(scenarios, policy.premium_rates, fund_only=True), list(alphas),
                               method=method)
             mean_base, mean_loss = mean_market_bases(scenarios), mean_market_losses(scenarios)
             return tuple(dataclasses.replace(p, participation=part, objective=participation_cost(

@@ -28,6 +28,7 @@ from fundguard.models import ScenarioSet, StatefulBook, VenueBook, build_scenari
 from fundguard.models.errors import FundguardError
 
 from ..api import solve
+from ..participation import at_fixed_rates
 from ..policy import Policy
 from ..problem import PolicyProblem
 from .build import loss_model_of, stress_scenarios
@@ -69,9 +70,7 @@ def decision_sensitivities(cfg: CalibrationConfig, models: Mapping[str, Any], co
         return random_set if stress_set is None else ScenarioSet.concat([random_set, stress_set])
 
     def fund_at(problem_: PolicyProblem, scenarios: ScenarioSet) -> float:
-        fixed = dataclasses.replace(problem_, participation=None, premium_min=tuple(map(float, rates)),
-                                    premium_max=tuple(map(float, rates)), premium_weight=0.0,
-                                    rate_change_penalty=0.0, previous_rates=None)
+        fixed = at_fixed_rates(problem_, rates)
         part = problem_.participation
         on = scenarios if part is None else part.scaled(scenarios, rates, fund_only=True)
         return float(solve(fixed, on, method="exact").fund_target)
