@@ -194,6 +194,15 @@ class VolDiagnostics:
     residual_stationary : bool or None
         ``residual_persistence`` below 1 (EGARCH: |beta| < 1; the residuals' exponential moments
         are finite); None without residuals.
+    residual_variance_ratio : float
+        The long-run variance of the model driven by its own standardized residuals rescaled to
+        unit mean square (what filtered historical simulation draws), over the sample variance of
+        the returns it was fitted on. GARCH/GJR: omega / (1 - residual persistence); EGARCH:
+        exp(E ln v) prod_k mean_i exp(beta^k g(z_i)), g(z) = alpha (|z| - sqrt(2/pi)) + gamma z,
+        which one extreme residual can blow up: DOGE daily EGARCH-ged (alpha 0.50, largest |z| 20)
+        has 18.8, against 0.24-2.5 for the specs "auto" picks on every other market of
+        shared/data, daily and hourly (measured; GJR-t fits near a unit root reach 8-140). nan
+        without residuals.
     """
 
     converged: bool
@@ -207,6 +216,7 @@ class VolDiagnostics:
     stationary: bool | None = None
     residual_persistence: float = math.nan
     residual_stationary: bool | None = None
+    residual_variance_ratio: float = math.nan
 
 
 @dataclass(frozen=True, eq=False)
@@ -304,7 +314,8 @@ class VolModel:
         """Rebuild a model from :meth:`to_dict` output (no residual history, no arch result)."""
         try:
             diagnostics = {k: (math.inf if v is None else v) for k, v in data["diagnostics"].items()
-                           if k not in ("stationary", "residual_persistence", "residual_stationary")}
+                           if k not in ("stationary", "residual_persistence", "residual_stationary",
+                                         "residual_variance_ratio")}
             period = data.get("period_seconds")
             spec = VolSpec(**data["spec"])
             params = {k: float(v) for k, v in data["params"].items()}
@@ -393,6 +404,12 @@ class VolModel:
           draws with the same second moment to sampling error when the tail index is below 1/2,
           the condition ``HeavyTailWarning`` watches). Without residuals (a rebuilt model) "fhs"
           and "evt" cannot run, and only the law is checked.
+        * "fhs" and "evt", every spec: the long-run variance with the residuals' own moments
+          (``VolDiagnostics.residual_variance_ratio``) at most ``RESIDUAL_VARIANCE_RATIO_LIMIT``
+          (4) times the returns' sample variance. Stationary is not enough: EGARCH's exponential
+          response turns one extreme residual into a variance jump of exp(alpha |z|) (DOGE daily
+          EGARCH-ged: 18.8x the data's variance, 0.7% of 30-day filtered paths with a one-day
+          |log return| above 2).
         """
         if innovations not in SIMULATION_INNOVATIONS:
             raise SpecificationError(f"innovations must be one of {SIMULATION_INNOVATIONS}, got {innovations!r}")
@@ -401,9 +418,16 @@ class VolModel:
             return reason
         if innovations == "evt" and self.spec.vol == "EGARCH":
             return "EGARCH with generalized Pareto tails ('evt') has no finite multi-step variance"
+        if innovations == "parametric":
+            return None
         residual = self.diagnostics.residual_persistence
-        if innovations != "parametric" and math.isfinite(residual) and abs(residual) >= 1.0 - _STATIONARITY_TOL:
+        if math.isfinite(residual) and abs(residual) >= 1.0 - _STATIONARITY_TOL:
             return f"persistence with the residuals' own moments {residual:.4f} >= 1 ({innovations!r} draws those)"
+        ratio = self.diagnostics.residual_variance_ratio
+        if math.isfinite(ratio) and ratio > RESIDUAL_VARIANCE_RATIO_LIMIT:
+            return (f"the long-run variance with the residuals' own moments is {ratio:.1f}x the returns' sample "
+                    f"variance (limit {RESIDUAL_VARIANCE_RATIO_LIMIT:g}x; {innovations!r} draws those residuals, "
+                    "and a few extreme ones compound into explosive paths)")
         return None
 
     def forecast_variance(self, horizon: int, *, simulations: int = 20_000, seed: int | None = 0) -> np.ndarray:
@@ -613,7 +637,8 @@ def _fit_one(series: pd.Series, spec: VolSpec, scale: float, frequency: Frequenc
     if not (math.isfinite(one_step) and one_step > 0 and np.all(np.isfinite(std_resid))):
         raise FitError(f"market {series.name!r}: {spec} fit gives a non-finite or non-positive variance")
     log_scale = n * math.log(scale)
-    diagnostics = _diagnostics(params, spec, std_resid, frequency, converged=res.convergence_flag == 0)
+    diagnostics = _diagnostics(params, spec, std_resid, frequency, converged=res.convergence_flag == 0,
+                               sample_variance=float(np.var(series.to_numpy())))
     model = VolModel(
         spec=spec,
         params=params,
@@ -731,6 +756,38 @@ def _residual_persistence(params: Mapping[str, float], spec: VolSpec, std_resid:
         + params["beta"]
 
 
+#: Largest ``VolDiagnostics.residual_variance_ratio`` a model may have to simulate with "fhs" or "evt"
+#: innovations: measured 0.24-2.5 for the specs "auto" picks on every daily and hourly market of
+#: shared/data, 18.8 for DOGE daily EGARCH-ged (whose filtered paths reached one-day |log returns|
+#: of 80 in benchmarks.decision); 4 leaves room for sampling error and flags only a model whose own
+#: draws imply several times the data's variance.
+RESIDUAL_VARIANCE_RATIO_LIMIT = 4.0
+
+
+def _residual_variance_ratio(params: Mapping[str, float], spec: VolSpec, std_resid: np.ndarray,
+                             sample_variance: float) -> float:
+    """``VolDiagnostics.residual_variance_ratio`` (see there)."""
+    if std_resid.size == 0 or not (sample_variance > 0.0):
+        return math.nan
+    z = std_resid / math.sqrt(float(np.mean(std_resid * std_resid)))
+    if spec.vol == "EGARCH":
+        beta = params["beta"]
+        if abs(beta) >= 1.0 - _STATIONARITY_TOL:
+            return math.inf
+        g = params["alpha"] * (np.abs(z) - math.sqrt(2.0 / math.pi)) + params.get("gamma", 0.0) * z
+        log_mean = params["omega"] / (1.0 - beta)
+        coefficient = 1.0
+        while coefficient > 1e-12 and log_mean < 700.0:  # beta^k, k = 0, 1, ...: sum log mean exp(beta^k g)
+            top = float(np.max(coefficient * g))
+            log_mean += top + math.log(float(np.mean(np.exp(coefficient * g - top))))
+            coefficient *= abs(beta)
+        return math.exp(log_mean - math.log(sample_variance)) if log_mean < 700.0 else math.inf
+    persistence = params["alpha"] + params["beta"] + params.get("gamma", 0.0) * float(np.mean(z * z * (z < 0)))
+    if persistence >= 1.0 - _STATIONARITY_TOL:
+        return math.inf
+    return params["omega"] / (1.0 - persistence) / sample_variance
+
+
 #: Exponential-moment rate of the unit-variance Laplace law (GED shape 1): density exp(-sqrt(2) |z|) / sqrt(2).
 _LAPLACE_RATE = math.sqrt(2.0)
 
@@ -765,7 +822,8 @@ def _law_explosive_reason(params: Mapping[str, float], spec: VolSpec, persistenc
 
 
 def _diagnostics(
-    params: Mapping[str, float], spec: VolSpec, std_resid: np.ndarray, frequency: Frequency | None, *, converged: bool
+    params: Mapping[str, float], spec: VolSpec, std_resid: np.ndarray, frequency: Frequency | None, *, converged: bool,
+    sample_variance: float = math.nan,
 ) -> VolDiagnostics:
     persistence = _persistence(params, spec)
     stationary = persistence < 1.0 - _STATIONARITY_TOL
@@ -800,4 +858,5 @@ def _diagnostics(
         stationary=_law_explosive_reason(params, spec, persistence) is None,
         residual_persistence=residual_persistence,
         residual_stationary=None if math.isnan(residual_persistence) else residual_persistence < 1.0 - _STATIONARITY_TOL,
+        residual_variance_ratio=_residual_variance_ratio(params, spec, std_resid, sample_variance),
     )

@@ -21,7 +21,7 @@ from arch.univariate import SkewStudent
 from fundguard.models import FitError, ReturnPaths, ScenarioError, VolModel, VolSpec, fit_volatility, load_prices, log_returns
 from fundguard.models import SIMULATION_CANDIDATES, simulate_returns
 from fundguard.models.scenarios.bounds import MAX_DAILY_LOG_RETURN, PathCheck, check_paths, period_bound
-from fundguard.models.volatility import ExplosiveVolatilityWarning
+from fundguard.models.volatility import ExplosiveVolatilityWarning, _residual_variance_ratio
 
 
 def _explosive_garch(n: int = 800, seed: int = 3) -> pd.Series:
@@ -148,10 +148,39 @@ def test_doge_fhs_selects_a_stationary_spec_or_is_flagged(doge):
     # FHS now rescales the residuals to unit mean square, but DOGE's z = 22 days still break it.
     check = check_paths(simulate_returns({"DOGE": garch}, 30, 5000, innovations="fhs", seed=1))
     assert check.exceeded and check.largest > MAX_DAILY_LOG_RETURN
-    # The chosen spec (EGARCH-ged) is stationary but bootstraps z = 22 through exp(alpha |z|):
-    # flagged too, which is what the bound is for.
+    # EGARCH-ged is stationary but bootstraps z = 20 through exp(alpha |z|), alpha = 0.50: its
+    # residuals imply 18.8x the data's variance, so it is refused too; what is chosen stays in bounds.
+    assert "long-run variance with the residuals' own moments is 18.8x" in model.rejected["EGARCH-ged"]
+    assert model.diagnostics.residual_variance_ratio <= 4.0
+    # Measured at 20,000 paths, seed 1: EGARCH-ged 144 beyond the bound (largest 17.8), the chosen
+    # EGARCH-normal 3 (largest 3.2: DOGE's own history has a 1.59 day in 2,371).
+    egarch = fit_volatility(doge, VolSpec("EGARCH", "ged"), innovations="parametric")
+    refused = check_paths(simulate_returns({"DOGE": egarch}, 30, 5000, innovations="fhs", seed=1))
     chosen = check_paths(simulate_returns({"DOGE": model}, 30, 5000, innovations="fhs", seed=1))
-    assert chosen.exceeded or chosen.largest <= MAX_DAILY_LOG_RETURN
+    assert refused.n_exceeding >= 20 * max(chosen.n_exceeding, 1) and chosen.largest < 4.0
+
+
+def test_residual_variance_ratio_matches_a_simulated_recursion():
+    """EGARCH's long-run variance under bootstrapped residuals, by the product formula, against the
+    recursion run for 400,000 steps on draws from the same residuals (an independent estimate)."""
+    rng = np.random.default_rng(11)
+    z = rng.standard_t(6, 3000) / math.sqrt(1.5)
+    params = {"mu": 0.0, "omega": -0.4, "alpha": 0.25, "gamma": -0.05, "beta": 0.95}
+    ratio = _residual_variance_ratio(params, VolSpec("EGARCH", "t"), z, 1.0)
+    zs = z / math.sqrt(np.mean(z * z))
+    draws = zs[rng.integers(0, zs.size, 400_000)]
+    g = params["alpha"] * (np.abs(draws) - math.sqrt(2 / math.pi)) + params["gamma"] * draws
+    log_v = params["omega"] / (1 - params["beta"])
+    values = np.empty(draws.size)
+    for t in range(draws.size):
+        log_v = params["omega"] + g[t] + params["beta"] * log_v
+        values[t] = log_v
+    simulated = float(np.mean(np.exp(values[1000:])))
+    assert ratio == pytest.approx(simulated, rel=0.05)
+    # GARCH: the closed form omega / (1 - alpha - beta - gamma E[z^2 1{z<0}]) on unit-mean-square residuals.
+    garch = {"mu": 0.0, "omega": 2e-5, "alpha": 0.1, "gamma": 0.04, "beta": 0.8}
+    expected = 2e-5 / (1 - 0.1 - 0.8 - 0.04 * np.mean(zs * zs * (zs < 0))) / 4e-4
+    assert _residual_variance_ratio(garch, VolSpec("GJR", "t"), z, 4e-4) == pytest.approx(expected, rel=1e-12)
 
 
 # -- the stated bound on paths --------------------------------------------------------------------

@@ -83,7 +83,7 @@ def model_summary(model: VolModel) -> dict[str, Any]:
             "persistence": d.persistence, "half_life": d.half_life, "annualized_volatility": d.annualized_volatility,
             "ljung_box_pvalue": d.ljung_box_pvalue, "converged": d.converged, "bic": model.bic,
             "stationary": d.stationary, "residual_persistence": d.residual_persistence,
-            "residual_stationary": d.residual_stationary}
+            "residual_stationary": d.residual_stationary, "residual_variance_ratio": d.residual_variance_ratio}
 
 
 def model_notes(models: Mapping[str, VolModel], notes: list[str], innovations: str | None = None) -> None:
