@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import ScenarioError
 
-__all__ = ["ScenarioSet", "split_positions", "PER_MARKET_FIELDS"]
+__all__ = ["ScenarioSet", "split_positions", "PER_MARKET_FIELDS", "RULE_ROWS"]
 
 _FORMAT_VERSION = 1
 
@@ -33,6 +33,9 @@ PER_MARKET_FIELDS = ("losses_by_market", "liquidated", "winners")
 # non-negative floats in another order differs by at most about J ulps (J * 1.1e-16 relative),
 # so 1e-9 only rejects sets whose two figures were computed from different numbers.
 _SUM_RTOL = 1e-9
+#: Metadata key marking a ruin rule's rows (``fundguard.optimizer.ruin.rows``): cumulative rows laid
+#: out as increments that may be negative, so only finiteness is checked.
+RULE_ROWS = "ruin_rows"
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,7 +77,8 @@ class ScenarioSet:
     Arrays are stored as float64 without copying when they already are.
     A ScenarioSet is a :class:`~fundguard.models.ScenarioStore` of one in-memory chunk
     (:meth:`map`, :meth:`stress_part`, ``n_random``, ``distributed`` False).
-    Every entry must be finite and >= 0, and so must every scenario's total over the horizon
+    Every entry must be finite and >= 0 (but for a ruin rule's rows, marked by the metadata key
+    ``RULE_ROWS``: ``fundguard.optimizer.ruin.rows``), and so must every scenario's total over the horizon
     and the total over all scenarios (losses near 1e308 whose sums overflow would otherwise
     make an infinite fund target).
 
@@ -121,12 +125,19 @@ class ScenarioSet:
             per_market[name] = array
         # the per-market figures first: a bad entry there is named with its market, and it is
         # the cause of the same bad entry in the pooled losses
-        for name, array in per_market.items():
-            _check_finite_nonnegative(name, array, markets)
-        _check_finite_nonnegative("losses", losses)
-        _check_finite_nonnegative("premium_base", base, markets)
-        if "losses_by_market" in per_market:
-            _check_pooled_sum(losses, per_market["losses_by_market"], markets)
+        if isinstance(self.metadata, Mapping) and RULE_ROWS in self.metadata:
+            # a ruin rule's rows (fundguard.optimizer.ruin.rows): laid out from a checked set, their
+            # increments may be negative; only finiteness is checked
+            for name, array in (*per_market.items(), ("losses", losses), ("premium_base", base)):
+                if not np.all(np.isfinite(array)):
+                    raise ScenarioError(f"{name} of a ruin rule's rows must be finite")
+        else:
+            for name, array in per_market.items():
+                _check_finite_nonnegative(name, array, markets)
+            _check_finite_nonnegative("losses", losses)
+            _check_finite_nonnegative("premium_base", base, markets)
+            if "losses_by_market" in per_market:
+                _check_pooled_sum(losses, per_market["losses_by_market"], markets)
         if self.is_stress is None:
             stress = np.zeros(n, dtype=bool)
         else:

@@ -17,6 +17,7 @@ from .methods import METHODS, certification_splits
 from .participation import Participation
 from .policy import Certificate, Policy
 from .problem import PolicyProblem
+from .ruin import RuinRule
 
 __all__ = [
     "calibrate",
@@ -24,6 +25,7 @@ __all__ = [
     "CalibrationResult",
     "PolicyProblem",
     "Participation",
+    "RuinRule",
     "solve",
     "Policy",
     "ruin_probability",

@@ -18,15 +18,16 @@ import numpy as np
 import pandas as pd
 
 from fundguard.models import ChunkedScenarioSet, ScenarioSet
-from fundguard.models.errors import FundguardError, ProblemError, ScenarioError
+from fundguard.models.errors import FundguardError, ProblemError, ScenarioError, SolverError
 
 from .certificates import certify
 from .distributed import frontier_chunked, solve_chunked
-from .fund import is_chunked
+from .fund import count_ruined, is_chunked, worst_net_flow
 from .methods import METHODS, Method, level_solver
 from .participation import solve_with_participation
 from .policy import Policy
 from .problem import PolicyProblem
+from .ruin import FLOOR, ruined, rows
 
 __all__ = ["solve", "frontier", "compare_methods"]
 
@@ -76,15 +77,67 @@ def solve(
         if isinstance(problem, PolicyProblem) and problem.participation is not None:
             raise ProblemError("participation is not supported on a chunked scenario set yet; solve a local "
                                "ScenarioSet or drop problem.participation")
+        if isinstance(problem, PolicyProblem) and not problem.ruin.is_floor:
+            raise ProblemError(f"ruin kind {problem.ruin.kind!r} is not supported on a chunked scenario set yet; "
+                               "solve a local ScenarioSet")
         policy = solve_chunked(problem, scenarios, method, **options)
         return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
     spec = _check_call(problem, scenarios, method, options)
     start = time.perf_counter()
-    if problem.participation is not None:
+    rule = problem.ruin
+    if not rule.is_floor:  # every method solves the floor rule on the rule's rows (optimizer.ruin)
+        inner = dataclasses.replace(problem, ruin=FLOOR)
+        laid_out = rows(scenarios, rule)
+        if problem.participation is not None:
+            policy = solve_with_participation(inner, laid_out, method, spec.run, **options)
+        else:
+            policy = spec.run(inner, laid_out, **options)
+        policy = _checked_under_rule(policy, problem, scenarios, laid_out)
+    elif problem.participation is not None:
         policy = solve_with_participation(problem, scenarios, method, spec.run, **options)
     else:
         policy = spec.run(problem, scenarios, **options)
     return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
+
+
+#: Largest relative lift of a fund target solved on a ruin rule's rows that the direct path check
+#: may need (the rows' sums and the paths' sums round differently by a few ulps).
+_RULE_LIFT = 1e-9
+
+
+def _checked_under_rule(policy: Policy, problem: PolicyProblem, scenarios: ScenarioSet, laid_out: ScenarioSet) -> Policy:
+    """The policy solved on ``laid_out = rows(scenarios, rule)``, re-checked on the paths
+    themselves (:func:`~.ruin.ruined`, independent of the rows): the paths' in-sample ruin count
+    may not exceed the rows' (the floor rule's canonical count) and every kept stress scenario
+    must survive; a boundary scenario the two sums round apart lifts the fund target by ulps (at
+    most ``_RULE_LIFT`` relative), anything more is a solver error."""
+    policy = dataclasses.replace(policy, ruin=problem.ruin)
+    random_part = scenarios.random_part() if scenarios.n_stress else scenarios
+    random_rows = laid_out.random_part() if laid_out.n_stress else laid_out
+    stress = scenarios.stress_part() if scenarios.n_stress and problem.survive_stress else None
+    if policy.participation is not None:
+        scale = policy.participation.scaled
+        random_part = scale(random_part, policy.premium_rates, fund_only=True)
+        random_rows = scale(random_rows, policy.premium_rates, fund_only=True)
+        stress = None if stress is None else scale(stress, policy.premium_rates, fund_only=True)
+    worst = worst_net_flow(random_rows.losses, random_rows.premium_base, policy.premium_rates)
+    claimed = count_ruined(policy.fund_target, worst, policy.floor)
+    fund = policy.fund_target
+    ceiling = fund + _RULE_LIFT * max(abs(fund), 1.0)
+    while True:
+        ruins = int(np.count_nonzero(ruined(fund, policy.premium_rates, random_part, problem.ruin, problem.floor)))
+        stress_ok = stress is None or not np.any(ruined(fund, policy.premium_rates, stress, problem.ruin, problem.floor))
+        if ruins <= claimed and stress_ok:
+            break
+        if fund >= ceiling:
+            raise SolverError(f"method {policy.method!r}: under the ruin rule {problem.ruin.describe()!r} the paths "
+                              f"give {ruins} ruins where the method's rows give {claimed}"
+                              + ("" if stress_ok else ", and a stress scenario is ruined"))
+        fund = max(np.nextafter(fund, math.inf), fund * (1.0 + 1e-15) + 1e-300)
+    if fund == policy.fund_target:
+        return policy
+    lifted = policy.objective + problem.cost_of_capital * (fund - policy.fund_target)
+    return dataclasses.replace(policy, fund_target=float(fund), objective=float(lifted))
 
 
 def frontier(
@@ -128,7 +181,7 @@ def frontier(
         return frontier_chunked(problem, scenarios, alphas, method, **options)
     problems = [dataclasses.replace(problem, alpha=a) for a in alphas]
     _check_call(problem, scenarios, method, options)
-    if not METHODS[method].distributed or problem.participation is not None:
+    if not METHODS[method].distributed or problem.participation is not None or not problem.ruin.is_floor:
         # (with participation every level is its own rate search: the shared level solver knows
         # only the affine equation)
         return [solve(p, scenarios, method, **options) for p in problems]

@@ -20,6 +20,7 @@ from fundguard.models.errors import ProblemError, ScenarioError
 from .fund import count_ruined, count_ruins_chunked, is_chunked, worst_net_flow
 from .guarantees import check_probability, clopper_pearson_upper
 from .policy import Certificate, Policy
+from .ruin import ruined
 
 __all__ = ["Certificate", "ruin_probability", "certify", "count_ruins", "certifiable_ruins",
            "smallest_certified_balance"]
@@ -77,8 +78,9 @@ def count_ruins(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> 
     if not isinstance(policy, Policy):
         raise ProblemError(f"policy must be a Policy, got {type(policy).__name__}")
     if is_chunked(scenarios):
-        if policy.participation is not None:
-            raise ProblemError("a policy with participation is counted on a local ScenarioSet, not a chunked one")
+        if policy.participation is not None or not policy.ruin.is_floor:
+            raise ProblemError("a policy with participation or a ruin rule other than 'floor' is counted on a local "
+                               "ScenarioSet, not a chunked one")
         return count_ruins_chunked(policy, scenarios)
     if not isinstance(scenarios, ScenarioSet):
         raise ScenarioError(f"scenarios must be a ScenarioSet, got {type(scenarios).__name__}")
@@ -89,6 +91,9 @@ def count_ruins(policy: Policy, scenarios: ScenarioSet | ChunkedScenarioSet) -> 
     random_part = scenarios.random_part()
     if policy.participation is not None:  # the book at the policy's rates (optimizer.participation)
         random_part = policy.participation.scaled(random_part, policy.premium_rates, fund_only=True)
+    if not policy.ruin.is_floor:  # the rule's own path check (optimizer.ruin)
+        hit = ruined(policy.fund_target, policy.premium_rates, random_part, policy.ruin, policy.floor)
+        return int(np.count_nonzero(hit)), random_part.n_scenarios
     worst = worst_net_flow(random_part.losses, random_part.premium_base, policy.premium_rates)
     return count_ruined(policy.fund_target, worst, policy.floor), random_part.n_scenarios
 

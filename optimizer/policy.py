@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .ruin import FLOOR, RuinRule
+
 __all__ = ["Policy", "Certificate"]
 
 
@@ -100,6 +102,8 @@ class Policy:
         The problem's participation (:mod:`.participation`) when the book answers the fees: the
         policy is then evaluated on the scenarios scaled by its shares at its rates (every ruin
         count and certificate does so).
+    ruin : RuinRule
+        The problem's ruin rule (:mod:`.ruin`); every ruin count of the policy applies it.
     """
 
     fund_target: float
@@ -120,6 +124,7 @@ class Policy:
     certificate: Certificate | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     participation: Any = None
+    ruin: RuinRule = FLOOR
 
     def __post_init__(self) -> None:
         rates = np.array(self.premium_rates, dtype=np.float64)
@@ -143,6 +148,7 @@ class Policy:
             "n_scenarios": self.n_scenarios,
             "alpha": self.alpha,
             "floor": self.floor,
+            "ruin": self.ruin.to_dict(),
             "solver": self.solver,
             "solve_seconds": self.solve_seconds,
             "epsilon": self.epsilon,

@@ -18,6 +18,7 @@ import numpy as np
 from fundguard.models.errors import ProblemError
 
 from .participation import Participation
+from .ruin import FLOOR, RuinRule
 from .participation import real_number as _scalar
 
 __all__ = ["PolicyProblem", "DEFAULT_PREMIUM_MAX"]
@@ -78,6 +79,12 @@ class PolicyProblem:
         market j's losses and premium base by ``pi_j(p_j) = 1 - eps_j (p_j - r_j)`` and the fee's
         cost is derived (lost trading revenue, fee income, losses) unless its ``fee_cost`` is
         "weight". None (default): the book does not answer the fees, today's equation.
+    ruin : RuinRule or mapping, default RuinRule() (the fund below ``floor``)
+        Which event is ruin (:mod:`.ruin`): the floor rule, a drawdown trigger
+        (``RuinRule("drawdown", fraction=0.3, window=8)``: the fund above the floor falls 30%
+        below its maximum over the previous 8 periods, Bybit's ADL trigger on hourly scenarios)
+        or a per-period payout cap (``RuinRule("payout", fraction=c)``). A mapping such as
+        ``{"kind": "drawdown", "fraction": 0.3, "window": 8}`` is converted.
     survive_stress : bool, default True
         What the methods do with stress scenarios (``ScenarioSet.is_stress``): when True every
         policy must survive every stress scenario (a hard constraint); when False they are
@@ -106,6 +113,7 @@ class PolicyProblem:
     previous_rates: PerMarket | None = None
     survive_stress: bool = True
     participation: Participation | None = None
+    ruin: RuinRule = FLOOR
 
     def __post_init__(self) -> None:
         alpha = _scalar("alpha", self.alpha)
@@ -144,6 +152,7 @@ class PolicyProblem:
             )
         if self.participation is not None and not isinstance(self.participation, Participation):
             raise ProblemError(f"participation must be a Participation or None, got {type(self.participation).__name__}")
+        object.__setattr__(self, "ruin", RuinRule.from_dict(self.ruin))
         if self.rate_change_penalty > 0.0 and self.previous_rates is None:
             raise ProblemError(
                 f"rate_change_penalty = {self.rate_change_penalty!r} > 0 needs previous_rates (the rates in force)"
@@ -191,7 +200,7 @@ class PolicyProblem:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Participation):
+            if isinstance(value, (Participation, RuinRule)):
                 value = value.to_dict()
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out

@@ -97,7 +97,7 @@ LAYERS = [
     ["models.venue"],
     ["models.chunked"],
     ["models"],
-    ["optimizer.participation"],
+    ["optimizer.participation", "optimizer.ruin"],
     ["optimizer.problem", "optimizer.policy", "optimizer.solvers", "optimizer.guarantees"],
     ["optimizer.fund.equation"],
     ["optimizer.fund.model"],

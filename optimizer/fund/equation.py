@@ -214,7 +214,9 @@ def corner_pass(
         # chunk.sum(axis=(0, 1)) (measured), float64 either way
         flat = (chunk if random is None else chunk[random[start:stop]]).reshape(-1, n_markets)
         total += np.ones(flat.shape[0]) @ flat
-        largest_loss = max(largest_loss, float(losses[start:stop].sum(axis=1).max()))
+        # the largest cumulative loss: the horizon's total for losses >= 0, the largest row of a
+        # ruin rule's rows (optimizer.ruin)
+        largest_loss = max(largest_loss, float(np.cumsum(losses[start:stop], axis=1).max()))
         # rates far above one can overflow p . B: the caller names the scenario (_check_finite_corners)
         with np.errstate(over="ignore", invalid="ignore"):
             if low_is_zero:

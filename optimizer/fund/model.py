@@ -579,8 +579,9 @@ def _check_representable(problem: PolicyProblem, largest_loss: float, objective_
 
 
 def _largest_loss(losses: np.ndarray) -> float:
-    """``max_s sum_t L[s, t]`` (0 for no scenario)."""
-    return float(losses.sum(axis=1).max()) if losses.shape[0] else 0.0
+    """``max_{s, t} sum_{u <= t} L[s, u]`` (0 for no scenario): the horizon's total for losses >= 0,
+    the largest row for a ruin rule's rows (:func:`fundguard.optimizer.ruin.rows`)."""
+    return float(np.cumsum(losses, axis=1).max()) if losses.shape[0] else 0.0
 
 
 def _largest_flow(scenarios: ScenarioSet, rates: np.ndarray) -> float:
@@ -588,7 +589,9 @@ def _largest_flow(scenarios: ScenarioSet, rates: np.ndarray) -> float:
     n, horizon, n_markets = scenarios.premium_base.shape
     largest = 0.0
     for start, stop in scenario_chunks(n, horizon * n_markets):
-        flows = scenarios.premium_base[start:stop].sum(axis=1) @ rates + scenarios.losses[start:stop].sum(axis=1)
+        # magnitudes: a ruin rule's rows (optimizer.ruin) have increments of either sign
+        flows = np.abs(scenarios.premium_base[start:stop]).sum(axis=1) @ np.abs(rates) \
+            + np.abs(scenarios.losses[start:stop]).sum(axis=1)
         largest = max(largest, float(flows.max()))
     return largest
 

@@ -34,6 +34,7 @@ from fundguard.models import loss_model as named_loss_model
 from fundguard.models.errors import ConfigError
 
 from ..problem import PolicyProblem
+from ..ruin import FLOOR, RuinRule
 from ..methods import METHODS
 from .config import CalibrationConfig, load_config, parse_config, parse_vol_spec
 from .outputs import sha256_file
@@ -212,4 +213,5 @@ def policy_problem(cfg: CalibrationConfig) -> PolicyProblem:
         floor=prob.floor,
         rate_change_penalty=prob.rate_change_penalty,
         previous_rates=current if prob.rate_change_penalty > 0 else None,
+        ruin=RuinRule.from_dict(dict(prob.ruin)) if prob.ruin is not None else FLOOR,
     )

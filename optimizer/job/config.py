@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from fundguard.models import VolSpec
-from fundguard.models.errors import ConfigError, SpecificationError
+from fundguard.models.errors import ConfigError, FundguardError, SpecificationError
 from fundguard.models.venue import LOSS_MODELS, MAX_OI_PER_ADV
 from fundguard.models.venue import loss_model as named_loss_model
 
 from ..methods import METHODS
+from ..ruin import RuinRule
 from .outputs import json_safe
 
 __all__ = [
@@ -164,6 +165,7 @@ class ProblemConfig:
     confidence: float = 0.99
     participation_elasticity: float = 1.0
     trader_weight: float = 0.0
+    ruin: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         "confidence": (float, _open_interval(0.0, 1.0)),
         "participation_elasticity": (float, _elasticity),
         "trader_weight": (float, _closed_unit),
+        "ruin": (dict, _ruin_rule),
     })
     compute = ctx.section(raw, "compute", {
         "scheduler": (str, _scheduler_address),
@@ -530,6 +533,14 @@ def _open_interval(low: float, high: float) -> Check:
 
 def _left_open(low: float, high: float) -> Check:
     return lambda key, v: None if low < v <= high else f"{key} must be in ({low:g}, {high:g}], got {v!r}"
+
+
+def _ruin_rule(key: str, v: dict) -> str | None:
+    try:
+        RuinRule.from_dict(dict(v))
+    except FundguardError as exc:
+        return f"{key}: {exc}"
+    return None
 
 
 def _closed_unit(key: str, v: float) -> str | None:
