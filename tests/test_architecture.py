@@ -109,7 +109,7 @@ LAYERS = [
     ["optimizer.methods.certified"],
     ["optimizer.methods.registry"],
     ["optimizer.methods"],
-    ["optimizer.distributed", "optimizer.certificates", "optimizer.analysis"],
+    ["optimizer.distributed", "optimizer.certificates", "optimizer.analysis", "optimizer.waterfall"],
     ["optimizer.api"],
     ["optimizer.job.outputs"],
     ["optimizer.job.config", "optimizer.job.losscheck"],
