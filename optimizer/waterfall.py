@@ -167,6 +167,8 @@ class WaterfallResult:
             "p_need": float(np.mean(self.need[keep] > 0.0)),
             "p_adl": float(np.mean(hit)),
             "expected_adl": float(np.mean(adl)),
+            "adl_given_adl": float(np.mean(adl[hit])) if hit.any() else 0.0,
+            "adl_max": float(order[-1]),
             f"adl_var_{level:g}": float(order[tail_index]),
             f"adl_cvar_{level:g}": float(np.mean(tail)),
             "expected_overshoot": float(np.mean(self.overshoot[keep])),
