@@ -7,9 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
+from _shared import two_market_price_files
+
 from fundguard.models import LeverageTier, ScenarioSet
-from fundguard.models.errors import ProblemError, ScenarioError
-from fundguard.optimizer import PolicyProblem, RuinRule, solve
+from fundguard.models.errors import ConfigError, ProblemError, ScenarioError
+from fundguard.optimizer import PolicyProblem, RuinRule, calibrate, solve
+from fundguard.optimizer.job.config import load_config
+from fundguard.optimizer.job.report import render_report, validate_result
 from fundguard.optimizer.certificates import count_ruins
 from fundguard.optimizer.ruin import ruined
 from fundguard.optimizer.waterfall import ALLOCATION_RULES, Layer, Waterfall, allocate, run_waterfall
@@ -136,3 +140,95 @@ def test_waterfall_needs_winners():
     scenarios = ScenarioSet(np.ones((2, 3)), np.ones((2, 3, 1)), ("A",))
     with pytest.raises(ScenarioError, match="winners"):
         run_waterfall(_policy(scenarios, 1.0), scenarios, Waterfall())
+
+
+# -- the job: [waterfall], [[funds]] and what result.json says --------------------------------------
+
+JOB = """
+[problem]
+alpha = 0.02
+method = "exact"
+ruin = {{kind = "payout", fraction = 0.5}}
+
+[scenarios]
+n_scenarios = 2000
+certify_scenarios = 2000
+horizon = 10
+seed = 3
+
+[waterfall]
+allocation = "{allocation}"
+[[waterfall.layers]]
+name = "venue capital"
+size = {size}
+
+[[funds]]
+name = "first"
+markets = ["AAA"]
+[[funds]]
+name = "second"
+markets = {second}
+
+[[markets]]
+name = "AAA"
+prices = "{aaa}"
+open_interest = 1e9
+daily_volume = 3e9
+[[markets]]
+name = "BBB"
+prices = "{bbb}"
+open_interest = 5e8
+daily_volume = 2e9
+"""
+
+
+@pytest.fixture(scope="module")
+def job_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("job")
+    files = two_market_price_files(folder)
+    return folder, files
+
+
+def _job(job_files, **overrides) -> object:
+    folder, files = job_files
+    values = {"allocation": "pro_rata", "size": "1e6", "second": '["BBB"]', "aaa": files["AAA"], "bbb": files["BBB"],
+              **overrides}
+    path = folder / "job.toml"
+    path.write_text(JOB.format(**values))
+    return load_config(path)
+
+
+def test_calibration_reports_after_the_fund(job_files):
+    cfg = _job(job_files)
+    assert cfg.waterfall.layers == (("venue capital", 1e6),) and [f.name for f in cfg.funds] == ["first", "second"]
+    result = calibrate(cfg, sensitivities=False)
+    document = result.to_dict()
+    assert not validate_result(document)
+    after = document["analysis"]["after_fund"]
+    assert after["ruin"]["kind"] == "payout" and list(after["adl"]) == ["pro_rata", "queue", "min_overshoot"]
+    assert document["policy"]["ruin"] == {"kind": "payout", "fraction": 0.5, "window": 1}
+    topologies = after["topologies"]
+    # the pooled fund of the topology comparison is the policy's fund at its rates ("exact" on the same set)
+    assert topologies["pooled"]["total"] == pytest.approx(result.policy.fund_target, rel=1e-9)
+    assert topologies["pooled"]["total"] <= topologies["configured"]["total"] <= topologies["per market"]["total"] * (1 + 1e-12)
+    assert set(after["funds"]) == {"first", "second"}
+    # with the layer behind the fund ADL is rarer than the fund's need for help
+    pro_rata = after["adl"]["pro_rata"]
+    assert pro_rata["p_adl"] <= pro_rata["p_need"] and pro_rata["p_need"] > 0
+    assert "## After the fund" in render_report(result)
+
+
+@pytest.mark.parametrize(("overrides", "fragment", "line"), [
+    ({"allocation": "fifo"}, "waterfall.allocation must be one of", 14),
+    ({"size": "-1.0"}, "waterfall.layers[0].size must be >= 0", 17),
+    ({"second": '["AAA"]'}, "funds must cover every market exactly once: repeated ['AAA'], missing ['BBB']", None),
+    ({"second": '["CCC", "BBB"]'}, "funds[1].markets names unknown market(s) ['CCC']", 24),
+])
+def test_bad_waterfall_and_funds_name_file_and_line(job_files, overrides, fragment, line, bad_input_cases):
+    bad_input_cases.add(f"config {fragment[:30]}")
+    with pytest.raises(ConfigError) as info:
+        _job(job_files, **overrides)
+    message = str(info.value)
+    assert fragment in message and "\n" not in message and "job.toml" in message
+    if line is not None:
+        assert f"job.toml:{line}:" in message

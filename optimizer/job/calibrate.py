@@ -42,6 +42,8 @@ from ..participation import Participation, at_fixed_rates, at_policy, mean_marke
 from ..policy import Certificate, Policy
 from ..problem import PolicyProblem
 from ..api import frontier, solve
+from ..topology import compare_topologies, group_needs, suggest_groups
+from ..waterfall import ALLOCATION_RULES, Layer, Waterfall, run_waterfall
 from .build import (
     Fitted,
     Progress,
@@ -274,6 +276,9 @@ def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: s
         horizon_loss, need, base_totals, market_losses, plot_set = run.vectors(policy)
         checks = run.path_checks()
         analysis = decision_analysis(problem, run.scenarios, policy, notes, say, timings)
+        after = after_fund_analysis(cfg, policy, run.scenarios, book, notes, say, timings)
+        if after:
+            analysis["after_fund"] = after
     finally:
         run.release()
     if sensitivities and analysis:  # in memory only (decision_analysis is empty on Dask workers)
@@ -337,6 +342,55 @@ def decision_analysis(problem: PolicyProblem, scenarios: Any, policy: Policy, no
                              "floor": float(shares.attrs.get("floor", 0.0)),
                              "basis": shares.attrs.get("basis"), "window": shares.attrs.get("window")}
     timings["analysis"] = time.perf_counter() - clock
+    return out
+
+
+def after_fund_analysis(cfg: CalibrationConfig, policy: Policy, scenarios: Any, book: Any, notes: list[str],
+                        say: Progress, timings: dict[str, float]) -> dict[str, Any]:
+    """What comes after the fund, on the fit scenarios (in memory): the ruin rule, the configured
+    waterfall (``[waterfall]``) and every allocation rule beside it (P(ADL), expected and tail ADL,
+    the cost to winners, fairness), and the capital of each fund topology for the same solvency
+    ("any fund ruined", at the chosen rates: pooled, per market, the suggested tail-dependence
+    groups and the configured ``[[funds]]``)."""
+    if not isinstance(scenarios, ScenarioSet):
+        notes.append("the waterfall and the fund topologies are not computed on Dask workers yet")
+        return {}
+    clock = time.perf_counter()
+    say("after the fund: waterfall, auto-deleveraging and fund topologies")
+    wf = cfg.waterfall
+    out: dict[str, Any] = {"ruin": {**policy.ruin.to_dict(), "meaning": policy.ruin.describe()},
+                           "waterfall": {"layers": [{"name": n, "size": s} for n, s in wf.layers],
+                                         "allocation": wf.allocation, "accounts": wf.accounts}}
+    layers = tuple(Layer(n, s) for n, s in wf.layers)
+    tiers = {m.name: m.tiers for m in book.markets}
+    if scenarios.winners is None or scenarios.losses_by_market is None:
+        notes.append("auto-deleveraging not measured: the loss model gives no winners' profits")
+    else:
+        rules = (wf.allocation, *[r for r in ALLOCATION_RULES if r != wf.allocation])
+        out["adl"] = {rule: run_waterfall(policy, scenarios, Waterfall(layers, allocation=rule, accounts=wf.accounts),
+                                          tiers).summary() for rule in rules}
+    try:
+        markets = list(policy.markets)
+        scaled = scenarios if policy.participation is None else policy.participation.scaled(
+            scenarios, policy.premium_rates, fund_only=True)
+        needs = group_needs(scaled, policy.premium_rates, [[m] for m in markets], floor=policy.floor,
+                            ruin=policy.ruin)
+        suggested = [list(g) for g in suggest_groups(needs[~scaled.is_stress], markets)]
+        layouts = {"pooled": [markets], "per market": [[m] for m in markets], "suggested": suggested}
+        if cfg.funds:
+            layouts["configured"] = [list(f.markets) for f in cfg.funds]
+        sized = compare_topologies(policy, scenarios, layouts, rule="any")
+    except FundguardError as exc:
+        notes.append(f"fund topologies not compared: {exc}")
+    else:
+        out["topologies"] = {name: s.to_dict() for name, s in sized.items()}
+        if cfg.funds:
+            configured = sized["configured"]
+            out["funds"] = {f.name: float(x) for f, x in zip(cfg.funds, configured.funds, strict=True)}
+            notes.append("[[funds]]: the fund targets per fund are sized at the chosen rates for P(any fund ruined) "
+                         f"<= alpha on the fit scenarios (total {configured.total:,.0f} against the pooled "
+                         f"{sized['pooled'].total:,.0f}); the policy's own fund target is the pooled one")
+    timings["after_fund"] = time.perf_counter() - clock
     return out
 
 

@@ -42,6 +42,7 @@ from fundguard.models.venue import loss_model as named_loss_model
 
 from ..methods import METHODS
 from ..ruin import RuinRule
+from ..waterfall import ALLOCATION_RULES
 from .outputs import json_safe
 
 __all__ = [
@@ -193,6 +194,26 @@ class ComputeConfig:
 
 
 @dataclass(frozen=True)
+class WaterfallConfig:
+    """What comes after the fund (``[waterfall]``, ``fundguard.optimizer.waterfall``): ``layers``
+    ((name, size) in order, ``[[waterfall.layers]]``), then ADL by ``allocation`` ("queue",
+    "min_overshoot" or "pro_rata"), the queue closing whole accounts of ``accounts`` per cohort."""
+
+    layers: tuple[tuple[str, float], ...] = ()
+    allocation: str = "queue"
+    accounts: int = 100
+
+
+@dataclass(frozen=True)
+class FundConfig:
+    """One fund of the topology (``[[funds]]``): a name and the markets it covers. Together the
+    funds must name every market exactly once (``fundguard.optimizer.topology``)."""
+
+    name: str
+    markets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CalibrationConfig:
     """A whole calibration; ``source`` is the file it came from (None for a dict), ``digest`` the SHA-256 of its canonical JSON."""
 
@@ -204,6 +225,8 @@ class CalibrationConfig:
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     digest: str = ""
     venue: VenueConfig = field(default_factory=VenueConfig)
+    waterfall: WaterfallConfig = field(default_factory=WaterfallConfig)
+    funds: tuple[FundConfig, ...] = ()
 
     @property
     def market_names(self) -> tuple[str, ...]:
@@ -231,7 +254,8 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
     ctx = _Context(source, text)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a table/mapping, got {type(raw).__name__}")
-    ctx.no_unknown(raw, ("venue", "volatility", "scenarios", "problem", "compute", "markets"), "")
+    ctx.no_unknown(raw, ("venue", "volatility", "scenarios", "problem", "compute", "markets", "waterfall", "funds"),
+                   "")
     base = source.parent if source is not None else Path.cwd()
 
     venue = ctx.section(raw, "venue", {"loss_model": (str, _nonempty)})
@@ -335,6 +359,8 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
             key = "premium_min" if "premium_min" in prob else "premium_max"
             raise ConfigError(ctx.where(f"problem.{key}", f"problem.premium_min {lo:g} is above problem.premium_max "
                                                           f"{hi:g} for market {name!r}"))
+    waterfall = _waterfall(ctx, raw)
+    funds = _funds(ctx, raw, names)
     scen = {k: tuple(v) if isinstance(v, list) else v for k, v in scen.items()}
     # [compute] says where to run, not what: it never changes the numbers, so it is not digested
     canonical = json.dumps(json_safe({k: v for k, v in raw.items() if k != "compute"}), sort_keys=True,
@@ -348,7 +374,65 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         venue=VenueConfig(**venue),
         source=source,
         digest=hashlib.sha256(canonical.encode()).hexdigest(),
+        waterfall=waterfall,
+        funds=funds,
     )
+
+
+def _waterfall(ctx: _Context, raw: Mapping[str, Any]) -> WaterfallConfig:
+    table = raw.get("waterfall", {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(ctx.where("waterfall", "waterfall must be a table ([waterfall])"))
+    fields = ctx.fields(table, "waterfall", {
+        "allocation": (str, _one_of(ALLOCATION_RULES)),
+        "accounts": (int, _at_least(1)),
+        "layers": (list, None),
+    }, required=())
+    layers = []
+    for k, entry in enumerate(fields.pop("layers", [])):
+        path = f"waterfall.layers[{k}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(ctx.where(path, f"{path} must be a table ([[waterfall.layers]])"))
+        layer = ctx.fields(entry, path, {"name": (str, _nonempty), "size": (float, _at_least(0.0))},
+                           required=("name", "size"))
+        layers.append((layer["name"], layer["size"]))
+    repeated = sorted({n for n, _ in layers if [m for m, _ in layers].count(n) > 1})
+    if repeated:
+        raise ConfigError(ctx.where("waterfall.layers", f"waterfall.layers names must be unique; repeated: {repeated}"))
+    return WaterfallConfig(layers=tuple(layers), **fields)
+
+
+def _funds(ctx: _Context, raw: Mapping[str, Any], names: list[str]) -> tuple[FundConfig, ...]:
+    if "funds" not in raw:
+        return ()
+    entries = raw["funds"]
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(ctx.where("funds", "funds must be a non-empty array of tables ([[funds]])"))
+    funds = []
+    for k, entry in enumerate(entries):
+        path = f"funds[{k}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(ctx.where(path, f"{path} must be a table ([[funds]])"))
+        fund = ctx.fields(entry, path, {"name": (str, _nonempty), "markets": (list, None)},
+                          required=("name", "markets"))
+        markets = fund["markets"]
+        if not markets or not all(isinstance(m, str) for m in markets):
+            raise ConfigError(ctx.where(f"{path}.markets", f"{path}.markets must be a non-empty list of market names"))
+        unknown = [m for m in markets if m not in names]
+        if unknown:
+            raise ConfigError(ctx.where(f"{path}.markets", f"{path}.markets names unknown market(s) {unknown}; the "
+                                                            f"config's markets are {names}"))
+        funds.append(FundConfig(fund["name"], tuple(markets)))
+    listed = [m for f in funds for m in f.markets]
+    repeated = sorted({m for m in listed if listed.count(m) > 1})
+    missing = [m for m in names if m not in listed]
+    if repeated or missing:
+        raise ConfigError(ctx.where("funds", f"funds must cover every market exactly once: repeated {repeated}, "
+                                             f"missing {missing}"))
+    fund_names = [f.name for f in funds]
+    if len(set(fund_names)) != len(fund_names):
+        raise ConfigError(ctx.where("funds", f"funds names must be unique, got {fund_names}"))
+    return tuple(funds)
 
 
 def _loss_model_name(ctx: _Context, name: str, base: Path) -> str:

@@ -196,6 +196,7 @@ def render_report(result: CalibrationResult) -> str:
         lines += ["", f"Cost of solvency (method {result.frontier[0].method!r}, on the same scenarios{at}):", "",
                   "| alpha | fund target | cost |", "|---:|---:|---:|"]
         lines += [f"| {p.alpha:.2%} | {p.fund_target:,.0f} | {p.objective:,.0f} |" for p in result.frontier]
+    lines += _after_fund_lines(result)
     lines += ["", "## Notes", ""]
     lines += [f"- {_md(note)}" for note in result.notes] or ["- none"]
     sources = "; ".join(f"{_md(name)}: {_md(m['source'])}" for name, m in result.models.items())
@@ -254,6 +255,35 @@ def _decision_lines(result: CalibrationResult) -> list[str]:
             lines.append(f"| {row['label']} | {row['bump']} | {row['fund_target']:,.0f} | {row['elasticity']:+.2f} |")
         lines += ["", f"Exact-sample fund target at the chosen rates before the bumps: {sens['base_fund_target']:,.0f}. "
                   + sens["how"]]
+    return lines
+
+
+def _after_fund_lines(result: CalibrationResult) -> list[str]:
+    """The ruin rule, the waterfall and ADL per allocation rule, and the capital per fund topology."""
+    after = (result.analysis or {}).get("after_fund")
+    if not after:
+        return []
+    wf = after["waterfall"]
+    layers = ", ".join(f"{_md(layer['name'])} {layer['size']:,.0f}" for layer in wf["layers"]) or "none"
+    lines = ["", "## After the fund", "", f"Ruin means {_md(after['ruin']['meaning'])}. Behind the fund: {layers}; then "
+             f"auto-deleveraging of the winners' profits by the {_md(wf['allocation'])} rule (on the fit scenarios, "
+             "stress scenarios excluded):", ""]
+    if after.get("adl"):
+        lines += ["| allocation | P(fund needs help) | P(ADL) | expected ADL | ADL given ADL | expected overshoot | "
+                  "largest haircut (mean) | median haircut (mean) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for rule, s in after["adl"].items():
+            lines.append(f"| {_md(rule)} | {s['p_need']:.2%} | {s['p_adl']:.2%} | {s['expected_adl']:,.0f} | "
+                         f"{s['adl_given_adl']:,.0f} | {s['expected_overshoot']:,.0f} | "
+                         + (f"{s['largest_haircut_mean']:.0%} | {s['median_haircut_mean']:.1%} |" if s["p_adl"] else "- | - |"))
+    topologies = after.get("topologies")
+    if topologies:
+        pooled = topologies["pooled"]["total"]
+        lines += ["", "Capital of each fund topology for the same solvency (P(any fund ruined) <= alpha at the chosen "
+                  "rates, exact-sample on the fit scenarios):", "", "| topology | funds | total | vs pooled |",
+                  "|---|---|---:|---:|"]
+        for name, t in topologies.items():
+            funds = "; ".join(f"{'+'.join(map(_md, g))} {f:,.0f}" for g, f in zip(t["groups"], t["funds"]))
+            lines.append(f"| {_md(name)} | {funds} | {t['total']:,.0f} | {t['total'] / pooled:.2f}x |")
     return lines
 
 
