@@ -18,18 +18,18 @@ import numpy as np
 import pandas as pd
 
 from fundguard.models import ChunkedScenarioSet, ScenarioSet
-from fundguard.models.errors import FundguardError, ProblemError, ScenarioError, SolverError
+from fundguard.models.errors import FundguardError, InfeasibleError, ProblemError, ScenarioError, SolverError
 
-from .certificates import certify
+from .certificates import certify, count_ruins
 from .distributed import frontier_chunked, solve_chunked
-from .fund import count_ruined, is_chunked, worst_net_flow
+from .fund import count_ruined, is_chunked, sample_cvar, worst_net_flow
 from .methods import METHODS, Method, level_solver
 from .participation import solve_with_participation
 from .policy import Policy
 from .problem import PolicyProblem
 from .ruin import FLOOR, ruined, rows
 
-__all__ = ["solve", "frontier", "compare_methods"]
+__all__ = ["solve", "frontier", "compare_methods", "shortfalls"]
 
 
 def solve(
@@ -77,6 +77,10 @@ def solve(
         if isinstance(problem, PolicyProblem) and problem.participation is not None:
             raise ProblemError("participation is not supported on a chunked scenario set yet; solve a local "
                                "ScenarioSet or drop problem.participation")
+        if isinstance(problem, PolicyProblem) and (problem.expected_shortfall_max is not None
+                                                   or problem.shortfall_cvar_max is not None):
+            raise ProblemError("shortfall budgets are not supported on a chunked scenario set yet; solve a local "
+                               "ScenarioSet")
         if isinstance(problem, PolicyProblem) and not problem.ruin.is_floor:
             raise ProblemError(f"ruin kind {problem.ruin.kind!r} is not supported on a chunked scenario set yet; "
                                "solve a local ScenarioSet")
@@ -97,7 +101,61 @@ def solve(
         policy = solve_with_participation(problem, scenarios, method, spec.run, **options)
     else:
         policy = spec.run(problem, scenarios, **options)
+    if problem.expected_shortfall_max is not None or problem.shortfall_cvar_max is not None:
+        policy = _within_shortfall_budgets(policy, problem, scenarios)
     return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
+
+
+def shortfalls(policy: Policy, scenarios: ScenarioSet, fund_target: float | None = None) -> np.ndarray:
+    """(N,) shortfall ``(R_s - F0)^+`` of each random scenario at the policy's rates, under its ruin
+    rule and participation (the smallest extra capital that would have kept the scenario from ruin)."""
+    random_part = scenarios.random_part() if scenarios.n_stress else scenarios
+    if policy.participation is not None:
+        random_part = policy.participation.scaled(random_part, policy.premium_rates, fund_only=True)
+    laid_out = rows(random_part, policy.ruin)
+    need = policy.floor - worst_net_flow(laid_out.losses, laid_out.premium_base, policy.premium_rates)
+    fund = policy.fund_target if fund_target is None else fund_target
+    return np.maximum(need - fund, 0.0)
+
+
+def _shortfall_cvar(values: np.ndarray, level: float) -> float:
+    """CVaR at ``level`` of ``values``: the mean of the worst ``1 - level`` share (Rockafellar-Uryasev)."""
+    return sample_cvar(values, 1.0 - level)
+
+
+def _within_shortfall_budgets(policy: Policy, problem: PolicyProblem, scenarios: ScenarioSet) -> Policy:
+    """The method's policy with its fund target lifted, at its rates, to the smallest one whose
+    in-sample expected shortfall and shortfall CVaR meet the problem's budgets (both fall as the
+    fund grows: bisection to a 1e-12 relative bracket, then the upper end kept)."""
+    zero = shortfalls(policy, scenarios, 0.0)  # R_s^+ : shortfall at F0 = 0
+    need = zero  # the shortfall at F0 is (R_s - F0)^+ = (zero - F0)^+ for F0 >= 0
+
+    def meets(fund: float) -> bool:
+        short = np.maximum(need - fund, 0.0)
+        ok = problem.expected_shortfall_max is None or float(short.mean()) <= problem.expected_shortfall_max
+        if ok and problem.shortfall_cvar_max is not None:
+            ok = _shortfall_cvar(short, problem.shortfall_cvar_level) <= problem.shortfall_cvar_max
+        return ok
+
+    low = policy.fund_target
+    if meets(low):
+        return policy
+    high = max(float(need.max()), low)
+    if problem.fund_max is not None and high > problem.fund_max and not meets(problem.fund_max):
+        raise InfeasibleError(f"no fund target up to fund_max = {problem.fund_max:,.6g} meets the shortfall budgets at "
+                              f"the rates of method {policy.method!r}")
+    for _ in range(200):
+        if high - low <= 1e-12 * max(high, 1.0):
+            break
+        mid = 0.5 * (low + high)
+        if meets(mid):
+            high = mid
+        else:
+            low = mid
+    ruins, n = count_ruins(dataclasses.replace(policy, fund_target=high), scenarios)
+    details = {**policy.details, "shortfall_budget_lift": high - policy.fund_target}
+    return dataclasses.replace(policy, fund_target=float(high), in_sample_ruin=ruins / n, details=details,
+                               objective=float(policy.objective + problem.cost_of_capital * (high - policy.fund_target)))
 
 
 #: Largest relative lift of a fund target solved on a ruin rule's rows that the direct path check

@@ -85,6 +85,16 @@ class PolicyProblem:
         below its maximum over the previous 8 periods, Bybit's ADL trigger on hourly scenarios)
         or a per-period payout cap (``RuinRule("payout", fraction=c)``). A mapping such as
         ``{"kind": "drawdown", "fraction": 0.3, "window": 8}`` is converted.
+    expected_shortfall_max : float >= 0, optional
+        Budget on the expected shortfall ``E[(R_s(p) - F0)^+]`` over the random scenarios, currency
+        units: the mean of what the fund lacks at its worst point (``R_s`` the scenario's required
+        fund under ``ruin``; what layers, ADL or the venue would have to find). A solvency target
+        beyond the probability (issue 17): :func:`~fundguard.optimizer.solve` lifts the method's
+        fund target, at its rates, to the smallest one meeting it (exact on the sample).
+    shortfall_cvar_max : float >= 0, optional
+        Budget on the CVaR of the shortfall ``(R_s - F0)^+`` at level ``shortfall_cvar_level``
+        (the mean of the worst ``1 - level`` share of scenarios), met the same way.
+    shortfall_cvar_level : float in (0, 1), default 0.99
     survive_stress : bool, default True
         What the methods do with stress scenarios (``ScenarioSet.is_stress``): when True every
         policy must survive every stress scenario (a hard constraint); when False they are
@@ -114,6 +124,9 @@ class PolicyProblem:
     survive_stress: bool = True
     participation: Participation | None = None
     ruin: RuinRule = FLOOR
+    expected_shortfall_max: float | None = None
+    shortfall_cvar_max: float | None = None
+    shortfall_cvar_level: float = 0.99
 
     def __post_init__(self) -> None:
         alpha = _scalar("alpha", self.alpha)
@@ -153,6 +166,13 @@ class PolicyProblem:
         if self.participation is not None and not isinstance(self.participation, Participation):
             raise ProblemError(f"participation must be a Participation or None, got {type(self.participation).__name__}")
         object.__setattr__(self, "ruin", RuinRule.from_dict(self.ruin))
+        for name in ("expected_shortfall_max", "shortfall_cvar_max"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _nonnegative(name, getattr(self, name)))
+        level = _scalar("shortfall_cvar_level", self.shortfall_cvar_level)
+        if not 0.0 < level < 1.0:
+            raise ProblemError(f"shortfall_cvar_level must be in (0, 1), got {self.shortfall_cvar_level!r}")
+        object.__setattr__(self, "shortfall_cvar_level", level)
         if self.rate_change_penalty > 0.0 and self.previous_rates is None:
             raise ProblemError(
                 f"rate_change_penalty = {self.rate_change_penalty!r} > 0 needs previous_rates (the rates in force)"

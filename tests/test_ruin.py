@@ -266,3 +266,47 @@ def test_config_bad_ruin_names_line(tmp_path, ruin, fragment, bad_input_cases):
         _parse(_config(ruin), tmp_path)
     message = str(info.value)
     assert fragment in message and "job.toml:4" in message and "\n" not in message
+
+
+# -- solvency targets beyond a probability (issue 17, item 3) --------------------------------------
+
+def _shortfall_by_hand(fund: float, rates: np.ndarray, scenarios: ScenarioSet) -> np.ndarray:
+    flows = np.cumsum(scenarios.premium_base @ rates - scenarios.losses, axis=1)
+    return np.maximum(-flows.min(axis=1) - fund, 0.0)
+
+
+@pytest.mark.parametrize("method", ["exact", "cvar"])
+def test_expected_shortfall_budget_is_met_tightly(book, method):
+    base = PolicyProblem(alpha=0.05, cost_of_capital=0.01, premium_weight=0.004, premium_max=0.03)
+    free = solve(base, book, method)
+    short = _shortfall_by_hand(free.fund_target, free.premium_rates, book)
+    budget = 0.25 * float(short.mean())  # a quarter of what the probability target leaves
+    policy = solve(dataclasses.replace(base, expected_shortfall_max=budget), book, method)
+    assert np.array_equal(policy.premium_rates, free.premium_rates) and policy.fund_target > free.fund_target
+    assert _shortfall_by_hand(policy.fund_target, policy.premium_rates, book).mean() <= budget * (1 + 1e-9)
+    assert _shortfall_by_hand(policy.fund_target * (1 - 1e-6), policy.premium_rates, book).mean() > budget
+    assert policy.objective == pytest.approx(free.objective + 0.01 * (policy.fund_target - free.fund_target))
+    # a budget the probability's fund already meets changes nothing
+    loose = solve(dataclasses.replace(base, expected_shortfall_max=10 * float(short.mean()) + 1), book, method)
+    assert loose.fund_target == free.fund_target
+
+
+def test_shortfall_cvar_budget_against_sorted_tail(book):
+    base = PolicyProblem(alpha=0.05, cost_of_capital=0.01, premium_weight=0.004, premium_max=0.03)
+    free = solve(base, book, "exact")
+    n_tail = int(0.01 * book.n_scenarios)  # 20 of 2,000: the 1% CVaR is the mean of the 20 largest
+
+    def cvar(fund: float) -> float:
+        return float(np.sort(_shortfall_by_hand(fund, free.premium_rates, book))[-n_tail:].mean())
+
+    budget = 0.5 * cvar(free.fund_target)
+    policy = solve(dataclasses.replace(base, shortfall_cvar_max=budget, shortfall_cvar_level=0.99), book, "exact")
+    assert cvar(policy.fund_target) <= budget * (1 + 1e-9) < cvar(policy.fund_target * (1 - 1e-6))
+
+
+def test_bad_shortfall_budgets_are_one_line(bad_input_cases):
+    bad_input_cases.add("negative shortfall budget")
+    with pytest.raises(ProblemError, match="expected_shortfall_max must be >= 0"):
+        PolicyProblem(alpha=0.01, cost_of_capital=0.01, expected_shortfall_max=-1.0)
+    with pytest.raises(ProblemError, match=r"shortfall_cvar_level must be in \(0, 1\)"):
+        PolicyProblem(alpha=0.01, cost_of_capital=0.01, shortfall_cvar_max=1.0, shortfall_cvar_level=1.0)

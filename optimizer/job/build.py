@@ -214,4 +214,7 @@ def policy_problem(cfg: CalibrationConfig) -> PolicyProblem:
         rate_change_penalty=prob.rate_change_penalty,
         previous_rates=current if prob.rate_change_penalty > 0 else None,
         ruin=RuinRule.from_dict(dict(prob.ruin)) if prob.ruin is not None else FLOOR,
+        expected_shortfall_max=prob.expected_shortfall_max,
+        shortfall_cvar_max=prob.shortfall_cvar_max,
+        shortfall_cvar_level=prob.shortfall_cvar_level,
     )

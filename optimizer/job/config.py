@@ -167,6 +167,9 @@ class ProblemConfig:
     participation_elasticity: float = 1.0
     trader_weight: float = 0.0
     ruin: Mapping[str, Any] | None = None
+    expected_shortfall_max: float | None = None
+    shortfall_cvar_max: float | None = None
+    shortfall_cvar_level: float = 0.99
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,9 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         "participation_elasticity": (float, _elasticity),
         "trader_weight": (float, _closed_unit),
         "ruin": (dict, _ruin_rule),
+        "expected_shortfall_max": (float, _at_least(0.0)),
+        "shortfall_cvar_max": (float, _at_least(0.0)),
+        "shortfall_cvar_level": (float, _open_interval(0.0, 1.0)),
     })
     compute = ctx.section(raw, "compute", {
         "scheduler": (str, _scheduler_address),
