@@ -101,7 +101,7 @@ def report(results: dict[str, Any], prov: _common.Provenance, quick: bool) -> st
             table = []
             for name, s in by_name.items():
                 funds = "; ".join(f"{'+'.join(g)} {_m(f)}" for g, f in zip(s["groups"], s["funds"], strict=True))
-                table.append([name, funds, _m(s["total"]), f"{s['total'] / oi:.2%}", f"{s['total'] / pooled:.2f}x",
+                table.append([name, funds, _m(s["total"]), f"{s['total'] / oi:.2%}", f"{s['total'] / pooled:.2f}x" if pooled > 0 else "n/a",
                               _common.percent(s["ruin_any"]), _m(s["lower_bound"])])
             title = ("ruin = any fund below its floor (P <= alpha for the venue)" if rule == "any"
                      else "each fund at alpha on its own")

@@ -283,7 +283,8 @@ def _after_fund_lines(result: CalibrationResult) -> list[str]:
                   "|---|---|---:|---:|"]
         for name, t in topologies.items():
             funds = "; ".join(f"{'+'.join(map(_md, g))} {f:,.0f}" for g, f in zip(t["groups"], t["funds"]))
-            lines.append(f"| {_md(name)} | {funds} | {t['total']:,.0f} | {t['total'] / pooled:.2f}x |")
+            ratio = f"{t['total'] / pooled:.2f}x" if pooled > 0 else "n/a (pooled needs none)"
+            lines.append(f"| {_md(name)} | {funds} | {t['total']:,.0f} | {ratio} |")
     return lines
 
 
