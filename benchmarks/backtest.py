@@ -682,6 +682,13 @@ def report(months: Sequence[MonthResult], events: Sequence[EventResult], sizes: 
               f"{len(r['then_exhausted'])} → {len(r['now_exhausted'])}"
               + (f" ({', '.join(r['then_exhausted'])} → {', '.join(r['now_exhausted']) or 'none'})"
                  if r["then_exhausted"] or r["now_exhausted"] else "")] for r in against], "llrrrl"))
+        then_sizes = previous.get("sizes", {}) if previous else {}
+        then_span = previous.get("span", "?") if previous else "?"
+        lines += ["", f"The previous run drew {then_sizes.get('n_scenarios', '?'):,} scenarios per recalibration over "
+                  f"{then_span}, this one {sizes.n_scenarios:,} over {span}. Each month's seed is addressed by its "
+                  "position in the run's months, so unless both runs start in the same month the same month was "
+                  "simulated from other draws: differences then mix sampling (size, seed) with the economics. "
+                  "Compare like with like across full runs only."]
     lines += ["", "## Reported insurance-fund drawdowns vs the model", ""]
     event_rows = []
     for event in events:
