@@ -684,11 +684,13 @@ def report(months: Sequence[MonthResult], events: Sequence[EventResult], sizes: 
                  if r["then_exhausted"] or r["now_exhausted"] else "")] for r in against], "llrrrl"))
         then_sizes = previous.get("sizes", {}) if previous else {}
         then_span = previous.get("span", "?") if previous else "?"
-        lines += ["", f"The previous run drew {then_sizes.get('n_scenarios', '?'):,} scenarios per recalibration over "
-                  f"{then_span}, this one {sizes.n_scenarios:,} over {span}. Each month's seed is addressed by its "
-                  "position in the run's months, so unless both runs start in the same month the same month was "
-                  "simulated from other draws: differences then mix sampling (size, seed) with the economics. "
-                  "Compare like with like across full runs only."]
+        then_n = then_sizes.get("n_scenarios")
+        then_n_text = f"{then_n:,}" if isinstance(then_n, int) else "?"
+        lines += ["", f"The previous run drew {then_n_text} scenarios per recalibration over {then_span}, this one "
+                  f"{sizes.n_scenarios:,} over {span}. Each month's seed is addressed by its position in the run's "
+                  "months, so unless both runs start in the same month the same month was simulated from other draws: "
+                  "differences then mix sampling (size, seed) with the economics. Compare like with like across full "
+                  "runs only."]
     lines += ["", "## Reported insurance-fund drawdowns vs the model", ""]
     event_rows = []
     for event in events:
