@@ -260,7 +260,7 @@ def test_backtest_without_data_explains_and_writes_nothing(tmp_path, capsys):
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 README_LABELS = {  # README's short labels -> the benchmark's row labels
-    "oracle: exact on 2,000,000": "oracle",
+    "oracle: exact on 1,000,000": "oracle",
     "exact": "exact",
     "certified": "certified",
     "scenario": "scenario",
@@ -288,6 +288,15 @@ def test_committed_methods_results_meet_the_acceptance_and_match_the_readme():
                    for row in rows.values())
         assert rows["exact"]["capital_cost"] <= rows["cvar"]["capital_cost"]
         assert rows["certified"]["true_ruin"] <= alpha
+        # the fee economics of issue 16: every policy evaluated on S(p), its shares and share of OI reported
+        for row in [world["oracle"], *rows.values()]:
+            assert set(row["participation_shares"]) == {"BTC", "ETH", "SOL"}
+            assert all(0.0 < v <= 1.1 for v in row["participation_shares"].values())
+            assert not math.isfinite(row["fund_target"]) or row["fund_share_of_open_interest"] > 0
+
+
+def test_committed_methods_results_match_the_readme():
+    results = json.loads((RESULTS / "methods.json").read_text())
     fat = {row["label"]: row for row in [results["worlds"][0]["oracle"], *results["worlds"][0]["rows"]]}
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme.split("**Which fund really meets", 1)[1].split("\n\n", 2)[1]
