@@ -130,13 +130,13 @@ class Sizes:
 # Full: 76 months x 4 variants x 3 methods. 8,000 scenarios per recalibration keep the run to a
 # few minutes on 2 cores (about 0.2-2 s of solving per month and variant) and leave 2,000 for the
 # certificate of "certified" (459 are needed at 1 %, 99 % with no ruin; with 4,000 scenarios it
-# could not certify in 16 of 304 month-variants). Quick: five months around March and May 2020.
+# could not certify in 16 of 304 month-variants).
 # With participation every method searches its rates (some 200 solves at fixed rates each): a
 # month and variant then takes about 150-165 s on 2 shared cores (measured 2026-12-01, March 2023,
 # exact 21-31 s, cvar 20-28 s, certified 92-96 s), so the full run's 304 month-variants take some
-# 13 hours there; the quick mode (20 month-variants) about 20 minutes.
+# 13 hours there. The quick mode (the test suite's) runs March 2020 alone, 4 month-variants.
 FULL = Sizes(n_scenarios=8_000, n_quantile=10_000, n_event=50_000, months=None)
-QUICK = Sizes(n_scenarios=3_000, n_quantile=4_000, n_event=10_000, months=("2020-02", "2020-06"))
+QUICK = Sizes(n_scenarios=3_000, n_quantile=4_000, n_event=10_000, months=("2020-03", "2020-03"))
 
 
 # --------------------------------------------------------------------------------------------
