@@ -22,7 +22,12 @@ methods benchmark places it).
 
 Markets join the book once they have a whole trailing window (SOL from 2022-08). The book and
 the problem are the methods benchmark's (``benchmarks.methods.BOOK`` / ``PROBLEM``): an
-illustrative book held fixed through time, so months are comparable.
+illustrative book held fixed through time, so months are comparable. The economics too
+(issue 16): the book answers its fees (participation, elasticity 1, observed at the rates in
+force 0.5 %; ``benchmarks.methods.world_problem`` from each month's simulated fee base and the
+book's daily volume x the month's days), each method searches its rates, the fee's cost is
+derived, and the realised month is carried through the book at the policy's fees (each
+market's losses and fee base times its participation share).
 
 Finally the reported insurance-fund drawdowns of March and May 2020
 (``insurance_fund_events_reported.csv``, press-reported, approximate) are placed next to the
@@ -64,9 +69,10 @@ from fundguard.models import (
 )
 from fundguard.models.errors import FundguardError
 from fundguard.optimizer import compare_methods
+from fundguard.optimizer.participation import mean_market_bases
 
 from . import _common
-from .methods import BOOK, PROBLEM
+from .methods import BOOK, ELASTICITY, PROBLEM, RATES_IN_FORCE, world_problem
 
 MODULE = "benchmarks.backtest"
 SEED = 7
@@ -124,9 +130,13 @@ class Sizes:
 # Full: 76 months x 4 variants x 3 methods. 8,000 scenarios per recalibration keep the run to a
 # few minutes on 2 cores (about 0.2-2 s of solving per month and variant) and leave 2,000 for the
 # certificate of "certified" (459 are needed at 1 %, 99 % with no ruin; with 4,000 scenarios it
-# could not certify in 16 of 304 month-variants). Quick: five months around March and May 2020.
+# could not certify in 16 of 304 month-variants).
+# With participation every method searches its rates (some 200 solves at fixed rates each): a
+# month and variant then takes about 150-165 s on 2 shared cores (measured 2026-12-01, March 2023,
+# exact 21-31 s, cvar 20-28 s, certified 92-96 s), so the full run's 304 month-variants take some
+# 13 hours there. The quick mode (the test suite's) runs March 2020 alone, 4 month-variants.
 FULL = Sizes(n_scenarios=8_000, n_quantile=10_000, n_event=50_000, months=None)
-QUICK = Sizes(n_scenarios=3_000, n_quantile=4_000, n_event=10_000, months=("2020-02", "2020-06"))
+QUICK = Sizes(n_scenarios=3_000, n_quantile=4_000, n_event=10_000, months=("2020-03", "2020-03"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,9 +304,11 @@ def run_month(returns: pd.DataFrame, month: pd.Period, variant: str, calibration
     horizon = days.size
     seeds = seed.spawn(2)
 
-    # 2. policies on simulated scenarios of the month
+    # 2. policies on simulated scenarios of the month; the book answers the fees (participation
+    # from the month's mean fee base and the book's volume over the month, rates in force 0.5 %)
     scenarios = build_scenarios(calibration.simulate(variant, horizon, sizes.n_scenarios, seeds[0]), venue)
-    table = compare_methods(PROBLEM, scenarios, METHODS, errors="record", options=METHOD_OPTIONS)
+    problem = world_problem(mean_market_bases(scenarios), days=horizon, markets=markets)
+    table = compare_methods(problem, scenarios, METHODS, errors="record", options=METHOD_OPTIONS)
 
     # 3. the realised month, with the model's volatility filtered through it
     realised_r = returns.loc[days, list(markets)].to_numpy()
@@ -319,10 +331,14 @@ def run_month(returns: pd.DataFrame, month: pd.Period, variant: str, calibration
             continue
         rates = row[rate_columns].to_numpy(dtype=np.float64)
         fund = float(row["fund_target"])
-        net = np.cumsum(realised.losses[0] - realised.premium_base[0] @ rates)
+        # the realised month through the book at the policy's fees (S(p): each market times its share)
+        shares = problem.participation.shares(rates)
+        net = np.cumsum(realised.losses_by_market[0] @ shares - realised.premium_base[0] @ (rates * shares))
         drawdown = float(max(0.0, net.max()))
+        open_interest = float(sum(oi * shares[markets.index(n)] for n, oi, _ in BOOK if n in markets))
         result.policies[method] = {
             "fund_target": fund, "rates": dict(zip(markets, map(float, rates))), "objective": float(row["objective"]),
+            "shares": dict(zip(markets, map(float, shares))), "fund_share_of_open_interest": fund / open_interest,
             # a fund target below one currency unit is no fund: any drawdown exhausts it
             "drawdown": drawdown, "drawdown_share": drawdown / fund if fund >= 1.0 else (math.inf if drawdown > 0 else 0.0),
             "exhausted": bool(fund + (-net).min() < PROBLEM.floor) if net.size else False,
@@ -375,8 +391,11 @@ class EventResult:
 
 
 def event_distribution(returns: pd.DataFrame, calibration: Calibration, variant: str, window: tuple[str, str],
-                       rates: np.ndarray, n: int, seed: np.random.SeedSequence) -> tuple[np.ndarray, float]:
-    """Predicted and realised required fund of the event window, from the state of its first day."""
+                       rates: np.ndarray, n: int, seed: np.random.SeedSequence,
+                       shares: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Predicted and realised required fund of the event window, from the state of its first day;
+    on the book at the policy's fees when its participation ``shares`` (J,) are given."""
+    shares = np.ones(len(rates)) if shares is None else np.asarray(shares, dtype=np.float64)
     first, last = pd.Timestamp(window[0], tz="UTC"), pd.Timestamp(window[1], tz="UTC")
     month_start = first.to_period("M").start_time.tz_localize("UTC")
     markets = tuple(calibration.models)
@@ -387,12 +406,14 @@ def event_distribution(returns: pd.DataFrame, calibration: Calibration, variant:
     horizon = int((last - first).days) + 1
     venue = book(markets)
     predicted = build_scenarios(calibration.simulate(variant, horizon, n, seed, models=start), venue)
-    required = np.maximum(0.0, np.cumsum(predicted.losses - predicted.premium_base @ rates, axis=1).max(axis=1))
+    required = np.maximum(0.0, np.cumsum(predicted.losses_by_market @ shares - predicted.premium_base @ (rates * shares),
+                                         axis=1).max(axis=1))
     realised_r = returns.loc[first:last, list(markets)].to_numpy()
     realised_sigma = np.column_stack([gjr_filter(start[m], realised_r[:, j]) for j, m in enumerate(markets)])
     realised = build_scenarios(ReturnPaths(returns=realised_r[None], volatility=realised_sigma[None], markets=markets,
                                            period=pd.Timedelta("1D")), venue)
-    realised_required = float(max(0.0, np.cumsum(realised.losses[0] - realised.premium_base[0] @ rates).max()))
+    realised_required = float(max(0.0, np.cumsum(realised.losses_by_market[0] @ shares
+                                                 - realised.premium_base[0] @ (rates * shares)).max()))
     return required, realised_required
 
 
@@ -435,9 +456,14 @@ def fund_rows(months: Sequence[MonthResult]) -> list[dict[str, Any]]:
             funds = np.array([p["fund_target"] for _, p in records])
             shares = np.array([p["drawdown_share"] for _, p in records])
             exhausted = [month for month, p in records if p["exhausted"]]
+            rates = {m: float(np.median([p["rates"][m] for _, p in records if m in p["rates"]]))
+                     for m in dict.fromkeys(m for _, p in records for m in p["rates"])}
             rows.append({
                 "variant": variant, "method": method, "months": len(records), "errors": errors,
                 "median_fund": float(np.median(funds)), "max_fund": float(funds.max()),
+                "median_fund_share_of_open_interest": float(np.median([p["fund_share_of_open_interest"]
+                                                                       for _, p in records])),
+                "median_rates": rates,
                 "max_fund_month": records[int(funds.argmax())][0],
                 "median_cost": float(np.median([p["objective"] for _, p in records])),
                 "median_drawdown_share": float(np.median(shares)), "max_drawdown_share": float(shares.max()),
@@ -448,6 +474,35 @@ def fund_rows(months: Sequence[MonthResult]) -> list[dict[str, Any]]:
                 "exhaustion_p": binomial_excess_pvalue(len(exhausted), len(records), PROBLEM.alpha),
             })
     return rows
+
+
+def previous_rows(months: Sequence[MonthResult], previous: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per (variant, method), on the months both runs have: this run's median fund target, fees
+    and exhausted months next to a previous run's (its JSON payload)."""
+    then = {(m["month"], m["variant"]): m["policies"] for m in previous.get("months", [])}
+    rows = []
+    for variant in VARIANTS:
+        for method in METHODS:
+            pairs = [(m.month, then[(m.month, variant)][method], m.policies[method]) for m in months
+                     if m.variant == variant and (m.month, variant) in then
+                     and "error" not in then[(m.month, variant)].get(method, {"error": 1})
+                     and "error" not in m.policies.get(method, {"error": 1})]
+            if not pairs:
+                continue
+            row: dict[str, Any] = {"variant": variant, "method": method, "months": len(pairs)}
+            for side, index in (("then", 1), ("now", 2)):
+                policies = [p[index] for p in pairs]
+                row[f"{side}_median_fund"] = float(np.median([p["fund_target"] for p in policies]))
+                names = list(dict.fromkeys(m for p in policies for m in p["rates"]))
+                row[f"{side}_median_rates"] = {m: float(np.median([p["rates"][m] for p in policies if m in p["rates"]]))
+                                               for m in names}
+                row[f"{side}_exhausted"] = [month for month, *both in pairs if both[index - 1]["exhausted"]]
+            rows.append(row)
+    return rows
+
+
+def _fees(rates: Mapping[str, float]) -> str:
+    return " / ".join(f"{100 * v:.2f}" for v in rates.values()) if rates else "n/a"
 
 
 def _money(x: float) -> str:
@@ -536,9 +591,11 @@ def figure_events(events: Sequence[EventResult], prov: _common.Provenance, path:
 
 
 def report(months: Sequence[MonthResult], events: Sequence[EventResult], sizes: Sizes, prov: _common.Provenance,
-           quick: bool, figures: Sequence[str], seconds: float, span: str) -> tuple[str, dict[str, Any]]:
+           quick: bool, figures: Sequence[str], seconds: float, span: str,
+           previous: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     coverage = coverage_rows(months)
     funds = fund_rows(months)
+    against = previous_rows(months, previous) if previous else []
     lines = ["# Walk-forward backtest on real BTC / ETH / SOL history" + (" (QUICK MODE)" if quick else ""), "",
              prov.markdown(), f"- wall time: {seconds:.0f} s", ""]
     if quick:
@@ -551,6 +608,11 @@ def report(months: Sequence[MonthResult], events: Sequence[EventResult], sizes: 
         "- Book and problem: the methods benchmark's (illustrative book BTC 2bn / ETH 1bn / SOL 0.3bn open interest, "
         f"alpha = {PROBLEM.alpha:.0%} over the month, fees 0-{PROBLEM.premium_max:.2%}); the fund is reset to its "
         "target at each month start.",
+        f"- Economics (issue 16), as in the methods benchmark: the book answers its fees (participation share "
+        f"pi_j = 1 - eps_j (p_j - r_j), elasticity {ELASTICITY:g}, observed at the rates in force r_j = "
+        f"{RATES_IN_FORCE:.2%}; eps_j from the month's simulated mean fee base and the book's daily volume x the "
+        "month's days); the fee's cost is derived (premium_weight 0); each method searches its rates. The realised "
+        "month is carried through the book at the policy's fees (each market's losses and fee base times pi_j).",
         f"- {sizes.n_scenarios:,} scenarios per recalibration and variant (bounded so the full run takes a few "
         f"minutes on 2 cores); {sizes.n_quantile:,} one-day draws per day for the loss quantile.",
         "- Realised losses: the month's real returns with the variant's conditional volatility filtered through them "
@@ -569,17 +631,22 @@ def report(months: Sequence[MonthResult], events: Sequence[EventResult], sizes: 
                                                for r in coverage), ""]
     lines += ["## Fund targets and realised drawdowns", ""]
     lines.append(_common.markdown_table(
-        ["Innovations", "Method", "Months", "Median fund target", "Largest fund target (month)",
-         "Median capital cost", "Median drawdown / target", "Max drawdown / target", "Months exhausted (expected)",
-         "P(as many or more)"],
+        ["Innovations", "Method", "Months", "Median fund target", "Median fund / OI", "Median fees % (BTC/ETH/SOL)",
+         "Largest fund target (month)", "Median objective", "Median drawdown / target", "Max drawdown / target",
+         "Months exhausted (expected)", "P(as many or more)"],
         [[r["variant"], r["method"], r["months"], _money(r.get("median_fund", math.nan)),
+          _common.percent(r.get("median_fund_share_of_open_interest", math.nan)), _fees(r.get("median_rates", {})),
           f"{_money(r['max_fund'])} ({r['max_fund_month']})" if r["months"] else "n/a",
           _money(r.get("median_cost", math.nan)),
           f"{r['median_drawdown_share']:.1%}" if r["months"] else "n/a",
           _share(r["max_drawdown_share"]) if r["months"] else "n/a",
           (f"{len(r['exhausted'])} ({r['expected_exhausted']:.2f})" + (": " + ", ".join(r["exhausted"])
                                                                          if r["exhausted"] else "")) if r["months"] else "n/a",
-          f"{r['exhaustion_p']:.3f}" if r["months"] else "n/a"] for r in funds], "llrrrrrrlr"))
+          f"{r['exhaustion_p']:.3f}" if r["months"] else "n/a"] for r in funds], "llrrrrrrrrlr"))
+    lines += ["", "Fund / OI: the fund target over the open interest of the month's book at the policy's fees (sum_j "
+              "pi_j OI_j); real venues' funds hold roughly 1-5 % of their open interest. The objective is the full "
+              "cost with the book answering the fees (cost_of_capital x F0 + C(p): lost trading revenue - fee income "
+              "+ the month's expected losses, which no policy avoids)."]
     exploded = [f"{r['variant']}/{r['method']} {r['max_fund_month']}" for r in funds
                 if r["months"] and r["max_fund"] > 100 * sum(oi for _, oi, _ in BOOK)]
     if exploded:
@@ -603,6 +670,27 @@ def report(months: Sequence[MonthResult], events: Sequence[EventResult], sizes: 
     if failures:
         lines += ["", "Months where a method gave no policy: " + "; ".join(failures) + ". Errors: "
                   + "; ".join(errors_seen) + "."]
+    if against:
+        then = previous.get("provenance", {}) if previous else {}
+        lines += ["", f"### Against the previous run ({then.get('code', 'previous run')}, {then.get('date', '')}: "
+                  "premium_weight 0.005, no participation), on the same months", ""]
+        lines.append(_common.markdown_table(
+            ["Innovations", "Method", "Months", "Median fund target, then → now", "Median fees %, then → now",
+             "Months exhausted, then → now"],
+            [[r["variant"], r["method"], r["months"], f"{_money(r['then_median_fund'])} → {_money(r['now_median_fund'])}",
+              f"{_fees(r['then_median_rates'])} → {_fees(r['now_median_rates'])}",
+              f"{len(r['then_exhausted'])} → {len(r['now_exhausted'])}"
+              + (f" ({', '.join(r['then_exhausted'])} → {', '.join(r['now_exhausted']) or 'none'})"
+                 if r["then_exhausted"] or r["now_exhausted"] else "")] for r in against], "llrrrl"))
+        then_sizes = previous.get("sizes", {}) if previous else {}
+        then_span = previous.get("span", "?") if previous else "?"
+        then_n = then_sizes.get("n_scenarios")
+        then_n_text = f"{then_n:,}" if isinstance(then_n, int) else "?"
+        lines += ["", f"The previous run drew {then_n_text} scenarios per recalibration over {then_span}, this one "
+                  f"{sizes.n_scenarios:,} over {span}. Each month's seed is addressed by its position in the run's "
+                  "months, so unless both runs start in the same month the same month was simulated from other draws: "
+                  "differences then mix sampling (size, seed) with the economics. Compare like with like across full "
+                  "runs only."]
     lines += ["", "## Reported insurance-fund drawdowns vs the model", ""]
     event_rows = []
     for event in events:
@@ -629,7 +717,7 @@ def report(months: Sequence[MonthResult], events: Sequence[EventResult], sizes: 
               "month so far). The events file has no May 2021 row (the issue names May 2021; the file's second event "
               "is May 2020): the 19-20 May 2021 window shows the model's side only.", ""]
     lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
-    payload = {"coverage": coverage, "funds": funds}
+    payload = {"coverage": coverage, "funds": funds, "against_previous": against}
     return "\n".join(lines), payload
 
 
@@ -657,7 +745,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the backtest; returns the exit code (2 when the data folder is missing)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     cli = _common.parser(f"python -m {MODULE}", __doc__.splitlines()[0], seed=SEED)
+    cli.add_argument("--previous", type=Path, default=None,
+                     help="a previous run's backtest JSON: its policies are set beside this run's on the common months")
     args = cli.parse_args(argv)
+    previous = json.loads(args.previous.read_text()) if args.previous is not None else None
     missing = _common.data_available(args.data, [*_common.DAILY_FILES.values(), EVENTS_FILE])
     if missing:
         return _common.fail(
@@ -711,11 +802,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             policy = month_result.policies["certified"]
             rates = np.array([policy["rates"][m] for m in month_result.markets])
+            shares = np.array([policy["shares"][m] for m in month_result.markets])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 required, realised = event_distribution(
                     returns, calibrations[(month, variant)], variant, window_days, rates, sizes.n_event,
-                    np.random.SeedSequence(root.entropy, spawn_key=(10_000 + list(EVENT_WINDOWS).index(name), j)))
+                    np.random.SeedSequence(root.entropy, spawn_key=(10_000 + list(EVENT_WINDOWS).index(name), j)),
+                    shares)
             fund = policy["fund_target"]
             event.fund[variant] = fund
             event.predicted[variant] = required / fund
@@ -729,7 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figure_funds(results, prov, out / figures[1])
     if figure_events(events, prov, out / f"{stem}_events.png") is not None:
         figures.append(f"{stem}_events.png")
-    text, payload = report(results, events, sizes, prov, args.quick, figures, seconds, span)
+    text, payload = report(results, events, sizes, prov, args.quick, figures, seconds, span, previous)
     _common.write_text(out / f"{stem}.md", text)
     payload.update({
         "provenance": dataclasses.asdict(prov), "quick": args.quick, "sizes": dataclasses.asdict(sizes),

@@ -3,7 +3,15 @@
 Which method gives the cheapest fund that *really* meets the solvency target? The truth is
 known here: scenarios are drawn from a known generating model (a "world"), so every policy's
 true ruin probability can be measured on a large fresh sample, and the true optimum (the
-**oracle**: method "exact" on at least 2,000,000 scenarios of the world) is the yardstick.
+**oracle**: method "exact" on 1,000,000 scenarios of the world in the full mode, 2,000,000 before
+the rate searches of issue 16) is the yardstick.
+
+Economics (issue 16): the book answers its fees. Every policy (F0, p) is judged on the scaled
+set S(p) of its own rates: each market's losses and liquidation-fee base times its
+participation share ``pi_j(p_j) = 1 - eps_j (p_j - r_j)`` (:class:`fundguard.optimizer.Participation`,
+elasticity 1, rates in force r = 0.5 %), and its cost is the library's full objective
+``cost_of_capital F0 + C(p)`` (lost trading revenue, minus fee income, plus the losses the fund
+pays), not a constant weight per unit of fee.
 
 Worlds
 ------
@@ -19,7 +27,7 @@ Worlds
 Contestants (all for the same 30-day problem, alpha = 1 %)
 -----------------------------------------------------------
 * the optimizer's methods "cvar", "exact", "scenario", "certified" on N_train scenarios of the
-  world (:func:`fundguard.optimizer.compare_methods`);
+  world (:func:`fundguard.optimizer.compare_methods`), each searching its rates;
 * rules of thumb a venue might use, at premium_max fees: a fixed share of open interest;
   k times the largest 30-day net loss in the venue's history; the Lundberg closed form
   ``F0 = ln(1/alpha) / R`` with R the adjustment coefficient of the per-period net loss; a
@@ -33,8 +41,9 @@ simulated from the world, as long as the Binance BTC record. The history-based r
 run on further independent histories (20 in the full mode) to show how much they depend on
 which past the venue happened to have.
 
-For each contestant: fund target, capital cost (``cost_of_capital F0 + premium_weight p .
-E[B]``, E[B] from the oracle's sample), its ratio to the oracle's, the true ruin probability on
+For each contestant: fund target (also as a share of open interest), its objective (the full
+cost with the book answering the fees: ``cost_of_capital F0 + C(p)``, ``C`` the library's derived
+fee cost, expectations from the oracle's sample), its excess over and ratio to the oracle's, the true ruin probability on
 the reference sample with its two-sided 95 % Clopper–Pearson interval, the certificate it
 claims, and its solve time. A contestant whose measured ruin probability exceeds alpha fails
 the target, whatever its cost.
@@ -72,7 +81,15 @@ from fundguard.models import (
     simulate_returns,
     stress_paths,
 )
-from fundguard.optimizer import PolicyProblem, clopper_pearson_upper, compare_methods, solve
+from fundguard.optimizer import Participation, PolicyProblem, clopper_pearson_upper, compare_methods, solve
+from fundguard.optimizer.participation import (
+    DEFAULT_ELASTICITY,
+    DEFAULT_TRADING_FEE,
+    at_fixed_rates,
+    mean_market_bases,
+    mean_market_losses,
+    participation_cost,
+)
 
 from . import _common
 
@@ -91,16 +108,23 @@ CONFIDENCE = 0.99
 #: Two-sided level of the interval on each true ruin probability.
 INTERVAL = 0.95
 
-#: The problem: cost of capital 15 % a year for 30 days; each unit of liquidation fee costs the
-#: venue half a cent of lost business; fees between 0 and 1.25 % (Binance's historical
-#: liquidation clearance fee). The same settings as the built-in calibration preset.
+#: The problem: cost of capital 15 % a year for 30 days; fees between 0 and 1.25 % (Binance's
+#: historical liquidation clearance fee). The fee's cost is *derived* (issue 16): no premium
+#: weight; the book answers the fees through a participation (:func:`world_problem`).
 PROBLEM = PolicyProblem(
     alpha=ALPHA,
     cost_of_capital=round(0.15 * HORIZON / 365, 6),
-    premium_weight=0.005,
+    premium_weight=0.0,
     premium_min=0.0,
     premium_max=0.0125,
 )
+#: The participation (``fundguard.optimizer.participation``): elasticity of volume to the traders'
+#: total trading cost (the calibration job's default, Matheson 2011, IMF WP/11/54), the trading
+#: fee per unit traded (Binance USD-M regular 0.02 % maker / 0.05 % taker, mean) and the rates in
+#: force, at which the book below was observed.
+ELASTICITY = DEFAULT_ELASTICITY
+TRADING_FEE = DEFAULT_TRADING_FEE
+RATES_IN_FORCE = 0.005
 
 #: An ILLUSTRATIVE book (round numbers of a top-10 venue's perpetuals, not any real exchange):
 #: (market, open interest per side, daily volume), currency units; loss-model defaults otherwise.
@@ -120,10 +144,11 @@ HISTORY_DAYS = 3000
 
 #: The optimizer's methods, all compared.
 METHOD_NAMES = ("cvar", "exact", "scenario", "certified")
-#: Largest training size at which the sample-size sweep runs "scenario": its greedy discarding
-#: re-solves a cvxpy linear program some 60 times over the screened rows, 17 s at 20,000 scenarios
-#: of the calm world and many minutes at 100,000 (measured on 2 cores).
-SCENARIO_SWEEP_MAX = 20_000
+#: Largest training size at which the sample-size sweep runs "scenario" and "certified": the
+#: rate search re-solves each some 200 times at fixed rates ("certified" 80 s at 20,000 scenarios
+#: of the calm world on 2 shared cores, "scenario"'s greedy discarding many minutes a solve at
+#: 100,000).
+SWEEP_SLOW_MAX = 20_000
 
 
 def venue() -> VenueBook:
@@ -131,31 +156,59 @@ def venue() -> VenueBook:
     return VenueBook([Market(name, open_interest=oi, daily_volume=adv) for name, oi, adv in BOOK])
 
 
+def participation_for(mean_base: np.ndarray, days: float = HORIZON,
+                      markets: Sequence[str] | None = None) -> Participation:
+    """The book's participation (as the calibration job's ``with_participation`` builds it):
+    ``eps_j = e E[B_j] / (tau Vol_j)`` from the mean premium base ``mean_base`` (J,) over ``days``,
+    traded volume = BOOK's daily volume x ``days``, observed at RATES_IN_FORCE; fee cost derived."""
+    names = [n for n, _, _ in BOOK] if markets is None else list(markets)
+    adv = {n: v for n, _, v in BOOK}
+    volume = np.array([adv[n] * days for n in names])
+    return Participation.from_elasticity(np.asarray(mean_base, dtype=np.float64), volume, elasticity=ELASTICITY,
+                                         trading_fee=TRADING_FEE, reference_rates=RATES_IN_FORCE,
+                                         fee_cost="derived")
+
+
+def world_problem(mean_base: np.ndarray, days: float = HORIZON, markets: Sequence[str] | None = None) -> PolicyProblem:
+    """PROBLEM with the book answering the fees (:func:`participation_for`)."""
+    return dataclasses.replace(PROBLEM, participation=participation_for(mean_base, days, markets))
+
+
 @dataclass(frozen=True)
 class Sizes:
     """Scenario counts of one mode.
 
-    n_train: the scenarios every method is solved on; n_oracle: the oracle's sample;
-    n_reference: the fresh sample true ruin probabilities are measured on (streamed in chunks
-    of ``chunk``); sweep / repeats: the training sizes and the independent training samples of
-    the sample-size figure (empty in quick mode).
+    n_train: the scenarios every method is solved on; n_oracle: the oracle's sample (its fund
+    target is set on all of it); n_oracle_search: the first scenarios of that sample, on which the
+    oracle's rates are searched (the rate search re-solves "exact" some 200 times: on 2,000,000
+    scenarios that alone would take hours on 2 cores); n_reference: the fresh sample true ruin
+    probabilities are measured on (streamed in chunks of ``chunk``); sweep / repeats: the training
+    sizes and the independent training samples of the sample-size figure (empty in quick mode).
     """
 
     n_train: int
     n_oracle: int
     n_reference: int
     chunk: int
+    n_oracle_search: int = 100_000
     sweep: tuple[int, ...] = ()
     repeats: int = 0
     histories: int = 3
     oracle_time_limit: float = 1800.0
 
 
-FULL = Sizes(n_train=20_000, n_oracle=2_000_000, n_reference=2_000_000, chunk=250_000,
-             sweep=(5_000, 20_000, 100_000), repeats=5, histories=20)
+# Full: every method's rate search re-solves it some 200 times at fixed rates, so the sample-size
+# sweep keeps 1 training sample at N = 5,000 and 20,000 (5 up to 100,000 before participation),
+# and the oracle's and the reference samples are 1,000,000 scenarios each (2,000,000 before; the
+# 95 % interval of a 1 % ruin rate is still +-0.02 %): on 2 cores shared with other jobs (load
+# 10-12 on 2026-12-01) the venue loss model simulated some 1,100-3,000 scenarios a second, and
+# the run must stay near an hour.
+FULL = Sizes(n_train=20_000, n_oracle=1_000_000, n_reference=1_000_000, chunk=250_000, n_oracle_search=100_000,
+             sweep=(5_000, 20_000), repeats=1, histories=20)
 # Quick: 5,000 training scenarios leave 1,250 for the certificate, enough to certify 1 % at
 # 99 % (459 needed with no ruin); the oracle is labelled as the 50,000-scenario one it is.
-QUICK = Sizes(n_train=5_000, n_oracle=50_000, n_reference=200_000, chunk=50_000, oracle_time_limit=120.0)
+QUICK = Sizes(n_train=5_000, n_oracle=50_000, n_reference=200_000, chunk=50_000, n_oracle_search=20_000,
+              oracle_time_limit=120.0)
 
 # --------------------------------------------------------------------------------------------
 # Worlds: the known generating models
@@ -320,33 +373,47 @@ def chunks(world: World, n: int, chunk: int, root: int, world_index: int, purpos
 
 
 def large_sample(world: World, n: int, chunk: int, root: int, world_index: int, purpose: str) -> ScenarioSet:
-    """``n`` scenarios assembled from chunks into preallocated arrays (peak memory: the set + a chunk)."""
+    """``n`` scenarios assembled from chunks into preallocated arrays (peak memory: the set + a chunk);
+    the pooled losses, the premium base and each market's losses (what the fund equation on S(p) reads)."""
     losses = np.empty((n, HORIZON))
     base = np.empty((n, HORIZON, len(BOOK)))
+    by_market = np.empty((n, HORIZON, len(BOOK)))
     row = 0
     for part in chunks(world, n, chunk, root, world_index, purpose):
         losses[row:row + part.n_scenarios] = part.losses
         base[row:row + part.n_scenarios] = part.premium_base
+        by_market[row:row + part.n_scenarios] = part.losses_by_market
         row += part.n_scenarios
         del part
-    return ScenarioSet(losses=losses, premium_base=base, markets=tuple(name for name, _, _ in BOOK),
+    return ScenarioSet(losses=losses, premium_base=base, losses_by_market=by_market,
+                       markets=tuple(name for name, _, _ in BOOK),
                        metadata={"world": world.key, "purpose": purpose, "n": n, "chunk": chunk})
 
 
-def worst_net_flow(losses: np.ndarray, premium_base: np.ndarray, rates: np.ndarray) -> np.ndarray:
+def worst_net_flow(losses: np.ndarray, premium_base: np.ndarray, rates: np.ndarray,
+                   shares: np.ndarray | None = None) -> np.ndarray:
     """``min_t sum_{u<=t} (p . B[s, u] - L[s, u])`` per scenario (N,), currency units.
 
     An independent numpy restatement of DESIGN.md's fund equation: scenario s is ruined iff
-    ``F0 + worst[s] < floor``.
+    ``F0 + worst[s] < floor``. With the participation shares ``shares`` (J,) of the policy's
+    rates, ``losses`` are each market's (N, T, J) and the flow is that of the scaled set S(p):
+    ``sum_j pi_j (p_j B[s, u, j] - L_j[s, u])``.
     """
-    net = premium_base @ rates - losses
+    rates = np.asarray(rates, dtype=np.float64)
+    if shares is None:
+        net = premium_base @ rates - losses
+    else:
+        shares = np.asarray(shares, dtype=np.float64)
+        net = premium_base @ (rates * shares) - losses @ shares
     np.cumsum(net, axis=1, out=net)
     return net.min(axis=1)
 
 
-def required_fund(losses: np.ndarray, premium_base: np.ndarray, rates: np.ndarray) -> np.ndarray:
-    """The smallest F0 that survives each path (floor 0): ``max(0, -worst_net_flow)``."""
-    return np.maximum(0.0, -worst_net_flow(losses, premium_base, rates))
+def required_fund(losses: np.ndarray, premium_base: np.ndarray, rates: np.ndarray,
+                  shares: np.ndarray | None = None) -> np.ndarray:
+    """The smallest F0 that survives each path (floor 0): ``max(0, -worst_net_flow)``; on S(p)
+    when ``shares`` are given (then ``losses`` are each market's, (N, T, J))."""
+    return np.maximum(0.0, -worst_net_flow(losses, premium_base, rates, shares))
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,15 +436,26 @@ class Contestant:
     notes: list[str] = field(default_factory=list)
     ruins: int = 0
     n_reference: int = 0
+    #: (J,) participation shares pi_j(p_j) at the contestant's rates: it is evaluated on S(p).
+    #: None: on the book as observed (a problem without participation).
+    shares: np.ndarray | None = None
 
     def ruin_rate(self) -> float:
         return self.ruins / self.n_reference if self.n_reference else math.nan
 
 
-def method_contestants(train: ScenarioSet, methods: Sequence[str] = METHOD_NAMES,
+def with_shares(contestant: Contestant, problem: PolicyProblem) -> Contestant:
+    """Set the contestant's participation shares at its rates (it is then evaluated on S(p))."""
+    if problem.participation is not None and np.all(np.isfinite(contestant.premium_rates)):
+        contestant.shares = problem.participation.shares(np.asarray(contestant.premium_rates, dtype=np.float64))
+    return contestant
+
+
+def method_contestants(problem: PolicyProblem, train: ScenarioSet, methods: Sequence[str] = METHOD_NAMES,
                        prefix: str = "") -> list[Contestant]:
-    """The optimizer's methods on ``train``, through :func:`compare_methods` (errors recorded)."""
-    table = compare_methods(PROBLEM, train, methods, confidence=CONFIDENCE, errors="record")
+    """The optimizer's methods on ``train``, through :func:`compare_methods` (errors recorded); with
+    a participation each searches its rates (``solve_with_participation``)."""
+    table = compare_methods(problem, train, methods, confidence=CONFIDENCE, errors="record")
     rates_columns = [f"rate[{m}]" for m in train.markets]
     out = []
     for method, row in table.iterrows():
@@ -394,30 +472,64 @@ def method_contestants(train: ScenarioSet, methods: Sequence[str] = METHOD_NAMES
                       f"({int(row['cert_ruins'])} ruins in {int(row['cert_n']):,} held out)")
         else:
             claims = f"none (in-sample ruin {row['in_sample_ruin']:.2%})"
-        out.append(Contestant(
+        out.append(with_shares(Contestant(
             label=label, group="method", fund_target=float(row["fund_target"]),
             premium_rates=row[rates_columns].to_numpy(dtype=np.float64), claims=claims,
             seconds=float(row["solve_seconds"]), in_sample_ruin=float(row["in_sample_ruin"]), status=str(row["status"]),
-        ))
+        ), problem))
     return out
 
 
-def oracle_contestant(world: World, sizes: Sizes, root: int, world_index: int) -> tuple[Contestant, np.ndarray]:
-    """Method "exact" on ``sizes.n_oracle`` scenarios of the world; also returns E[sum_t B] (J,)."""
+@dataclass(frozen=True)
+class Oracle:
+    """The oracle and what its sample says about the world: the problem with the world's
+    participation, E[sum_t B_j] and E[sum_t L_j] (J,) at the rates in force."""
+
+    contestant: Contestant
+    problem: PolicyProblem
+    mean_base: np.ndarray
+    mean_loss: np.ndarray
+
+
+def oracle_contestant(world: World, sizes: Sizes, root: int, world_index: int) -> Oracle:
+    """Method "exact" with participation: rates searched on the first ``sizes.n_oracle_search``
+    scenarios of the oracle's sample, the fund target exact on all ``sizes.n_oracle`` of them,
+    scaled to S(p) at those rates. The world's participation is built from the whole sample."""
     sample = large_sample(world, sizes.n_oracle, sizes.chunk, root, world_index, "oracle")
-    mean_base = sample.premium_base.sum(axis=1).mean(axis=0)
+    mean_base, mean_loss = mean_market_bases(sample), mean_market_losses(sample)
+    problem = world_problem(mean_base)
+    search = sample.subset(slice(0, min(sizes.n_oracle_search, sizes.n_oracle)))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        policy = solve(PROBLEM, sample, "exact", time_limit=sizes.oracle_time_limit)
-    del sample
+        searched = solve(problem, search, "exact", time_limit=sizes.oracle_time_limit)
+        del search
+        rates = np.asarray(searched.premium_rates, dtype=np.float64)
+        start = time.perf_counter()
+        # S(p) at the searched rates, as Participation.scaled builds it (each market's losses and
+        # premium base times its share, the pooled losses their sum), but in place: a scaled copy
+        # of the oracle's sample would need another 1.7 GB per million scenarios.
+        shares = problem.participation.shares(rates)
+        sample.losses_by_market[...] *= shares
+        sample.premium_base[...] *= shares
+        np.sum(sample.losses_by_market, axis=2, out=sample.losses)
+        scaled = ScenarioSet(losses=sample.losses, premium_base=sample.premium_base,
+                             losses_by_market=sample.losses_by_market, markets=sample.markets, metadata=sample.metadata)
+        del sample
+        policy = solve(at_fixed_rates(problem, rates), scaled, "exact", time_limit=sizes.oracle_time_limit)
+        del scaled
+        fund_seconds = time.perf_counter() - start
     label = f"oracle: exact on {sizes.n_oracle:,} scenarios"
     contestant = Contestant(
-        label=label, group="oracle", fund_target=policy.fund_target, premium_rates=np.asarray(policy.premium_rates),
-        claims=f"in-sample ruin {policy.in_sample_ruin:.3%} (status {policy.status})", seconds=policy.solve_seconds,
-        in_sample_ruin=policy.in_sample_ruin, status=policy.status,
-        notes=[str(w.message) for w in caught] + ([policy.details.get("reason", "")] if policy.status != "optimal" else []),
+        label=label, group="oracle", fund_target=policy.fund_target, premium_rates=rates,
+        claims=f"in-sample ruin {policy.in_sample_ruin:.3%} (status {policy.status})",
+        seconds=searched.solve_seconds + fund_seconds, in_sample_ruin=policy.in_sample_ruin, status=policy.status,
+        notes=[f"rates searched on the first {min(sizes.n_oracle_search, sizes.n_oracle):,} scenarios "
+               f"({searched.details.get('participation', {}).get('evaluations', '?')} evaluations, "
+               f"{searched.solve_seconds:.0f} s; fund target there {searched.fund_target:,.0f}), fund target exact "
+               f"on all {sizes.n_oracle:,} at those rates ({fund_seconds:.0f} s)"]
+              + [str(w.message) for w in caught] + ([policy.details.get("reason", "")] if policy.status != "optimal" else []),
     )
-    return contestant, mean_base
+    return Oracle(with_shares(contestant, problem), problem, mean_base, mean_loss)
 
 
 def oi_share_rule(rates: np.ndarray) -> Contestant:
@@ -474,14 +586,18 @@ def cover2_fund(losses: np.ndarray, premium_base: np.ndarray, rates: np.ndarray)
 
 
 def cover2_rule(history: ScenarioSet, rates: np.ndarray, fitted: Mapping[str, VolModel],
-                index: pd.DatetimeIndex) -> Contestant:
-    """The Cover-2 row (first history); its note gives the same replays scaled to today's volatility."""
+                index: pd.DatetimeIndex, participation: Participation | None = None) -> Contestant:
+    """The Cover-2 row (first history; pass it on S(p) when the book answers the fees, and the
+    participation that scales the note's replays the same way); its note gives the same replays
+    scaled to today's volatility."""
     start = time.perf_counter()
     fund, chosen, required = cover2_fund(history.losses[0], history.premium_base[0], rates)
     seconds = time.perf_counter() - start
     # The library's filtered-historical-simulation replay: the same days' shocks at today's volatility.
     scaled = build_scenarios(stress_paths(fitted, HORIZON, dates=[index[d] for d in chosen], scale_to_today=True),
                              venue())
+    if participation is not None:
+        scaled = participation.scaled(scaled, rates, fund_only=True)
     scaled_required = np.sort(required_fund(scaled.losses, scaled.premium_base, rates))[::-1]
     note = (f"replays of the {len(chosen)} worst days as they happened; two largest required funds "
             f"{required[0]:,.0f} and {required[1]:,.0f}. The same replays scaled to today's volatility "
@@ -640,22 +756,23 @@ def fitted_models(history: History, dist: str, today: Mapping[str, float]) -> di
     return models
 
 
-def pipeline_contestant(label: str, models: Mapping[str, VolModel], copula: str, n: int,
+def pipeline_contestant(problem: PolicyProblem, label: str, models: Mapping[str, VolModel], copula: str, n: int,
                         seed: np.random.SeedSequence) -> Contestant:
-    """Simulate from fitted ``models`` (parametric innovations, fitted ``copula``) and run "certified"."""
+    """Simulate from fitted ``models`` (parametric innovations, fitted ``copula``) and run "certified"
+    (with ``problem``'s participation it searches its rates)."""
     start = time.perf_counter()
     paths = simulate_returns(models, HORIZON, n, innovations="parametric", seed=seed, copula=copula)
     train = build_scenarios(paths, venue())
-    policy = solve(PROBLEM, train, "certified", confidence=CONFIDENCE)
+    policy = solve(problem, train, "certified", confidence=CONFIDENCE)
     seconds = time.perf_counter() - start
     cert = policy.certificate
     claims = (f"P(ruin) <= {cert.upper_bound:.2%} at {cert.confidence:.0%} in its own model "
               f"({cert.ruins} ruins in {cert.n:,} held out)")
     specs = ", ".join(f"{k} nu={m.params['nu']:.2f}" if "nu" in m.params else k for k, m in models.items())
-    return Contestant(label, "pipeline", policy.fund_target, np.asarray(policy.premium_rates), claims, seconds,
-                      in_sample_ruin=policy.in_sample_ruin, status=policy.status,
-                      notes=[f"fitted {next(iter(models.values())).spec} ({specs}), {copula} copula; "
-                             f"time includes simulating {n:,} scenarios"])
+    return with_shares(Contestant(label, "pipeline", policy.fund_target, np.asarray(policy.premium_rates), claims,
+                                  seconds, in_sample_ruin=policy.in_sample_ruin, status=policy.status,
+                                  notes=[f"fitted {next(iter(models.values())).spec} ({specs}), {copula} copula; "
+                                         f"time includes simulating {n:,} scenarios"]), problem)
 
 
 # --------------------------------------------------------------------------------------------
@@ -664,17 +781,23 @@ def pipeline_contestant(label: str, models: Mapping[str, VolModel], copula: str,
 
 
 def evaluate(contestants: Sequence[Contestant], reference: Iterator[ScenarioSet]) -> int:
-    """Count every contestant's ruins on the streamed reference sample; returns its size."""
+    """Count every contestant's ruins on the streamed reference sample; returns its size.
+
+    A contestant with participation shares is counted on S(p) of its own rates (each market's
+    losses and premium base times its share: :func:`worst_net_flow` with ``shares``)."""
     total = 0
     for part in reference:
-        by_rates: dict[bytes, np.ndarray] = {}
+        flows: dict[bytes, np.ndarray] = {}
         for c in contestants:
             if not math.isfinite(c.fund_target):
                 continue
-            key = np.asarray(c.premium_rates, dtype=np.float64).tobytes()
-            if key not in by_rates:
-                by_rates[key] = worst_net_flow(part.losses, part.premium_base, np.asarray(c.premium_rates))
-            c.ruins += int(np.count_nonzero(c.fund_target + by_rates[key] < PROBLEM.floor))
+            rates = np.asarray(c.premium_rates, dtype=np.float64)
+            shares = None if c.shares is None else np.asarray(c.shares, dtype=np.float64)
+            key = rates.tobytes() + (b"" if shares is None else b"|" + shares.tobytes())
+            if key not in flows:
+                flows[key] = (worst_net_flow(part.losses, part.premium_base, rates) if shares is None else
+                              worst_net_flow(part.losses_by_market, part.premium_base, rates, shares))
+            c.ruins += int(np.count_nonzero(c.fund_target + flows[key] < PROBLEM.floor))
         total += part.n_scenarios
     for c in contestants:
         c.n_reference = total if math.isfinite(c.fund_target) else 0
@@ -689,9 +812,23 @@ def ruin_interval(ruins: int, n: int, level: float = INTERVAL) -> tuple[float, f
     return lower, upper
 
 
-def capital_cost(fund_target: float, rates: np.ndarray, mean_base: np.ndarray) -> float:
-    """``cost_of_capital F0 + sum_j premium_weight p_j E[sum_t B_j]`` (PROBLEM has no rate penalty)."""
-    return PROBLEM.cost_of_capital * fund_target + PROBLEM.premium_weight * float(np.asarray(rates) @ mean_base)
+def capital_cost(problem: PolicyProblem, fund_target: float, rates: np.ndarray, mean_base: np.ndarray,
+                 mean_loss: np.ndarray) -> float:
+    """The policy's full objective, currency units: with a participation the library's
+    :func:`~fundguard.optimizer.participation.participation_cost` (``cost_of_capital F0 + C(p)``:
+    trading revenue lost, minus fee income, plus the losses the fund pays), else
+    ``cost_of_capital F0 + sum_j premium_weight p_j E[sum_t B_j]``. ``mean_base`` / ``mean_loss``
+    (J,): E[sum_t B_j] and E[sum_t L_j] of the book at the rates in force (the oracle's sample)."""
+    rates = np.asarray(rates, dtype=np.float64)
+    if problem.participation is not None:
+        return participation_cost(problem, fund_target, rates, mean_base, mean_loss)
+    weight = problem.per_market("premium_weight", rates.size)
+    return problem.cost_of_capital * fund_target + float(weight @ (rates * mean_base))
+
+
+def fee_cost(problem: PolicyProblem, rates: np.ndarray, mean_base: np.ndarray, mean_loss: np.ndarray) -> float:
+    """``C(p)``, the objective's fee part (lost trading revenue - fee income + losses), currency units."""
+    return problem.participation.fee_cost_value(np.asarray(rates, dtype=np.float64), mean_base, mean_loss)
 
 
 def verdict(c: Contestant) -> str:
@@ -717,7 +854,9 @@ class WorldResult:
     world: World
     oracle: Contestant
     contestants: list[Contestant]
-    mean_base: np.ndarray
+    problem: PolicyProblem       # PROBLEM with the world's participation
+    mean_base: np.ndarray        # E[sum_t B_j] (J,) at the rates in force, the oracle's sample
+    mean_loss: np.ndarray        # E[sum_t L_j] (J,) likewise
     n_reference: int
     sweep: list[dict[str, Any]]
     lottery: list[dict[str, Any]]
@@ -725,13 +864,25 @@ class WorldResult:
     seconds: dict[str, float]
 
     def row(self, c: Contestant) -> dict[str, Any]:
-        cost = capital_cost(c.fund_target, c.premium_rates, self.mean_base) if math.isfinite(c.fund_target) else math.nan
-        oracle_cost = capital_cost(self.oracle.fund_target, self.oracle.premium_rates, self.mean_base)
+        finite = math.isfinite(c.fund_target) and bool(np.all(np.isfinite(c.premium_rates)))
+        cost = (capital_cost(self.problem, c.fund_target, c.premium_rates, self.mean_base, self.mean_loss)
+                if finite else math.nan)
+        oracle_cost = capital_cost(self.problem, self.oracle.fund_target, self.oracle.premium_rates, self.mean_base,
+                                   self.mean_loss)
         low, high = ruin_interval(c.ruins, c.n_reference) if c.n_reference else (math.nan, math.nan)
+        names = [n for n, _, _ in BOOK]
+        shares = np.ones(len(BOOK)) if c.shares is None else np.asarray(c.shares)
+        open_interest = float(np.array([oi for _, oi, _ in BOOK]) @ shares)  # the book's OI at its fees
         return {
             "label": c.label, "group": c.group, "fund_target": c.fund_target,
-            "premium_rates": dict(zip((n for n, _, _ in BOOK), map(float, c.premium_rates))),
-            "capital_cost": cost, "ratio_to_oracle": cost / oracle_cost,
+            "premium_rates": dict(zip(names, map(float, c.premium_rates))),
+            "participation_shares": dict(zip(names, map(float, shares))),
+            "fund_share_of_open_interest": c.fund_target / open_interest if finite else math.nan,
+            "capital_cost": cost, "ratio_to_oracle": cost / oracle_cost if oracle_cost > 0 else math.nan,
+            "excess_over_oracle": cost - oracle_cost,
+            "cost_of_capital_part": self.problem.cost_of_capital * c.fund_target if finite else math.nan,
+            "fee_cost": (fee_cost(self.problem, c.premium_rates, self.mean_base, self.mean_loss)
+                         if finite and self.problem.participation is not None else math.nan),
             "true_ruin": c.ruin_rate(), "true_ruin_low": low, "true_ruin_high": high,
             "ruins": c.ruins, "n_reference": c.n_reference, "verdict": verdict(c), "claims": c.claims,
             "solve_seconds": c.seconds, "in_sample_ruin": c.in_sample_ruin, "status": c.status, "notes": c.notes,
@@ -739,40 +890,50 @@ class WorldResult:
 
 
 def run_world(world: World, world_index: int, sizes: Sizes, root: int, log: Any) -> WorldResult:
-    """Every contestant on one world, evaluated on one streamed reference sample."""
+    """Every contestant on one world, evaluated on one streamed reference sample (each on S(p) of
+    its own rates)."""
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
-    oracle, mean_base = oracle_contestant(world, sizes, root, world_index)
-    seconds["oracle (simulate + exact)"] = time.perf_counter() - tick
-    log(f"[{world.key}] oracle: F0 {oracle.fund_target:,.0f}, {oracle.status}, exact {oracle.seconds:.1f} s")
+    found = oracle_contestant(world, sizes, root, world_index)
+    oracle, problem, part = found.contestant, found.problem, found.problem.participation
+    seconds["oracle (simulate + rate search + exact)"] = time.perf_counter() - tick
+    log(f"[{world.key}] oracle: F0 {oracle.fund_target:,.0f} at rates {oracle.premium_rates}, {oracle.status}, "
+        f"{oracle.seconds:.1f} s; eps {part.semi_elasticity}")
 
     tick = time.perf_counter()
     train = world_scenarios(world, sizes.n_train, _seed(root, world_index, _PURPOSE["train"], 0))
-    contestants = method_contestants(train)
+    contestants = method_contestants(problem, train)
     seconds["methods"] = time.perf_counter() - tick
     log(f"[{world.key}] methods on {sizes.n_train:,}: "
         + ", ".join(f"{c.label} {c.fund_target:,.0f}" for c in contestants))
 
     tick = time.perf_counter()
+    # The rules charge the maximum fee, as before; the venue's past and its book are then those of
+    # S(p) at that fee (the book answers its fees in the rules' venue too).
     rates = np.full(len(BOOK), PROBLEM.premium_max)
     history = simulate_history(world, root, world_index, sizes.histories)
+    scaled_history = dataclasses.replace(history, scenarios=part.scaled(history.scenarios, rates, fund_only=True))
     fitted_t = fitted_models(history, "t", world.today_variance)
     fitted_normal = fitted_models(history, "normal", world.today_variance)
-    contestants.append(oi_share_rule(rates))
-    contestants.extend(horizon_loss_rules(history.first(), rates))
+    rules = [oi_share_rule(rates), *horizon_loss_rules(scaled_history.first(), rates)]
     with warnings.catch_warnings():
         # lundberg_rule's warnings are kept in the row's notes, which the report prints
         warnings.simplefilter("ignore", LundbergWarning)
         heavy = all(m.spec.dist == "t" for m in world.models.values())
-        contestants.append(lundberg_rule(train, rates, heavy_tailed=heavy))
-    contestants.append(cover2_rule(history.first(), rates, fitted_t, history.returns.index))
-    contestants.append(pipeline_contestant("Gaussian pipeline: GJR-normal + Gaussian copula, certified", fitted_normal,
-                                           "gaussian", sizes.n_train, _seed(root, world_index, _PURPOSE["gaussian"])))
-    contestants.append(pipeline_contestant("control: GJR-t fitted on history + t copula, certified", fitted_t, "t",
-                                           sizes.n_train, _seed(root, world_index, _PURPOSE["student"])))
+        rules.append(lundberg_rule(part.scaled(train, rates, fund_only=True), rates, heavy_tailed=heavy))
+    rules.append(cover2_rule(scaled_history.first(), rates, fitted_t, history.returns.index, part))
+    contestants.extend(with_shares(c, problem) for c in rules)
+    log(f"[{world.key}] rules done, pipelines next")
+    contestants.append(pipeline_contestant(problem, "Gaussian pipeline: GJR-normal + Gaussian copula, certified",
+                                           fitted_normal, "gaussian", sizes.n_train,
+                                           _seed(root, world_index, _PURPOSE["gaussian"])))
+    contestants.append(pipeline_contestant(problem, "control: GJR-t fitted on history + t copula, certified", fitted_t,
+                                           "t", sizes.n_train, _seed(root, world_index, _PURPOSE["student"])))
     seconds["rules and pipelines"] = time.perf_counter() - tick
-    lottery = lottery_contestants(history.scenarios, rates)
-    history_note = (f"{HISTORY_DAYS:,} simulated days; largest daily venue loss {history.scenarios.losses[0].max():,.0f}; "
+    lottery = [(label, h, with_shares(c, problem)) for label, h, c in lottery_contestants(scaled_history.scenarios,
+                                                                                            rates)]
+    history_note = (f"{HISTORY_DAYS:,} simulated days; largest daily venue loss {history.scenarios.losses[0].max():,.0f} "
+                    f"at the rates in force; "
                     + "; ".join(f"{n} fitted {m.spec} persistence {m.diagnostics.persistence:.3f}, nu "
                                 f"{m.params.get('nu', math.nan):.2f}" for n, m in fitted_t.items()))
 
@@ -781,9 +942,11 @@ def run_world(world: World, world_index: int, sizes: Sizes, root: int, log: Any)
     for n in sizes.sweep:
         for repeat in range(sizes.repeats):
             sample = world_scenarios(world, n, _seed(root, world_index, _PURPOSE["train"], n, repeat))
-            names = METHOD_NAMES if n <= SCENARIO_SWEEP_MAX else tuple(m for m in METHOD_NAMES if m != "scenario")
-            for c in method_contestants(sample, names, prefix=f"N={n} #{repeat} "):
+            names = METHOD_NAMES if n <= SWEEP_SLOW_MAX else tuple(m for m in METHOD_NAMES
+                                                                   if m not in ("scenario", "certified"))
+            for c in method_contestants(problem, sample, names, prefix=f"N={n} #{repeat} "):
                 sweep_contestants.append((n, repeat, c))
+            log(f"[{world.key}] sweep N={n:,} #{repeat} done ({time.perf_counter() - tick:.0f} s)")
     seconds["sample-size sweep"] = time.perf_counter() - tick
     if sizes.sweep:
         log(f"[{world.key}] sweep: {len(sweep_contestants)} policies")
@@ -792,7 +955,8 @@ def run_world(world: World, world_index: int, sizes: Sizes, root: int, log: Any)
     everyone = [oracle, *contestants, *(c for _, _, c in sweep_contestants), *(c for _, _, c in lottery)]
     n_reference = evaluate(everyone, chunks(world, sizes.n_reference, sizes.chunk, root, world_index, "reference"))
     seconds["reference evaluation"] = time.perf_counter() - tick
-    result = WorldResult(world, oracle, contestants, mean_base, n_reference, [], [], history_note, seconds)
+    result = WorldResult(world, oracle, contestants, problem, found.mean_base, found.mean_loss, n_reference, [], [],
+                         history_note, seconds)
     for n, repeat, c in sweep_contestants:
         row = result.row(c)
         result.sweep.append({"n": n, "repeat": repeat, "method": c.label.split(" ", 2)[2], **row})
@@ -821,20 +985,78 @@ def _rates(rates: Mapping[str, float]) -> str:
 
 def results_table(result: WorldResult) -> str:
     """The Markdown table of one world (oracle first)."""
-    header = ["Method", "Fund target", "Fees % (BTC/ETH/SOL)", "Capital cost", "× oracle",
+    header = ["Method", "Fund target", "% of OI", "Fees % (BTC/ETH/SOL)", "Objective", "vs oracle", "× oracle",
               "True ruin [95% CI]", "Target α = 1%", "Claimed certificate", "Solve time"]
     rows = []
     for c in [result.oracle, *result.contestants]:
         r = result.row(c)
         ruin = ("n/a" if not r["n_reference"] else
                 f"{r['true_ruin']:.2%} [{r['true_ruin_low']:.2%}, {r['true_ruin_high']:.2%}]")
+        excess = r["excess_over_oracle"]
         rows.append([
             f"**{r['label']}**" if c.group == "oracle" else r["label"],
-            _money(r["fund_target"]), _rates(r["premium_rates"]), _money(r["capital_cost"]),
-            "n/a" if not math.isfinite(r["ratio_to_oracle"]) else f"{r['ratio_to_oracle']:.2f}",
+            _money(r["fund_target"]), _common.percent(r["fund_share_of_open_interest"]), _rates(r["premium_rates"]),
+            _money(r["capital_cost"]), "n/a" if not math.isfinite(excess) else f"{excess / 1e6:+,.2f}m",
+            "n/a" if not math.isfinite(r["ratio_to_oracle"]) else f"{r['ratio_to_oracle']:.3f}",
             ruin, r["verdict"], r["claims"], "n/a" if not math.isfinite(r["solve_seconds"]) else f"{r['solve_seconds']:.2f} s",
         ])
-    return _common.markdown_table(header, rows, "llrrrrlll")
+    return _common.markdown_table(header, rows, "llrrrrrrlll")
+
+
+#: Headline figures of the previous full run (git 9fe50a3, 2026-12-01 12:57 UTC: premium_weight
+#: 0.005 per unit of fee, no participation, before the venue model's calendar changes): per world,
+#: label prefix -> (fund target, rates BTC/ETH/SOL, x oracle of that run's capital cost, true ruin).
+PREVIOUS: dict[str, dict[str, tuple[float, tuple[float, float, float], float, float]]] = {
+    "fat_tailed": {
+        "oracle": (191.6e6, (0.0125, 0.0112, 0.0125), 1.00, 0.0100),
+        "cvar": (442.5e6, (0.0125, 0.0125, 0.0125), 2.30, 0.0028),
+        "exact": (196.9e6, (0.0125, 0.0125, 0.0125), 1.03, 0.0096),
+        "scenario": (287.0e6, (0.0, 0.0, 0.0), 1.49, 0.0056),
+        "certified": (296.4e6, (0.0125, 0.0125, 0.0125), 1.54, 0.0052),
+        "rule: 3% of open interest": (99.0e6, (0.0125,) * 3, 0.52, 0.0247),
+        "rule: 1 x largest": (569.1e6, (0.0125,) * 3, 2.96, 0.0019),
+        "rule: 2 x largest": (1138.3e6, (0.0125,) * 3, 5.92, 0.0006),
+        "rule: Cover-2": (847.4e6, (0.0125,) * 3, 4.41, 0.0010),
+        "Gaussian pipeline": (67.0e6, (0.0125,) * 3, 0.35, 0.0403),
+        "control": (235.7e6, (0.0125,) * 3, 1.23, 0.0075),
+    },
+    "calm": {
+        "oracle": (28.6e6, (0.0125, 0.0125, 0.0125), 1.00, 0.0101),
+        "cvar": (54.1e6, (0.0125, 0.0125, 0.0125), 1.87, 0.0026),
+        "exact": (29.7e6, (0.0125, 0.0125, 0.0125), 1.04, 0.0094),
+        "scenario": (41.7e6, (0.0125, 0.0125, 0.0024), 1.44, 0.0047),
+        "certified": (39.5e6, (0.0125, 0.0125, 0.0125), 1.37, 0.0052),
+        "rule: 3% of open interest": (99.0e6, (0.0125,) * 3, 3.40, 0.0006),
+        "rule: 1 x largest": (30.8e6, (0.0125,) * 3, 1.07, 0.0088),
+        "rule: 2 x largest": (61.5e6, (0.0125,) * 3, 2.12, 0.0019),
+        "rule: Cover-2": (40.5e6, (0.0125,) * 3, 1.40, 0.0049),
+        "Gaussian pipeline": (19.8e6, (0.0125,) * 3, 0.70, 0.0203),
+        "control": (41.3e6, (0.0125,) * 3, 1.43, 0.0047),
+    },
+}
+
+
+def previous_table(result: WorldResult) -> str:
+    """This run next to the previous one (PREVIOUS): fund target, rates, ruin, x oracle."""
+    previous = PREVIOUS.get(result.world.key)
+    if not previous:
+        return ""
+    rows = []
+    for c in [result.oracle, *result.contestants]:
+        r = result.row(c)
+        key = "oracle" if c.group == "oracle" else next(
+            (k for k in previous if k != "oracle" and (r["label"] == k or r["label"].startswith(k))), None)
+        if key is None:
+            continue
+        fund, rates, ratio, ruin = previous[key]
+        rows.append([r["label"], f"{_money(fund)} → {_money(r['fund_target'])}",
+                     f"{_rates(dict(enumerate(rates)))} → {_rates(r['premium_rates'])}",
+                     f"{ruin:.2%} → " + ("n/a" if not r["n_reference"] else f"{r['true_ruin']:.2%}"),
+                     f"{ratio:.2f} → " + ("n/a" if not math.isfinite(r["ratio_to_oracle"]) else
+                                          f"{r['ratio_to_oracle']:.3f}")])
+    header = ["Method", "Fund target, then → now", "Fees %, then → now", "True ruin, then → now",
+              "× oracle, then (capital + weight) → now (full objective)"]
+    return _common.markdown_table(header, rows, "lrrrr")
 
 
 def sweep_table(result: WorldResult) -> str:
@@ -844,14 +1066,16 @@ def sweep_table(result: WorldResult) -> str:
     frame = pd.DataFrame(result.sweep)
     rows = []
     for (method, n), group in frame.groupby(["method", "n"], sort=False):
-        ratio, ruin = group["ratio_to_oracle"], group["true_ruin"]
+        ratio, ruin = group["excess_over_oracle"] / 1e6, group["true_ruin"]
         fails = int((group["true_ruin"] > ALPHA).sum())
-        rows.append([method, f"{n:,}", f"{ratio.mean():.2f} ({ratio.min():.2f}-{ratio.max():.2f})",
+        fund = group["fund_target"]
+        rows.append([method, f"{n:,}", f"{ratio.mean():+.2f}m ({ratio.min():+.2f} to {ratio.max():+.2f})",
+                     f"{_money(fund.mean())} ({_money(fund.min())}-{_money(fund.max())})",
                      f"{ruin.mean():.2%} ({ruin.min():.2%}-{ruin.max():.2%})", f"{fails} of {len(group)}",
                      f"{group['solve_seconds'].mean():.2f} s"])
-    header = ["Method", "N train", "× oracle, mean (min-max)", "True ruin, mean (min-max)", "Samples failing α",
-              "Mean solve time"]
-    return _common.markdown_table(header, rows, "lrrrrr")
+    header = ["Method", "N train", "Objective - oracle's, mean (min to max)", "Fund target, mean (min-max)",
+              "True ruin, mean (min-max)", "Samples failing α", "Mean solve time"]
+    return _common.markdown_table(header, rows, "lrrrrrr")
 
 
 def lottery_table(result: WorldResult) -> str:
@@ -881,14 +1105,14 @@ def figure_cost_ruin(results: Sequence[WorldResult], prov: _common.Provenance, p
         y = np.arange(len(rows))[::-1]
         colours = ["0.4" if r["group"] == "oracle" else ("tab:green" if r["verdict"] == "meets" else "tab:red")
                    for r in rows]
-        ratios = [r["ratio_to_oracle"] if math.isfinite(r["ratio_to_oracle"]) else 0.0 for r in rows]
-        ax_cost.barh(y, ratios, color=colours)
-        ax_cost.axvline(1.0, color="k", lw=0.8)
+        excess = [r["excess_over_oracle"] / 1e6 if math.isfinite(r["excess_over_oracle"]) else 0.0 for r in rows]
+        ax_cost.barh(y, excess, color=colours)
+        ax_cost.axvline(0.0, color="k", lw=0.8)
         ax_cost.set_yticks(y, labels, fontsize=7)
-        ax_cost.set_xlabel("capital cost / oracle's (green: meets alpha on the reference, red: fails)")
+        ax_cost.set_xlabel("objective - oracle's, millions (green: meets alpha on the reference, red: fails)")
         ax_cost.set_title(result.world.title, fontsize=10)
-        for yy, ratio in zip(y, ratios):
-            ax_cost.text(ratio, yy, f" {ratio:.2f}", va="center", fontsize=7)
+        for yy, value in zip(y, excess):
+            ax_cost.text(value, yy, f" {value:+.2f}", va="center", fontsize=7)
         ruin = np.array([r["true_ruin"] for r in rows])
         low = np.array([r["true_ruin_low"] for r in rows])
         high = np.array([r["true_ruin_high"] for r in rows])
@@ -918,17 +1142,17 @@ def figure_sweep(results: Sequence[WorldResult], prov: _common.Provenance, path:
     for (ax_cost, ax_ruin), result in zip(axes, results):
         frame = pd.DataFrame(result.sweep)
         for method, group in frame.groupby("method", sort=False):
-            mean = group.groupby("n")[["ratio_to_oracle", "true_ruin"]].mean()
+            mean = group.groupby("n")[["excess_over_oracle", "true_ruin"]].mean()
             colour = colours.get(method, "k")
-            ax_cost.plot(mean.index, mean["ratio_to_oracle"], "-", color=colour, label=method)
-            ax_cost.plot(group["n"], group["ratio_to_oracle"], "o", color=colour, ms=3, alpha=0.6)
+            ax_cost.plot(mean.index, mean["excess_over_oracle"] / 1e6, "-", color=colour, label=method)
+            ax_cost.plot(group["n"], group["excess_over_oracle"] / 1e6, "o", color=colour, ms=3, alpha=0.6)
             ax_ruin.plot(mean.index, mean["true_ruin"], "-", color=colour, label=method)
             ax_ruin.plot(group["n"], group["true_ruin"], "o", color=colour, ms=3, alpha=0.6)
         for ax in (ax_cost, ax_ruin):
             ax.set_xscale("log")
             ax.set_xlabel("training scenarios N")
-        ax_cost.axhline(1.0, color="k", lw=0.8)
-        ax_cost.set_ylabel("capital cost / oracle's")
+        ax_cost.axhline(0.0, color="k", lw=0.8)
+        ax_cost.set_ylabel("objective - oracle's, millions")
         ax_cost.set_title(result.world.title, fontsize=10)
         ax_ruin.axhline(ALPHA, color="tab:red", ls="--", lw=1, label="alpha")
         ax_ruin.set_ylabel("true P(ruin)")
@@ -954,17 +1178,33 @@ def report(results: Sequence[WorldResult], sizes: Sizes, prov: _common.Provenanc
         "## Setup",
         "",
         f"- Problem: 30-day horizon, alpha = {ALPHA:.0%}, cost of capital {PROBLEM.cost_of_capital:.6f} per unit of F0 "
-        f"(15 %/year x 30/365), premium weight {PROBLEM.premium_weight}, fees between 0 and {PROBLEM.premium_max:.2%}.",
+        f"(15 %/year x 30/365), fees between 0 and {PROBLEM.premium_max:.2%}.",
+        f"- Economics (issue 16): the book answers its fees. Each market's open interest, volume, losses and fee base "
+        f"scale by the participation share pi_j(p_j) = 1 - eps_j (p_j - r_j), observed at the **rates in force "
+        f"r_j = {RATES_IN_FORCE:.2%}**; eps_j = e E[B_j] / (tau Vol_j) with elasticity **e = {ELASTICITY:g}** (the "
+        f"calibration job's default; Matheson 2011, IMF WP/11/54: about 1, range 0.25-2.7), trading fee tau = "
+        f"{TRADING_FEE:.3%} and traded volume Vol_j = daily volume x {HORIZON} days; E[B_j] from the oracle's sample. "
+        "The fee's cost is **derived** (premium_weight 0): the objective is cost_of_capital x F0 + C(p), "
+        "C(p) = sum_j [trading revenue lost R_j eps_j (p_j - r_j) - fee income p_j pi_j E[B_j] + losses pi_j E[L_j]] "
+        "(`Participation.participation_cost`), so it includes the expected losses the fund pays, which no policy "
+        "avoids: ratios to the oracle are close to 1 and the excess over the oracle's objective (currency) is the "
+        "column to read.",
         "- Book (illustrative, not any real exchange): " + ", ".join(f"{n} OI {oi / 1e9:g}bn / volume {adv / 1e9:g}bn a day"
                                                                        for n, oi, adv in BOOK)
         + "; the default loss model (the stateful book) with its defaults; premium = liquidation fee.",
-        f"- Methods are solved on N = {sizes.n_train:,} scenarios of the world; the oracle is method \"exact\" on "
-        f"{sizes.n_oracle:,} scenarios; true ruin is counted on {sizes.n_reference:,} fresh scenarios "
-        f"(chunks of {sizes.chunk:,}, independent seeds).",
-        f"- Rules of thumb charge the maximum fee ({PROBLEM.premium_max:.2%}) and see a {HISTORY_DAYS:,}-day history "
-        "simulated from the world; the fitted pipelines fit GJR on that history and start from the true state of today.",
-        "- Capital cost = cost_of_capital x F0 + premium_weight x fee . E[premium base]; E[.] from the oracle's sample. "
-        "`× oracle` = capital cost / the oracle's.",
+        f"- Methods are solved on N = {sizes.n_train:,} scenarios of the world, each searching its own rates "
+        "(`solve` with the participation: its fund target at fixed rates on S(p), the rates by the library's search); "
+        f"the oracle is method \"exact\" with its rates searched on the first {sizes.n_oracle_search:,} of its "
+        f"{sizes.n_oracle:,} scenarios and its fund target exact on all {sizes.n_oracle:,} at those rates (the search on "
+        f"{sizes.n_oracle:,} would take hours on 2 cores); true ruin is counted on {sizes.n_reference:,} fresh scenarios "
+        f"(chunks of {sizes.chunk:,}, independent seeds), every policy on the scaled set S(p) of its own rates.",
+        f"- Rules of thumb charge the maximum fee ({PROBLEM.premium_max:.2%}, as before) and see a {HISTORY_DAYS:,}-day "
+        "history simulated from the world, the book of that history at their fee (S(p)); the 3% rule takes 3% of the "
+        "open interest as observed. The fitted pipelines fit GJR on that history, start from the true state of today "
+        "and search their rates like the methods.",
+        "- `% of OI` = fund target / the open interest of the book at the policy's fees (sum_j pi_j OI_j). Real "
+        "venues' funds hold roughly 1-5 % of their open interest (Binance about USD 1bn against some USD 30bn of "
+        "futures open interest, dYdX v3 USD 13-22m against USD 0.4-1bn, 2021-2023).",
         "- Verdict: *meets* when the measured ruin probability is <= alpha; *FAILS* when it is above "
         "(*within noise* when the 95 % interval still reaches alpha). The oracle is not judged: at most 1 % of its own "
         "sample is ruined, so on fresh scenarios it sits at alpha up to noise.",
@@ -981,7 +1221,18 @@ def report(results: Sequence[WorldResult], sizes: Sizes, prov: _common.Provenanc
         corr = np.asarray(result.world.copula.correlation)
         lines += ["", f"Copula: Student-t, nu {result.world.copula.nu:.2f}, correlations BTC-ETH {corr[0, 1]:.2f}, "
                       f"BTC-SOL {corr[0, 2]:.2f}, ETH-SOL {corr[1, 2]:.2f}. History: {result.history_note}.", ""]
+        part = result.problem.participation
+        eps = part.arrays(len(BOOK))[0]
+        lines += ["Participation: eps (BTC/ETH/SOL) " + " / ".join(f"{e:.2f}" for e in eps) + "; E[30-day fee base] "
+                  + " / ".join(_money(b) for b in result.mean_base) + ", E[30-day losses] "
+                  + " / ".join(_money(x) for x in result.mean_loss) + " at the rates in force; at the maximum fee the "
+                  "book keeps " + " / ".join(f"{v:.2%}" for v in part.shares(np.full(len(BOOK), PROBLEM.premium_max)))
+                  + " of itself.", ""]
         lines += [results_table(result), ""]
+        comparison = previous_table(result)
+        if comparison:
+            lines += ["### Against the previous run (git 9fe50a3: premium_weight 0.005, no participation, before the "
+                      "venue model's calendar changes)", "", comparison, ""]
         notes = [(c.label, n) for c in [result.oracle, *result.contestants] for n in c.notes if n]
         if notes:
             lines += ["Notes:", ""] + [f"- {label}: {note}" for label, note in notes] + [""]
@@ -990,9 +1241,9 @@ def report(results: Sequence[WorldResult], sizes: Sizes, prov: _common.Provenanc
                       "(the first is the table's)", "", lottery_table(result), ""]
         if result.sweep:
             lines += [f"### Sample size: {sizes.repeats} independent training samples per N", "", sweep_table(result), "",
-                      f"\"scenario\" runs up to N = {SCENARIO_SWEEP_MAX:,} only: its greedy discarding re-solves a "
-                      "linear program some 60 times, and on 100,000 scenarios of the calm world it did not finish in "
-                      "10 minutes (2 cores).", ""]
+                      f"\"scenario\" and \"certified\" run up to N = {SWEEP_SLOW_MAX:,} only: with participation "
+                      "every method searches its rates, re-solving some 200 times at fixed rates, and at 100,000 "
+                      "scenarios that takes many minutes per solve for them on 2 shared cores.", ""]
         lines += ["Time spent: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()) + ".", ""]
     lines += ["## Figures", ""] + [f"![{name}]({name})" for name in figures] + [""]
     lines += [
@@ -1016,6 +1267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     cli = _common.parser(f"python -m {MODULE}", __doc__.splitlines()[0], seed=DEFAULT_SEED)
+    cli.add_argument("--keep", type=Path, default=None,
+                     help="also pickle the worlds' results to this file (to re-render the report with --render)")
+    cli.add_argument("--render", type=Path, default=None,
+                     help="render the report and figures from a --keep pickle instead of running")
     args = cli.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     stem = "methods_quick" if args.quick else "methods"
@@ -1026,10 +1281,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     start = time.perf_counter()
-    worlds = [fat_tailed_world(args.data), calm_world()]
-    log(f"fat-tailed world: {worlds[0].source}")
-    results = [run_world(world, i, sizes, args.seed, log) for i, world in enumerate(worlds)]
-    total = time.perf_counter() - start
+    if args.render is not None:
+        import pickle
+
+        with open(args.render, "rb") as handle:
+            kept = pickle.load(handle)
+        results, total, prov = kept["results"], kept["total"], kept["provenance"]
+    else:
+        worlds = [fat_tailed_world(args.data), calm_world()]
+        log(f"fat-tailed world: {worlds[0].source}")
+        results = [run_world(world, i, sizes, args.seed, log) for i, world in enumerate(worlds)]
+        total = time.perf_counter() - start
+        if args.keep is not None:
+            import pickle
+
+            try:
+                with open(args.keep, "wb") as handle:
+                    pickle.dump({"results": results, "total": total, "provenance": prov}, handle)
+            except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
+                log(f"could not keep the results in {args.keep}: {exc}")
 
     figures = [f"{stem}_cost_ruin.png"]
     figure_cost_ruin(results, prov, out / figures[0])
