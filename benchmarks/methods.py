@@ -207,7 +207,7 @@ FULL = Sizes(n_train=20_000, n_oracle=1_000_000, n_reference=1_000_000, chunk=25
              sweep=(5_000, 20_000), repeats=1, histories=20)
 # Quick: 5,000 training scenarios leave 1,250 for the certificate, enough to certify 1 % at
 # 99 % (459 needed with no ruin); the oracle is labelled as the 50,000-scenario one it is.
-QUICK = Sizes(n_train=5_000, n_oracle=50_000, n_reference=200_000, chunk=50_000, n_oracle_search=20_000,
+QUICK = Sizes(n_train=5_000, n_oracle=50_000, n_reference=200_000, chunk=50_000, n_oracle_search=5_000,
               oracle_time_limit=120.0)
 
 # --------------------------------------------------------------------------------------------

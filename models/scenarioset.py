@@ -239,14 +239,39 @@ class ScenarioSet:
                     )
             else:
                 raise ScenarioError(f"index must be integers, a boolean mask or a slice, got dtype {idx.dtype}")
-        return ScenarioSet(
-            losses=self.losses[idx],
-            premium_base=self.premium_base[idx],
-            markets=self.markets,
-            is_stress=self.is_stress[idx],
-            metadata=self.metadata,
-            **{name: getattr(self, name)[idx] for name in self.per_market_fields},
-        )
+        # rows of a checked set are checked: no second validation pass
+        return _checked_already(self, losses=self.losses[idx], premium_base=self.premium_base[idx],
+                                is_stress=self.is_stress[idx],
+                                **{name: getattr(self, name)[idx] for name in self.per_market_fields})
+
+    def scale_markets(self, factors: np.ndarray | Sequence[float], *, fund_only: bool = False) -> ScenarioSet:
+        """Every market's figures times its factor (J,), finite and >= 0: premium base, losses by
+        market (the pooled losses their sum) and, unless ``fund_only``, the liquidated notional and
+        the winners (dropped when ``fund_only``). What participation's scaled book is
+        (``fundguard.optimizer.participation``); built without a second validation pass, the
+        factors being checked here.
+
+        Without ``losses_by_market`` the factors must all be equal (the pooled losses scale by it).
+        """
+        f = np.asarray(factors, dtype=np.float64)
+        if f.shape != (self.n_markets,) or not np.all(np.isfinite(f)) or np.any(f < 0.0):
+            raise ScenarioError(f"factors must be {self.n_markets} finite numbers >= 0, got {factors!r}")
+        by_market = self.losses_by_market
+        if by_market is None:
+            if not np.all(f == f[0]):
+                raise ScenarioError("scaling the markets by different factors needs each market's losses "
+                                    "(ScenarioSet.losses_by_market)")
+            losses, scaled_by_market = self.losses * float(f[0]), None
+        else:
+            scaled_by_market = by_market * f
+            losses = scaled_by_market.sum(axis=2)
+        fields: dict[str, Any] = {"losses_by_market": scaled_by_market, "liquidated": None, "winners": None}
+        if not fund_only:
+            for name in ("liquidated", "winners"):
+                if getattr(self, name) is not None:
+                    fields[name] = getattr(self, name) * f
+        return _checked_already(self, losses=losses, premium_base=self.premium_base * f, is_stress=self.is_stress,
+                                **fields)
 
     def random_part(self) -> ScenarioSet:
         """Only the random (non-stress) scenarios, the ones probabilities are estimated on."""
@@ -377,6 +402,17 @@ def _real_array(name: str, value: Any) -> np.ndarray:
         # every entry a real number (a pandas object column of floats, Decimals): converting loses nothing
         return np.asarray(array, dtype=np.float64)
     raise ScenarioError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
+
+
+def _checked_already(like: ScenarioSet, **arrays: Any) -> ScenarioSet:
+    """A ScenarioSet of arrays derived from the checked set ``like`` (its rows, or its figures times
+    non-negative finite factors), with ``like``'s markets and metadata, built without re-checking."""
+    out = object.__new__(ScenarioSet)
+    values = {"markets": like.markets, "metadata": like.metadata, "losses_by_market": None, "liquidated": None,
+              "winners": None, **arrays}
+    for name, value in values.items():
+        object.__setattr__(out, name, value)
+    return out
 
 
 def _check_pooled_sum(losses: np.ndarray, by_market: np.ndarray, markets: tuple[str, ...]) -> None:

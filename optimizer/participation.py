@@ -211,22 +211,12 @@ class Participation:
         if not isinstance(scenarios, ScenarioSet):
             raise ScenarioError(f"scenarios must be a ScenarioSet, got {type(scenarios).__name__}")
         shares = self.shares(premium_rates)
-        by_market = scenarios.losses_by_market
-        if by_market is None:
-            if scenarios.n_markets > 1 and not np.allclose(shares, shares[0]):
-                raise ScenarioError("participation needs each market's own losses (ScenarioSet.losses_by_market) "
-                                    "when the markets' shares differ; build the scenarios with build_scenarios")
-            losses = scenarios.losses * float(shares[0])
-            scaled_by_market = None
-        else:
-            scaled_by_market = by_market * shares
-            losses = scaled_by_market.sum(axis=2)
-        fields = {} if fund_only else {name: getattr(scenarios, name) * shares for name in scenarios.per_market_fields
-                                       if name != "losses_by_market"}
-        if scaled_by_market is not None:
-            fields["losses_by_market"] = scaled_by_market
-        return ScenarioSet(losses=losses, premium_base=scenarios.premium_base * shares, markets=scenarios.markets,
-                           is_stress=scenarios.is_stress, metadata=scenarios.metadata, **fields)
+        if scenarios.losses_by_market is None and scenarios.n_markets > 1 and not np.allclose(shares, shares[0]):
+            raise ScenarioError("participation needs each market's own losses (ScenarioSet.losses_by_market) "
+                                "when the markets' shares differ; build the scenarios with build_scenarios")
+        if scenarios.losses_by_market is None:
+            shares = np.full_like(shares, shares[0])
+        return scenarios.scale_markets(shares, fund_only=fund_only)
 
     def fee_cost_value(self, premium_rates: np.ndarray, mean_base: np.ndarray, mean_loss: np.ndarray) -> float:
         """``C(p)`` of the module notes, currency units; ``mean_base``/``mean_loss`` (J,) at the reference book."""

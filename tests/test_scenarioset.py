@@ -353,3 +353,32 @@ def test_per_market_fields_survive_save_load_and_pickle(tmp_path):
     pickled = pickle.loads(pickle.dumps(full))
     _same_rows(pickled, full, slice(None))
     assert pickled.per_market_fields == full.per_market_fields
+
+
+def test_scale_markets_and_subset_equal_a_checked_construction():
+    """The unchecked builds (rows of a checked set, its figures times factors >= 0) give exactly
+    what the checked constructor gives on the same arrays, and bad factors are refused."""
+    rng = np.random.default_rng(3)
+    by_market = rng.exponential(1.0, (40, 5, 3))
+    s = ScenarioSet(by_market.sum(axis=2), rng.exponential(2.0, (40, 5, 3)), ("A", "B", "C"),
+                    is_stress=np.arange(40) < 2, metadata={"k": 1}, losses_by_market=by_market,
+                    liquidated=rng.exponential(3.0, (40, 5, 3)), winners=rng.exponential(4.0, (40, 5, 3)))
+    f = np.array([0.5, 1.0, 0.0])
+    scaled = s.scale_markets(f)
+    checked = ScenarioSet((by_market * f).sum(axis=2), s.premium_base * f, s.markets, is_stress=s.is_stress,
+                          metadata=s.metadata, losses_by_market=by_market * f, liquidated=s.liquidated * f,
+                          winners=s.winners * f)
+    for name in ("losses", "premium_base", "losses_by_market", "liquidated", "winners", "is_stress"):
+        assert np.array_equal(getattr(scaled, name), getattr(checked, name)), name
+    assert scaled.markets == checked.markets and scaled.metadata == checked.metadata
+    fund = s.scale_markets(f, fund_only=True)
+    assert fund.liquidated is None and fund.winners is None and np.array_equal(fund.losses, checked.losses)
+    part = s.subset(np.array([3, 1, 7]))
+    assert np.array_equal(part.winners, s.winners[[3, 1, 7]]) and part.n_stress == 1
+    for bad in ([1.0, -0.1, 1.0], [1.0, np.nan, 1.0], [1.0, 2.0]):
+        with pytest.raises(ScenarioError, match="factors must be 3 finite numbers >= 0"):
+            s.scale_markets(bad)
+    pooled_only = ScenarioSet(s.losses, s.premium_base, s.markets)
+    with pytest.raises(ScenarioError, match="needs each market's losses"):
+        pooled_only.scale_markets(f)
+    assert np.array_equal(pooled_only.scale_markets(np.full(3, 0.5)).losses, s.losses * 0.5)
