@@ -10,8 +10,10 @@ half a file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import io
+import json
 import math
 import os
 import platform
@@ -38,6 +40,7 @@ __all__ = [
     "DAILY_FILES",
     "DATA_HELP",
     "Provenance",
+    "write_results",
     "percent",
     "millions",
     "machine_description",
@@ -174,6 +177,13 @@ def write_text(path: Path, text: str) -> Path:
     """Write a result file atomically (the folder is created if needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     return _readable(atomic_write_text(path, text))
+
+
+def write_results(out: Path, stem: str, markdown: str, results: dict, prov: Provenance) -> Path:
+    """``<stem>.md`` and ``<stem>.json`` (the provenance first, then ``results``) in ``out``; the .md's path."""
+    write_text(out / f"{stem}.json", json.dumps({"provenance": dataclasses.asdict(prov), **results}, indent=2,
+                                                default=float))
+    return write_text(out / f"{stem}.md", markdown)
 
 
 def save_figure(fig: plt.Figure, path: Path, prov: Provenance) -> Path:

@@ -24,7 +24,6 @@ Writes ``allocation.md`` and ``allocation.json`` (``allocation_quick.*`` with ``
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 import warnings
@@ -152,9 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run(args.seed, args.quick)
     results["seconds"] = time.perf_counter() - clock
     stem = "allocation_quick" if args.quick else "allocation"
-    _common.write_text(args.out / f"{stem}.md", report(results, prov, args.quick))
-    _common.write_text(args.out / f"{stem}.json", json.dumps({"provenance": dataclasses.asdict(prov), **results},
-                                                             indent=2, default=float))
+    _common.write_results(args.out, stem, report(results, prov, args.quick), results, prov)
     print(f"wrote {args.out / (stem + '.md')}")
     return 0
 

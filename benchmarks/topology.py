@@ -23,7 +23,6 @@ Writes ``topology.md`` and ``topology.json`` (``topology_quick.*`` with ``--quic
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 import warnings
@@ -145,9 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     sum(oi for oi, _ in BOOK5.values()))}
     results = {"books": books, "seconds": time.perf_counter() - clock}
     stem = "topology_quick" if args.quick else "topology"
-    _common.write_text(args.out / f"{stem}.md", report(results, prov, args.quick))
-    _common.write_text(args.out / f"{stem}.json", json.dumps({"provenance": dataclasses.asdict(prov), **results},
-                                                             indent=2, default=float))
+    _common.write_results(args.out, stem, report(results, prov, args.quick), results, prov)
     print(f"wrote {args.out / (stem + '.md')}")
     return 0
 
