@@ -13,7 +13,7 @@ from .certificates import certify, ruin_probability
 from .guarantees import clopper_pearson_upper, scenario_epsilon, scenario_sample_size
 from .job.balance import check_balance
 from .job.calibrate import CalibrationResult, calibrate
-from .methods import METHODS, certification_splits
+from .methods import METHODS, certifiable_count, certification_split, fresh_size
 from .participation import Participation
 from .policy import Certificate, Policy
 from .problem import PolicyProblem
@@ -36,7 +36,9 @@ __all__ = [
     "clopper_pearson_upper",
     "frontier",
     "compare_methods",
-    "certification_splits",
+    "certification_split",
+    "certifiable_count",
+    "fresh_size",
     "METHODS",
     "near_optimal_set",
     "NearOptimalSet",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from fundguard.models import ChunkedScenarioSet, ScenarioSet
-from fundguard.models.errors import FundguardError, InfeasibleError, ProblemError, ScenarioError, SolverError
+from fundguard.models.errors import (FundguardError, HeavyTailWarning, InfeasibleError, ProblemError, ScenarioError,
+                                     SolverError)
 
 from .certificates import certify, count_ruins
 from .distributed import frontier_chunked, solve_chunked
@@ -51,7 +53,7 @@ def solve(
         formulations and their options.
     **options
         Method options (for example ``time_limit`` for "exact", ``beta`` for "scenario",
-        ``confidence`` for "certified", ``solver`` for all).
+        ``confidence`` and ``fresh`` for "certified", ``solver`` for all).
 
     Returns
     -------
@@ -69,8 +71,8 @@ def solve(
         No policy meets the constraints (the message names the binding one and the shortfall).
     SolverError
         Every solver failed.
-    CertificationError
-        Method "certified" could not certify even its most conservative candidate.
+    InfeasibleError
+        Also: method "certified"'s certified fund target exceeds ``problem.fund_max``.
     """
     start = time.perf_counter()
     if is_chunked(scenarios):
@@ -89,6 +91,9 @@ def solve(
     spec = _check_call(problem, scenarios, method, options)
     start = time.perf_counter()
     rule = problem.ruin
+    if spec.composite:  # it solves its base method through solve() itself, with the problem as given
+        policy = _reviewed(spec.run(problem, scenarios, inner=solve, **options), spec, scenarios)
+        return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
     if not rule.is_floor:  # every method solves the floor rule on the rule's rows (optimizer.ruin)
         inner = dataclasses.replace(problem, ruin=FLOOR)
         laid_out = rows(scenarios, rule)
@@ -103,7 +108,26 @@ def solve(
         policy = spec.run(problem, scenarios, **options)
     if problem.expected_shortfall_max is not None or problem.shortfall_cvar_max is not None:
         policy = _within_shortfall_budgets(policy, problem, scenarios)
+    policy = _reviewed(policy, spec, scenarios)
     return dataclasses.replace(policy, solve_seconds=time.perf_counter() - start)
+
+
+def _reviewed(policy: Policy, spec: Method, scenarios: ScenarioSet) -> Policy:
+    """The method's one-line guarantee in ``details["guarantee"]`` and its review of the answer
+    (``details["tail"]``; a HeavyTailWarning when the review finds the answer resting on a few scenarios)."""
+    details = {**policy.details, "guarantee": spec.guarantee}
+    if spec.review is not None:
+        review = spec.review(shortfalls(policy, scenarios, 0.0), policy.alpha)
+        if review is not None:
+            details["tail"] = review
+            if review["dominated"]:
+                warnings.warn(
+                    f"method {spec.name!r}: the tail mean behind the fund target rests on a few scenarios (the "
+                    f"largest holds {review['largest_share']:.0%} of the excess of the worst "
+                    f"{review['tail_scenarios']:,} over their threshold; fitted tail index {review['tail_index']:.2f}, "
+                    "1 or more is an infinite mean): the fund target grows with the number of scenarios rather "
+                    "than settling; prefer method 'certified'", HeavyTailWarning, stacklevel=3)
+    return dataclasses.replace(policy, details=details)
 
 
 def shortfalls(policy: Policy, scenarios: ScenarioSet, fund_target: float | None = None) -> np.ndarray:

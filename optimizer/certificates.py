@@ -19,6 +19,7 @@ from fundguard.models.errors import ProblemError, ScenarioError
 
 from .fund import count_ruined, count_ruins_chunked, is_chunked, worst_net_flow
 from .guarantees import check_probability, clopper_pearson_upper
+from .methods.certified import certifiable_count
 from .policy import Certificate, Policy
 from .ruin import ruined
 
@@ -103,16 +104,7 @@ def certifiable_ruins(n: int, alpha: float, confidence: float) -> int:
     (-1 when even none is: ``n`` is too small to certify ``alpha`` at ``confidence``)."""
     alpha = check_probability("alpha", alpha)
     confidence = check_probability("confidence", confidence)
-    if clopper_pearson_upper(0, n, confidence) > alpha:
-        return -1
-    low, high = 0, n  # the bound grows with the count: bisect for the last count within alpha
-    while high - low > 1:
-        middle = (low + high) // 2
-        if clopper_pearson_upper(middle, n, confidence) <= alpha:
-            low = middle
-        else:
-            high = middle
-    return low
+    return certifiable_count(n, alpha, confidence)
 
 
 def smallest_certified_balance(premium_rates: np.ndarray, scenarios: ScenarioSet, alpha: float,

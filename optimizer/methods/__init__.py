@@ -33,7 +33,7 @@ Imports :mod:`~fundguard.optimizer.fund`, :mod:`~fundguard.optimizer.guarantees`
 """
 
 from ..fund import FundRule
-from .certified import certification_splits, solve_certified
+from .certified import certifiable_count, certification_split, fresh_size, solve_certified, tail_elasticity
 from .cvar import CVAR_ENGINES, CVXPY_MAX_ROWS, CvarCuttingPlane, CvarFormulation, cvar_engine, solve_cvar
 from .exact import EXACT_ENGINES, LEAF_SIZE, ExactBranchAndBound, exact_on_model, solve_exact
 from .registry import METHODS, Method, level_solver, level_solver_on_model
@@ -63,5 +63,8 @@ __all__ = [
     "solve_scenario",
     "SCENARIO_ENGINES",
     "solve_certified",
-    "certification_splits",
+    "certification_split",
+    "certifiable_count",
+    "fresh_size",
+    "tail_elasticity",
 ]

@@ -40,11 +40,13 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import cvxpy as cp
 import numpy as np
+from scipy import stats
 
 from fundguard.models import ScenarioSet
 from fundguard.models.errors import (
@@ -79,6 +81,8 @@ from .shared import (
 )
 
 __all__ = [
+    "tail_review",
+    "TAIL_INDEX_LIMIT",
     "CvarFormulation",
     "CvarCuttingPlane",
     "CVXPY_MAX_ROWS",
@@ -458,3 +462,51 @@ def cvar_levels(model: FundModel, alphas: Sequence[float], options: dict[str, An
     if model.n_free == 0:
         return lambda alpha: cvar_closed_form(model, alpha)
     return cvar_engine(model, max(alphas), engine, solvers).solve
+
+
+#: :func:`tail_review` warns when the generalised Pareto shape fitted to the needs beyond the
+#: VaR is at least this: at 1 the tail mean is infinite and the CVaR fund target grows without
+#: bound as N grows; from about 0.8 it settles only at sample sizes no run has.
+TAIL_INDEX_LIMIT = 0.8
+#: Fewest tail scenarios the review fits on (below, it says nothing).
+TAIL_MIN_SCENARIOS = 50
+#: Most tail scenarios it fits on (the largest ones; the fit's cost stays bounded at large N).
+TAIL_MAX_SCENARIOS = 5000
+
+
+def tail_review(need: np.ndarray, alpha: float) -> dict[str, float] | None:
+    """How much the tail mean behind a CVaR fund target rests on a few scenarios.
+
+    Parameters
+    ----------
+    need : (N,) the fund each random scenario needs at the policy's rates
+    alpha : the CVaR level
+
+    Returns
+    -------
+    dict or None
+        ``tail_scenarios`` k (the ``ceil(alpha N)`` largest needs, at most
+        :data:`TAIL_MAX_SCENARIOS`), ``largest_share`` (the largest need's share of the tail's total
+        excess over the threshold, the (k + 1)-th largest), ``tail_index`` (the maximum-likelihood
+        generalised Pareto shape of those excesses, ``scipy.stats.genpareto``; 1 or more: an
+        infinite mean) and ``dominated`` (1.0 when the shape is at least :data:`TAIL_INDEX_LIMIT`);
+        None with fewer than :data:`TAIL_MIN_SCENARIOS` tail scenarios or a threshold <= 0.
+    """
+    need = np.asarray(need, dtype=np.float64)
+    k = min(int(math.ceil(alpha * need.size)), TAIL_MAX_SCENARIOS)
+    if k < TAIL_MIN_SCENARIOS or need.size <= k:
+        return None
+    top = -np.sort(-np.partition(need, need.size - k - 1)[need.size - k - 1:])  # k + 1 largest, descending
+    threshold = float(top[k])
+    if not threshold > 0.0:
+        return None
+    excess = top[:k] - threshold
+    total = float(excess.sum())
+    if not total > 0.0:
+        return None
+    share = float(excess[0] / total)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shape = float(stats.genpareto.fit(excess / float(excess.mean()), floc=0.0)[0])
+    return {"tail_scenarios": k, "largest_share": share, "tail_index": shape,
+            "dominated": float(shape >= TAIL_INDEX_LIMIT)}

@@ -19,7 +19,7 @@ from ..fund import FundModel
 from ..policy import Policy
 from ..problem import PolicyProblem
 from .certified import solve_certified
-from .cvar import cvar_levels, solve_cvar
+from .cvar import cvar_levels, solve_cvar, tail_review
 from .exact import exact_levels, solve_exact
 from .scenario import solve_scenario
 
@@ -42,20 +42,34 @@ class Method:
     levels : callable, optional
         ``levels(model, alphas, options) -> solve_at``: solves at many levels on one FundModel
         (frontier, chunked sets); None when the method has no shared work across levels.
+    guarantee : str
+        What the method's answer promises out of sample, in one sentence (``Policy.details["guarantee"]``).
+    review : callable, optional
+        ``review(need, alpha) -> dict | None``: a check of the answer on each random scenario's
+        need at its rates; a dict with ``dominated`` true makes :func:`~fundguard.optimizer.solve`
+        warn (``Policy.details["tail"]``).
     options : tuple of str
-        The keyword-only parameters of ``run``, in order (read from its signature).
+        The keyword-only parameters of ``run``, in order (read from its signature), but ``inner``.
+    composite : bool
+        True when ``run`` takes ``inner=`` (:func:`~fundguard.optimizer.solve` itself) and solves
+        another method through it ("certified"): :func:`~fundguard.optimizer.solve` then hands it
+        the problem as given (participation, ruin rule, budgets) instead of wrapping it.
     """
 
     name: str
     run: Callable[..., Policy]
     summary: str
     levels: LevelSolver | None = None
+    guarantee: str = ""
+    review: Callable[[Any, float], dict[str, float] | None] | None = None
     options: tuple[str, ...] = field(init=False)
+    composite: bool = field(init=False)
 
     def __post_init__(self) -> None:
         keyword_only = inspect.Parameter.KEYWORD_ONLY
         names = tuple(p.name for p in inspect.signature(self.run).parameters.values() if p.kind is keyword_only)
-        object.__setattr__(self, "options", names)
+        object.__setattr__(self, "options", tuple(n for n in names if n != "inner"))
+        object.__setattr__(self, "composite", "inner" in names)
 
     @property
     def distributed(self) -> bool:
@@ -66,12 +80,22 @@ class Method:
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
-        Method("cvar", solve_cvar, "Rockafellar–Uryasev CVaR constraint (convex, conservative)", cvar_levels),
+        Method("cvar", solve_cvar, "Rockafellar–Uryasev CVaR constraint (convex, conservative)", cvar_levels,
+               guarantee="none; conservative while the tail mean is finite (the mean of the worst alpha share of the "
+                         "needs covers their alpha-quantile), unbounded in N when it is not (a warning says so)",
+               review=tail_review),
         Method("exact", solve_exact,
-               "exact sample chance constraint: at most floor(alpha N) ruined scenarios (mixed-integer)", exact_levels),
-        Method("scenario", solve_scenario, "scenario approach with greedy discarding (Campi & Garatti)"),
+               "exact sample chance constraint: at most floor(alpha N) ruined scenarios (mixed-integer)", exact_levels,
+               guarantee="none: at most alpha of the training scenarios are ruined, and on fresh scenarios its ruin "
+                         "exceeds alpha about half the time (more often when the rates are chosen on the same "
+                         "sample); use 'certified' for a bound"),
+        Method("scenario", solve_scenario, "scenario approach with greedy discarding (Campi & Garatti)",
+               guarantee="a priori: P(ruin) <= epsilon except with probability beta over the draw of the scenarios "
+                         "(Campi & Garatti 2011), epsilon <= alpha"),
         Method("certified", solve_certified,
-               "train / select / certify: ruin probability certified <= alpha (Clopper–Pearson)"),
+               "rates by 'exact' on the training scenarios, fund target certified on fresh ones (order statistic)",
+               guarantee="P(ruin) <= alpha at the stated confidence (distribution-free order-statistic bound on "
+                         "fresh scenarios, or on a hold-out part without them)"),
     )
 }
 
