@@ -272,7 +272,7 @@ def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: s
         problem = with_participation(cfg, problem, run.scenarios, notes)
         policy, certificate, frontier_policies = _solve_and_certify(
             problem, run.scenarios, run.fresh, method, prob.confidence, frontier_alphas, frontier_method, say,
-            timings, notes, run.solving, run.n_fresh)
+            timings, notes, run.solving, run.n_fresh, run.draw)
         horizon_loss, need, base_totals, market_losses, plot_set = run.vectors(policy)
         checks = run.path_checks()
         analysis = decision_analysis(problem, run.scenarios, policy, notes, say, timings)
@@ -441,6 +441,9 @@ class _RunScenarios:
     vectors: Callable[[Policy], Vectors]
     release: Callable[[], None]
     path_checks: Callable[[], dict[str, PathCheck]]
+    #: ``draw(n, seed) -> ScenarioSet``: n more fresh scenarios from the run's model (method
+    #: "certified"'s ``fresh``), None where the run cannot draw them (the distributed mode).
+    draw: Callable[[int, int | None], ScenarioSet] | None = None
 
     @classmethod
     def in_memory(cls, cfg: CalibrationConfig, models: Mapping[str, VolModel], copula_arg: Any, seeds: RunSeeds,
@@ -473,8 +476,19 @@ class _RunScenarios:
             return (random_set.losses.sum(axis=1), required_fund(policy, random_set),
                     random_set.premium_base.sum(axis=1), market_losses, scenarios)
 
+        def draw(n: int, seed: int | None) -> ScenarioSet:
+            say(f"drawing {n:,} fresh scenarios for method 'certified''s fund target")
+            clock = time.perf_counter()
+            child = np.random.SeedSequence(seeds.method.entropy, spawn_key=(*seeds.method.spawn_key, seed or 0))
+            paths = simulate_returns(models, scen.horizon, n, innovations=scen.innovations, seed=child,
+                                     copula=copula_arg, chunk_size=scen.chunk_size)
+            checks["method fresh"] = check_paths(paths)
+            drawn = build_scenarios(paths, book, loss_model=losses_of)
+            timings["method fresh"] = time.perf_counter() - clock
+            return drawn
+
         return cls(scenarios, certify_set, certify_set.n_scenarios, f"solving (method {method!r})", vectors,
-                   lambda: None, lambda: checks)
+                   lambda: None, lambda: checks, draw)
 
     @classmethod
     def on_workers(cls, client: Any, cfg: CalibrationConfig, models: Mapping[str, VolModel], copula_arg: Any,
@@ -581,13 +595,19 @@ def _inputs(cfg: CalibrationConfig, model_info: Mapping[str, Any], seed: int, me
 
 def _solve_and_certify(problem: PolicyProblem, scenarios: Any, certify_set: Any, method: str, confidence: float,
                        frontier_alphas: tuple[float, ...], frontier_method: str, say: Progress,
-                       timings: dict[str, float], notes: list[str], solving: str, n_fresh: int
+                       timings: dict[str, float], notes: list[str], solving: str, n_fresh: int,
+                       draw: Callable[[int, int | None], ScenarioSet] | None = None
                        ) -> tuple[Policy, Certificate, tuple[Policy, ...]]:
     """Solve, certify on the fresh set and trace the frontier (in memory or chunked: same calls),
-    recording each step's time in ``timings``."""
+    recording each step's time in ``timings``. Method "certified" draws its own fresh scenarios
+    with ``draw`` (its certificate is on them; the run's certificate is on the run's fresh set, a
+    second, independent one)."""
     clock = time.perf_counter()
     say(solving)
-    policy = solve(problem, scenarios, method=method)
+    options: dict[str, Any] = {"confidence": confidence} if method == "certified" else {}
+    if method == "certified" and draw is not None:
+        options["fresh"] = draw
+    policy = solve(problem, scenarios, method=method, **options)
     timings["solve"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -17,7 +17,7 @@ from fundguard.models.chunked import local_client, scheduler_client
 from fundguard.models.parallel import usable_cpus  # re-exported: the job's CPU count is the library's
 from fundguard.models.errors import ConfigError
 
-from ..methods import METHODS
+from ..methods import METHODS, fresh_size
 from .config import CalibrationConfig, ScenarioConfig, config_where
 
 __all__ = ["compute_client", "check_local_cluster", "check_workers", "usable_cpus", "WORKERS_PER_CPU",
@@ -54,8 +54,17 @@ def check_local_cluster(cfg: CalibrationConfig, client: Any = None) -> None:
 #: (losses and premium bases, 8 N T (J + 1) bytes): the screened rows, their cumulated and scaled
 #: copies and the solver's matrices. Measured (tracemalloc peak of the solve step above the data
 #: it starts with; preset book, J = 3, T = 30, N = 5e4..2e5, linear in N): cvar 2.5, exact 4.7,
-#: certified 9.1 (7.6 at T = 60); scenario 2.7 at N = 1e4 (it is too slow to measure higher).
-_SOLVE_FACTOR = {"cvar": 2.5, "exact": 4.7, "scenario": 2.7, "certified": 9.1}
+#: scenario 2.7 at N = 1e4 (it is too slow to measure higher). "certified" solves "exact" on the
+#: N scenarios, then holds its own fresh draw (:func:`fresh_draw`, counted apart).
+_SOLVE_FACTOR = {"cvar": 2.5, "exact": 4.7, "scenario": 2.7, "certified": 4.7}
+
+
+def fresh_draw(cfg: CalibrationConfig, method: str) -> int:
+    """Fresh scenarios method "certified" draws by default in a run (:func:`~fundguard.optimizer.fresh_size`
+    at the problem's alpha and confidence, the default tail elasticity; 0 for other methods)."""
+    if method != "certified":
+        return 0
+    return fresh_size(cfg.problem.alpha, cfg.problem.confidence)
 #: A Dask worker process before it holds any data (interpreter, numpy, dask), bytes.
 _WORKER_BASE = 250 * 2**20
 #: Local Dask workers allowed per usable CPU unless forced: more only oversubscribe the cores.
@@ -132,7 +141,9 @@ def estimate_memory(cfg: CalibrationConfig, method: str | None = None, *, mode: 
       ``losses_by_market``: ``8 N J``);
     * solving (the paths are freed by then): ``held(N) + held(M) + held(N + S)`` and the
       method's working set ``f_method set(N)`` (``_SOLVE_FACTOR``: the solvers read losses and
-      premium bases only).
+      premium bases only);
+    * method "certified"'s own fresh draw (:func:`fresh_draw`, D scenarios): its paths and its
+      built set beside the data, ``paths(D) + held(D) + set(D)`` (the set at the chosen fees).
 
     Chunked, the workers hold ``held(N + M)`` between them plus one chunk's paths each, and this
     process O(N) summaries ``8 N (2 + 2 J)``, the plotted 20,000 scenarios ``held(20,000)`` and
@@ -156,8 +167,10 @@ def estimate_memory(cfg: CalibrationConfig, method: str | None = None, *, mode: 
     factor = max(_SOLVE_FACTOR.get(method, max(_SOLVE_FACTOR.values())),
                  _SOLVE_FACTOR.get(frontier_method, 0.0) if frontier_method else 0.0)
     data = held(n) + held(m) + (held(n + s) if s else 0)
+    drawn = fresh_draw(cfg, method)
     if mode == "memory":
-        calibration = max(paths(n + m) + data + 8 * n * j, data + int(factor * scenario_set(n)))
+        calibration = max(paths(n + m) + data + 8 * n * j, data + int(factor * scenario_set(n)),
+                          data + paths(drawn) + held(drawn) + scenario_set(drawn))
     else:
         plotted = held(min(n, 20_000))
         # the tail that screening keeps is a few times alpha N at the levels solved
