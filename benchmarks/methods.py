@@ -151,27 +151,29 @@ METHOD_NAMES = ("cvar", "exact", "scenario", "certified")
 SWEEP_SLOW_MAX = 20_000
 
 
-def venue() -> VenueBook:
-    """The illustrative book, loss-model defaults (DEFAULT_TIERS, impact 1.0, gap 0.05)."""
-    return VenueBook([Market(name, open_interest=oi, daily_volume=adv) for name, oi, adv in BOOK])
+def venue(book: Sequence[tuple[str, float, float]] = BOOK) -> VenueBook:
+    """The illustrative book (BOOK unless given), loss-model defaults (DEFAULT_TIERS, impact 1.0, gap 0.05)."""
+    return VenueBook([Market(name, open_interest=oi, daily_volume=adv) for name, oi, adv in book])
 
 
 def participation_for(mean_base: np.ndarray, days: float = HORIZON,
-                      markets: Sequence[str] | None = None) -> Participation:
+                      markets: Sequence[str] | None = None,
+                      book: Sequence[tuple[str, float, float]] = BOOK) -> Participation:
     """The book's participation (as the calibration job's ``with_participation`` builds it):
     ``eps_j = e E[B_j] / (tau Vol_j)`` from the mean premium base ``mean_base`` (J,) over ``days``,
     traded volume = BOOK's daily volume x ``days``, observed at RATES_IN_FORCE; fee cost derived."""
-    names = [n for n, _, _ in BOOK] if markets is None else list(markets)
-    adv = {n: v for n, _, v in BOOK}
+    names = [n for n, _, _ in book] if markets is None else list(markets)
+    adv = {n: v for n, _, v in book}
     volume = np.array([adv[n] * days for n in names])
     return Participation.from_elasticity(np.asarray(mean_base, dtype=np.float64), volume, elasticity=ELASTICITY,
                                          trading_fee=TRADING_FEE, reference_rates=RATES_IN_FORCE,
                                          fee_cost="derived")
 
 
-def world_problem(mean_base: np.ndarray, days: float = HORIZON, markets: Sequence[str] | None = None) -> PolicyProblem:
+def world_problem(mean_base: np.ndarray, days: float = HORIZON, markets: Sequence[str] | None = None,
+                  book: Sequence[tuple[str, float, float]] = BOOK) -> PolicyProblem:
     """PROBLEM with the book answering the fees (:func:`participation_for`)."""
-    return dataclasses.replace(PROBLEM, participation=participation_for(mean_base, days, markets))
+    return dataclasses.replace(PROBLEM, participation=participation_for(mean_base, days, markets, book))
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,8 @@ class World:
     models: Mapping[str, VolModel]
     copula: Copula
     source: str
+    #: (market, open interest, daily volume) of the world's venue
+    book: tuple[tuple[str, float, float], ...] = BOOK
 
     @property
     def today_variance(self) -> dict[str, float]:
@@ -307,11 +311,12 @@ def known_model(name: str, params: Mapping[str, float], today_volatility: float,
     })
 
 
-def world_from_numbers(key: str, title: str, numbers: Mapping[str, Any], source: str) -> World:
-    """A World from a ``FAT_TAILED_FIXED``-shaped mapping; today = the typical volatility."""
-    models = {name: known_model(name, p, p["typical"], p["typical"]) for name, p in numbers["models"].items()}
+def world_from_numbers(key: str, title: str, numbers: Mapping[str, Any], source: str,
+                       book: tuple[tuple[str, float, float], ...] = BOOK, start: float = 1.0) -> World:
+    """A World from a ``FAT_TAILED_FIXED``-shaped mapping; today = ``start`` x the typical volatility."""
+    models = {name: known_model(name, p, start * p["typical"], p["typical"]) for name, p in numbers["models"].items()}
     copula = Copula("t", np.asarray(numbers["copula_correlation"]), float(numbers["copula_nu"]), tuple(models))
-    return World(key=key, title=title, models=models, copula=copula, source=source)
+    return World(key=key, title=title, models=models, copula=copula, source=source, book=book)
 
 
 def fat_tailed_world(data: Path) -> World:
@@ -363,7 +368,7 @@ _PURPOSE = {"history": 0, "train": 1, "oracle": 2, "reference": 3, "gaussian": 4
 def world_scenarios(world: World, n: int, seed: np.random.SeedSequence) -> ScenarioSet:
     """N scenarios of HORIZON days from the world (parametric innovations, its copula)."""
     paths = simulate_returns(world.models, HORIZON, n, innovations="parametric", seed=seed, copula=world.copula)
-    return build_scenarios(paths, venue())
+    return build_scenarios(paths, venue(world.book))
 
 
 def chunks(world: World, n: int, chunk: int, root: int, world_index: int, purpose: str) -> Iterator[ScenarioSet]:
@@ -376,8 +381,8 @@ def large_sample(world: World, n: int, chunk: int, root: int, world_index: int, 
     """``n`` scenarios assembled from chunks into preallocated arrays (peak memory: the set + a chunk);
     the pooled losses, the premium base and each market's losses (what the fund equation on S(p) reads)."""
     losses = np.empty((n, HORIZON))
-    base = np.empty((n, HORIZON, len(BOOK)))
-    by_market = np.empty((n, HORIZON, len(BOOK)))
+    base = np.empty((n, HORIZON, len(world.book)))
+    by_market = np.empty((n, HORIZON, len(world.book)))
     row = 0
     for part in chunks(world, n, chunk, root, world_index, purpose):
         losses[row:row + part.n_scenarios] = part.losses
@@ -386,7 +391,7 @@ def large_sample(world: World, n: int, chunk: int, root: int, world_index: int, 
         row += part.n_scenarios
         del part
     return ScenarioSet(losses=losses, premium_base=base, losses_by_market=by_market,
-                       markets=tuple(name for name, _, _ in BOOK),
+                       markets=tuple(name for name, _, _ in world.book),
                        metadata={"world": world.key, "purpose": purpose, "n": n, "chunk": chunk})
 
 
@@ -1262,19 +1267,26 @@ def report(results: Sequence[WorldResult], sizes: Sizes, prov: _common.Provenanc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; returns the exit code."""
+    """``python -m benchmarks.methods``: the many-sample study of :mod:`benchmarks.certainty`
+    (``methods.md``); with ``--rules``, this module's one-sample run with the rules of thumb and the
+    fitted pipelines (``methods_rules.md``). Returns the exit code."""
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    cli = _common.parser(f"python -m {MODULE}", __doc__.splitlines()[0], seed=DEFAULT_SEED)
+    if "--rules" not in argv:
+        from . import certainty
+
+        return certainty.main(argv)
+    argv.remove("--rules")
+    cli = _common.parser(f"python -m {MODULE} --rules", __doc__.splitlines()[0], seed=DEFAULT_SEED)
     cli.add_argument("--keep", type=Path, default=None,
                      help="also pickle the worlds' results to this file (to re-render the report with --render)")
     cli.add_argument("--render", type=Path, default=None,
                      help="render the report and figures from a --keep pickle instead of running")
     args = cli.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    stem = "methods_quick" if args.quick else "methods"
-    prov = _common.provenance(MODULE, argv, args.seed)
+    stem = "methods_rules_quick" if args.quick else "methods_rules"
+    prov = _common.provenance(MODULE, ["--rules", *argv], args.seed)
     out: Path = args.out
 
     def log(message: str) -> None:
