@@ -124,11 +124,16 @@ class StudySizes:
     fresh_chunk: int
     #: the cost tolerance passed to "certified" (None: its default)
     tolerance: float | None = None
+    #: "cvar" and "scenario" run on the first this many seeds only (None: all): with the rate
+    #: search each costs as much as "exact", and neither claims a bound to check over many samples
+    slow_seeds: int | None = None
     oracle_time_limit: float = 1800.0
 
 
+# Full: on 2 shared cores one seed of every method at both levels took some 12 minutes per world
+# (three worlds side by side), so "cvar" and "scenario" run on 3 of the 10 seeds.
 FULL = StudySizes(n_train=100_000, n_oracle=2_000_000, n_oracle_search=100_000, n_reference=2_000_000,
-                  chunk=250_000, seeds=10, alphas=(0.01, 0.001), fresh_chunk=50_000)
+                  chunk=250_000, seeds=10, alphas=(0.01, 0.001), fresh_chunk=50_000, slow_seeds=3)
 #: Quick (the test suite): one world, alpha 1 %, 2 seeds, and "certified" at a 10 % tolerance so
 #: that its fresh draw stays small.
 QUICK = StudySizes(n_train=3_000, n_oracle=30_000, n_oracle_search=3_000, n_reference=60_000, chunk=30_000,
@@ -246,8 +251,9 @@ def solve_methods(problem: PolicyProblem, train: ScenarioSet, fresh: FreshStream
     # its time includes the rate stage it shares with "exact"
     out[-1] = (out[-1][0], out[-1][1], out[-1][2] + exact_seconds)
     timed("certified (split)", lambda: solve(problem, train, "certified", seed=seed, confidence=CONFIDENCE))
-    timed("cvar", lambda: solve(problem, train, "cvar"))
-    timed("scenario", lambda: solve(problem, train, "scenario"))
+    if sizes.slow_seeds is None or seed < sizes.slow_seeds:
+        timed("cvar", lambda: solve(problem, train, "cvar"))
+        timed("scenario", lambda: solve(problem, train, "scenario"))
     return out
 
 
@@ -302,7 +308,8 @@ def run_world(world: World, world_index: int, sizes: StudySizes, root: int, log:
                                 "bound": (policy.certificate.upper_bound if not isinstance(policy, str)
                                           and policy.certificate is not None else None)})
             log(f"[{world.key}] seed {s} alpha {alpha:g}: " + ", ".join(
-                f"{e['method']} {e['contestant'].fund_target:,.0f}" for e in entries[-len(METHODS):])
+                f"{e['method']} {e['contestant'].fund_target:,.0f}" for e in entries
+                if e["seed"] == s and e["alpha"] == alpha)
                 + f" ({time.perf_counter() - tick:.0f} s)")
         fresh_drawn.append(stream.drawn())
         del train, stream
@@ -404,7 +411,10 @@ def report(worlds: Sequence[Mapping[str, Any]], sizes: StudySizes, prov: _common
         f"- {HORIZON}-day horizon; alpha = " + ", ".join(f"{a:.1%}" for a in sizes.alphas)
         + f"; confidence of every certificate {CONFIDENCE:.0%}; cost of capital 15 %/year; fees 0-1.25 %.",
         f"- Each method is solved on N = {sizes.n_train:,} scenarios of the world, for {sizes.seeds} independent "
-        "training samples (seeds); with the book answering the fees (participation elasticity 1, rates in force "
+        "training samples (seeds)" + ("" if sizes.slow_seeds is None else
+                                      f"; \"cvar\" and \"scenario\" on the first {sizes.slow_seeds} of them (their "
+                                      "rate searches cost as much as \"exact\"'s, and neither claims a bound to "
+                                      "check over many samples)") + "; with the book answering the fees (participation elasticity 1, rates in force "
         "0.5 %, fee cost derived: the economics of `python -m benchmarks.methods --rules`), each searches its rates.",
         "- \"certified\" draws its fresh scenarios from the world (its default M = (eta z / tolerance)^2 / alpha, "
         "tolerance " + ("5 %" if sizes.tolerance is None else f"{sizes.tolerance:.0%}") + ", eta the tail "
