@@ -81,3 +81,12 @@ def test_readme_points_only_inside_the_repository():
         assert (root / target.split("#")[0]).resolve().is_relative_to(root), target
         assert (root / target.split("#")[0]).exists(), target
     assert "../" not in text and "shared folder" not in text and "DESIGN.md" not in text
+
+
+def test_readme_certified_example_certifies_alpha():
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if "fresh=lambda" in b)
+    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=600, check=True).stdout
+    found = re.fullmatch(r"fund ([\d,]+): (\d+) ruins in ([\d,]+) fresh scenarios, P\(ruin\) <= ([\d.]+)%\n", out)
+    assert found, out
+    fund, ruins, n, bound = (float(found.group(i).replace(",", "")) for i in range(1, 5))
+    assert fund > 0 and n >= 459 and ruins < 0.01 * n and bound <= 1.0
