@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import struct
 import threading
 from pathlib import Path
@@ -500,3 +501,17 @@ def test_sensitivities_match_a_brute_force_re_solve(price_files):
         assert rows[key]["fund_target"] == pytest.approx(brute, rel=0.05), key
         assert (rows[key]["fund_target"] - base.policy.fund_target) * (brute - base.policy.fund_target) >= 0, key
     assert rows["open_interest"]["elasticity"] > 0.5 and rows["alpha"]["elasticity"] < 0
+
+
+def test_certified_run_draws_its_own_fresh_scenarios_and_the_report_says_how(fitted):
+    # method "certified" in a run: rates on the fit scenarios, the fund target on scenarios drawn
+    # from the run's model (its default M at the config's alpha and confidence), said in the report.
+    info = fitted.policy.details["certified"]
+    conf, alpha = fitted.inputs["confidence"], fitted.policy.alpha
+    fewest = math.ceil(math.log(1 - conf) / math.log(1 - alpha))  # fewest that can certify alpha at all
+    assert info["source"] == "fresh" and info["requested"] == info["n_fresh"] >= 2 * fewest
+    assert fitted.policy.certificate.upper_bound <= fitted.policy.alpha
+    assert fitted.policy.certificate.confidence == fitted.inputs["confidence"]
+    text = report.render_report(fitted)
+    assert "What method certified promises: P(ruin) <= alpha" in text
+    assert f"the fund target is set on {info['n_fresh']:,} fresh scenarios drawn from the run's model" in text

@@ -167,13 +167,37 @@ def summary_lines(result: CalibrationResult) -> list[str]:
     ]
 
 
+def _method_lines(policy: Any) -> list[str]:
+    """What the method promises (``details["guarantee"]``) and, for "certified", how its fund target was set."""
+    details = policy.details or {}
+    lines = []
+    if details.get("guarantee"):
+        lines += [f"What method {policy.method} promises: {details['guarantee']}.", ""]
+    info = details.get("certified")
+    if info:
+        where = ("fresh scenarios drawn from the run's model" if info.get("source") == "fresh"
+                 else "the half of the scenarios the rates were not chosen on")
+        lines += [f"The rates are method {details.get('base', 'exact')}'s on the {policy.n_scenarios:,} fit scenarios; the "
+                  f"fund target is set on {info['n_fresh']:,} {where} (at most {info['ruins_allowed']} of them "
+                  f"ruined; measured tail elasticity {info['tail_elasticity']:.2f}, expected excess over the alpha-quantile "
+                  f"about {info['expected_excess']:.1%}), by {info['set_by']}. The fund target on the fit scenarios "
+                  f"alone would be {info['training_fund_target']:,.0f}.", ""]
+    tail = details.get("tail")
+    if tail and tail.get("dominated"):
+        lines += [f"Warning: the CVaR behind this fund target rests on a few scenarios (fitted tail index "
+                  f"{tail['tail_index']:.2f}); it grows with the number of scenarios.", ""]
+    return lines
+
+
 def render_report(result: CalibrationResult) -> str:
     """The one-page Markdown report: the answer first, then why."""
     t, inputs = result.tail, result.inputs
     lines = ["# fundguard calibration", "", "## Answer", "", "```", *summary_lines(result), "```", ""]
     lines += ["## Why", "", f"Horizon: {inputs['horizon']} periods; {inputs['n_scenarios']:,} scenarios "
               f"({inputs['innovations']} innovations) plus {inputs['n_stress']} stress scenario(s); seed {inputs['seed']}.",
-              "", "| horizon loss quantile | currency |", "|---|---:|"]
+              ""]
+    lines += _method_lines(result.policy)
+    lines += ["| horizon loss quantile | currency |", "|---|---:|"]
     lines += [f"| {float(q):.1%} | {v:,.0f} |" for q, v in t["horizon_loss_quantiles"].items()]
     lines += ["", f"Required fund at the chosen rates: VaR at alpha {t['required_fund_var']:,.0f}, "
               f"CVaR {t['required_fund_cvar']:,.0f}. Mean horizon loss {t['horizon_loss_mean']:,.0f}.", "",
