@@ -269,8 +269,13 @@ def as_contestant(name: str, policy: Any, seconds: float, problem: PolicyProblem
     return with_shares(contestant, problem)
 
 
-def run_world(world: World, world_index: int, sizes: StudySizes, root: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """Every (alpha, seed, method) on one world; returns the world's JSON-ready result."""
+def run_world(world: World, world_index: int, sizes: StudySizes, root: int, log: Callable[[str], None],
+              deadline: float | None = None,
+              checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Every (alpha, seed, method) on one world; returns the world's JSON-ready result.
+
+    ``deadline`` (a ``time.time()``): no seed is started that the last one's duration says would end
+    after it. ``checkpoint(result)`` is called after every seed with the result so far."""
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
     sample = large_sample(world, sizes.n_oracle, sizes.chunk, root, world_index, "oracle")
@@ -289,71 +294,85 @@ def run_world(world: World, world_index: int, sizes: StudySizes, root: int, log:
     seconds["oracle searches"] = time.perf_counter() - tick - seconds["oracle sample"]
     del sample
 
+    # The reference sample is held in memory and every answer is counted on it as soon as it is
+    # solved, so that each finished seed can be written out (checkpoint) and a run with a deadline
+    # reports the seeds it completed.
     tick = time.perf_counter()
+    reference = large_sample(world, sizes.n_reference, sizes.chunk, root, world_index, "reference")
+    oracle_contestants = {a: with_shares(Contestant(f"oracle {a:g}", "oracle", o.fund_target, o.rates, "", o.seconds),
+                                         dataclasses.replace(base_problem, alpha=a)) for a, o in oracles.items()}
+    n_reference = evaluate(list(oracle_contestants.values()), iter([reference]))
+    seconds["reference sample"] = time.perf_counter() - tick
+    open_interest = np.array([oi for _, oi, _ in world.book])
+
     entries: list[dict[str, Any]] = []
-    contestants: list[Contestant] = []
     fresh_drawn: list[int] = []
+
+    def result() -> dict[str, Any]:
+        rows = []
+        for e in entries:
+            c: Contestant = e["contestant"]
+            problem = dataclasses.replace(base_problem, alpha=e["alpha"])
+            oracle = oracles[e["alpha"]]
+            finite = math.isfinite(c.fund_target)
+            cost = capital_cost(problem, c.fund_target, c.premium_rates, mean_base, mean_loss) if finite else math.nan
+            shares = np.ones(len(markets)) if c.shares is None else np.asarray(c.shares)
+            rows.append({
+                "alpha": e["alpha"], "seed": e["seed"], "method": e["method"], "status": c.status,
+                "fund_target": c.fund_target, "fund_ratio": c.fund_target / oracle.fund_target if finite else math.nan,
+                "share_of_open_interest": c.fund_target / float(open_interest @ shares) if finite else math.nan,
+                "rates": dict(zip(markets, map(float, c.premium_rates))),
+                "cost": cost, "cost_ratio": cost / oracle.cost if finite and oracle.cost > 0 else math.nan,
+                "excess": cost - oracle.cost if finite else math.nan,
+                "true_ruin": c.ruin_rate(), "ruins": c.ruins, "n_reference": c.n_reference,
+                "bound": e["bound"], "n_fresh": e["n_fresh"], "tail_elasticity": e["tail_elasticity"],
+                "set_by": e["set_by"], "in_sample_ruin": c.in_sample_ruin, "seconds": c.seconds,
+            })
+        return {
+            "key": world.key, **world.describe(), "book": [list(b) for b in world.book],
+            "participation": {"semi_elasticity": list(np.atleast_1d(base_problem.participation.semi_elasticity)),
+                              "mean_base": mean_base.tolist(), "mean_loss": mean_loss.tolist()},
+            "oracles": {str(a): {"fund_target": o.fund_target, "rates": o.rates.tolist(), "cost": o.cost,
+                                 "true_ruin": oracle_contestants[a].ruin_rate(), "ruins": oracle_contestants[a].ruins,
+                                 "share_of_open_interest": o.fund_target / float(open_interest @ o.shares),
+                                 "seconds": o.seconds, "search_fund": o.search_fund, "evaluations": o.evaluations}
+                        for a, o in oracles.items()},
+            "n_reference": n_reference, "seeds_completed": len(fresh_drawn), "fresh_drawn": list(fresh_drawn),
+            "rows": rows, "seconds": dict(seconds),
+        }
+
+    tick = time.perf_counter()
+    last = 0.0
     for s in range(sizes.seeds):
+        if deadline is not None and time.time() + last > deadline:
+            log(f"[{world.key}] deadline: stopping after {s} seeds")
+            break
+        started = time.perf_counter()
         train = world_scenarios(world, sizes.n_train, _seed(root, world_index, _PURPOSE["train"], s))
         stream = FreshStream(world, root, world_index, s, sizes.fresh_chunk)
         for alpha in sizes.alphas:
             problem = dataclasses.replace(base_problem, alpha=alpha)
+            batch = []
             for name, policy, took in solve_methods(problem, train, stream, sizes, s):
                 c = as_contestant(name, policy, took, problem, len(markets))
-                contestants.append(c)
+                batch.append(c)
                 info = {} if isinstance(policy, str) else policy.details.get("certified", {})
                 entries.append({"alpha": alpha, "seed": s, "method": name, "contestant": c,
                                 "n_fresh": info.get("n_fresh"), "tail_elasticity": info.get("tail_elasticity"),
                                 "set_by": info.get("set_by"),
                                 "bound": (policy.certificate.upper_bound if not isinstance(policy, str)
                                           and policy.certificate is not None else None)})
+            evaluate(batch, iter([reference]))
             log(f"[{world.key}] seed {s} alpha {alpha:g}: " + ", ".join(
-                f"{e['method']} {e['contestant'].fund_target:,.0f}" for e in entries
-                if e["seed"] == s and e["alpha"] == alpha)
+                f"{c.label} {c.fund_target:,.0f} ({c.ruin_rate():.3%})" for c in batch)
                 + f" ({time.perf_counter() - tick:.0f} s)")
         fresh_drawn.append(stream.drawn())
         del train, stream
-    seconds["methods"] = time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    oracle_contestants = {a: with_shares(Contestant(f"oracle {a:g}", "oracle", o.fund_target, o.rates, "", o.seconds),
-                                         dataclasses.replace(base_problem, alpha=a)) for a, o in oracles.items()}
-    from .methods import chunks
-    n_reference = evaluate([*oracle_contestants.values(), *contestants],
-                           chunks(world, sizes.n_reference, sizes.chunk, root, world_index, "reference"))
-    seconds["reference"] = time.perf_counter() - tick
-
-    rows = []
-    open_interest = np.array([oi for _, oi, _ in world.book])
-    for e in entries:
-        c: Contestant = e["contestant"]
-        problem = dataclasses.replace(base_problem, alpha=e["alpha"])
-        oracle = oracles[e["alpha"]]
-        finite = math.isfinite(c.fund_target)
-        cost = capital_cost(problem, c.fund_target, c.premium_rates, mean_base, mean_loss) if finite else math.nan
-        shares = np.ones(len(markets)) if c.shares is None else np.asarray(c.shares)
-        rows.append({
-            "alpha": e["alpha"], "seed": e["seed"], "method": e["method"], "status": c.status,
-            "fund_target": c.fund_target, "fund_ratio": c.fund_target / oracle.fund_target if finite else math.nan,
-            "share_of_open_interest": c.fund_target / float(open_interest @ shares) if finite else math.nan,
-            "rates": dict(zip(markets, map(float, c.premium_rates))),
-            "cost": cost, "cost_ratio": cost / oracle.cost if finite and oracle.cost > 0 else math.nan,
-            "excess": cost - oracle.cost if finite else math.nan,
-            "true_ruin": c.ruin_rate(), "ruins": c.ruins, "n_reference": c.n_reference,
-            "bound": e["bound"], "n_fresh": e["n_fresh"], "tail_elasticity": e["tail_elasticity"],
-            "set_by": e["set_by"], "in_sample_ruin": c.in_sample_ruin, "seconds": c.seconds,
-        })
-    return {
-        "key": world.key, **world.describe(), "book": [list(b) for b in world.book],
-        "participation": {"semi_elasticity": list(np.atleast_1d(base_problem.participation.semi_elasticity)),
-                          "mean_base": mean_base.tolist(), "mean_loss": mean_loss.tolist()},
-        "oracles": {str(a): {"fund_target": o.fund_target, "rates": o.rates.tolist(), "cost": o.cost,
-                             "true_ruin": oracle_contestants[a].ruin_rate(), "ruins": oracle_contestants[a].ruins,
-                             "share_of_open_interest": o.fund_target / float(open_interest @ o.shares),
-                             "seconds": o.seconds, "search_fund": o.search_fund, "evaluations": o.evaluations}
-                    for a, o in oracles.items()},
-        "n_reference": n_reference, "fresh_drawn": fresh_drawn, "rows": rows, "seconds": seconds,
-    }
+        seconds["methods"] = time.perf_counter() - tick
+        last = time.perf_counter() - started
+        if checkpoint is not None:
+            checkpoint(result())
+    return result()
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,6 +449,9 @@ def report(worlds: Sequence[Mapping[str, Any]], sizes: StudySizes, prov: _common
     ]
     for world in worlds:
         lines += [f"## World: {world['title']}", "", f"Parameters: {world['source']}.", ""]
+        done = world.get("seeds_completed", sizes.seeds)
+        if done < sizes.seeds:
+            lines += [f"**{done} of the {sizes.seeds} training samples completed** (the run's deadline stopped it).", ""]
         model_rows = [[n, m["spec"], ", ".join(f"{k} {v:.4g}" for k, v in m["params"].items()),
                        f"{m['today_volatility']:.2%}"] for n, m in world["models"].items()]
         lines += [_common.markdown_table(["market", "model", "parameters", "today's vol"], model_rows), ""]
@@ -480,7 +502,7 @@ def figure(worlds: Sequence[Mapping[str, Any]], sizes: StudySizes, prov: _common
             ax.set_xscale("log")
             ax.set_xlabel(f"true P(ruin over {HORIZON} days), {world['n_reference']:,} fresh scenarios")
             ax.set_ylabel("cost / oracle's cost")
-            ax.set_title(f"{world['title']}\nalpha = {alpha:.1%}, {sizes.seeds} samples of N = {sizes.n_train:,}",
+            ax.set_title(f"{world['title']}\nalpha = {alpha:.1%}, {world.get('seeds_completed', sizes.seeds)} samples of N = {sizes.n_train:,}",
                          fontsize=9)
             ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
@@ -495,8 +517,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_argument("--world", action="append", default=None, choices=["fat_tailed", "calm", "heavy"],
                      help="run only this world (repeatable) and write methods_<world>.json, for --merge")
     cli.add_argument("--merge", action="store_true", help="write the report from the methods_<world>.json files in --out")
+    cli.add_argument("--n-oracle", type=int, default=None, help="override the oracle's sample size")
+    cli.add_argument("--n-reference", type=int, default=None, help="override the reference sample size")
+    cli.add_argument("--deadline", default=None,
+                     help="UTC time HH:MM today after which no seed is started (the seeds done are reported)")
     args = cli.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if args.n_oracle or args.n_reference:
+        sizes = dataclasses.replace(sizes, n_oracle=args.n_oracle or sizes.n_oracle,
+                                    n_reference=args.n_reference or sizes.n_reference)
+    deadline = None
+    if args.deadline:
+        import datetime as dt
+        hour, minute = (int(x) for x in args.deadline.split(":"))
+        now = dt.datetime.now(dt.timezone.utc)
+        deadline = now.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
     stem = "methods_quick" if args.quick else "methods"
     prov = _common.provenance(MODULE, argv, args.seed)
     out: Path = args.out
@@ -513,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if path.exists():
                 kept = json.loads(path.read_text())
                 worlds.append(kept["world"])
+                sizes = StudySizes(**{**kept["sizes"], "alphas": tuple(kept["sizes"]["alphas"])})
                 commands.append(kept["provenance"]["command"])
                 wall = max(wall, kept["wall_seconds"])
         if not worlds:
@@ -521,11 +557,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         worlds = []
         for index, world in worlds_for(keys, args.data):
             log(f"[{world.key}] {world.source}")
-            worlds.append(run_world(world, index, sizes, args.seed, log))
-            if args.world:
-                _common.write_text(out / f"{stem}_{world.key}.json", json.dumps(
-                    {"provenance": dataclasses.asdict(prov), "sizes": dataclasses.asdict(sizes), "world": worlds[-1],
+
+            def save(partial: dict[str, Any], key: str = world.key) -> None:
+                _common.write_text(out / f"{stem}_{key}.json", json.dumps(
+                    {"provenance": dataclasses.asdict(prov), "sizes": dataclasses.asdict(sizes), "world": partial,
                      "wall_seconds": time.perf_counter() - start}, indent=1, default=_json_default) + "\n")
+
+            worlds.append(run_world(world, index, sizes, args.seed, log, deadline, save if args.world else None))
+            if args.world:
+                save(worlds[-1])
         if args.world:
             log(f"wrote {len(worlds)} world file(s); --merge writes the report")
             return 0
