@@ -34,7 +34,7 @@ def test_readme_python_example_recovers_the_simulated_model():
 
 def test_readme_scenario_example_on_real_data(shared_data):
     text = README.read_text()
-    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "simulate_returns" in b)
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "simulate_returns" in b and "btc_daily.csv" in b)
     code = block.replace("btc_daily.csv", str(shared_data / "binance_BTCUSDT_daily.csv")).replace(
         "eth_daily.csv", str(shared_data / "binance_ETHUSDT_daily.csv")
     )
