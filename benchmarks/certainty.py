@@ -58,6 +58,7 @@ from .methods import (
     HORIZON,
     Contestant,
     World,
+    _json_default,
     _seed,
     calm_world,
     capital_cost,
@@ -578,12 +579,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"wrote {out / (stem + '.md')} in {time.perf_counter() - start:.0f} s")
     return 0
 
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
