@@ -27,7 +27,7 @@ from .distributed import frontier_chunked, solve_chunked
 from .fund import count_ruined, is_chunked, sample_cvar, worst_net_flow
 from .methods import METHODS, Method, level_solver
 from .participation import solve_with_participation
-from .policy import Policy
+from .policy import Frontier, Policy
 from .problem import PolicyProblem
 from .ruin import FLOOR, ruined, rows
 
@@ -228,7 +228,7 @@ def frontier(
     alphas: Sequence[float],
     method: str = "cvar",
     **options: Any,
-) -> list[Policy]:
+) -> Frontier:
     """The cost of solvency: one Policy per ruin level, in the order of ``alphas``.
 
     Parameters
@@ -244,8 +244,9 @@ def frontier(
 
     Returns
     -------
-    list of Policy
-        ``policies[i].alpha == alphas[i]``.
+    Frontier
+        A list of Policy, ``policies[i].alpha == alphas[i]``; ``.to_frame()`` is the table
+        (a DataFrame indexed by alpha).
 
     Notes
     -----
@@ -260,13 +261,13 @@ def frontier(
     if isinstance(alphas, (str, bytes)) or not isinstance(alphas, (Sequence, np.ndarray)) or len(alphas) == 0:
         raise ProblemError(f"alphas must be a non-empty sequence of levels in (0, 1), got {alphas!r}")
     if is_chunked(scenarios):
-        return frontier_chunked(problem, scenarios, alphas, method, **options)
+        return Frontier(frontier_chunked(problem, scenarios, alphas, method, **options))
     problems = [dataclasses.replace(problem, alpha=a) for a in alphas]
     _check_call(problem, scenarios, method, options)
     if not METHODS[method].distributed or problem.participation is not None or not problem.ruin.is_floor:
         # (with participation every level is its own rate search: the shared level solver knows
         # only the affine equation)
-        return [solve(p, scenarios, method, **options) for p in problems]
+        return Frontier(solve(p, scenarios, method, **options) for p in problems)
     start = time.perf_counter()
     solve_at = level_solver(problem, scenarios, [p.alpha for p in problems], method, dict(options))
     policies = []
@@ -275,7 +276,7 @@ def frontier(
         now = time.perf_counter()
         policies.append(dataclasses.replace(policy, solve_seconds=now - start))
         start = now
-    return policies
+    return Frontier(policies)
 
 
 def compare_methods(

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from .display import money, percent, shorten
 from .ruin import FLOOR, RuinRule
 
-__all__ = ["Policy", "Certificate"]
+__all__ = ["Policy", "Certificate", "Frontier"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,37 @@ class Policy:
         """``{market: premium rate}``."""
         return {name: float(rate) for name, rate in zip(self.markets, self.premium_rates, strict=True)}
 
+    @property
+    def rates(self) -> pd.Series:
+        """The premium rates as a Series indexed by market (fractions of the premium base); a copy."""
+        return pd.Series(np.array(self.premium_rates), index=pd.Index(self.markets, name="market"),
+                         name="premium_rate")
+
+    def __repr__(self) -> str:
+        rates = ", ".join(f"{m}: {percent(r, 3)}" for m, r in zip(self.markets, self.premium_rates))
+        return (f"Policy(method={self.method!r}, status={self.status!r}, fund_target={money(self.fund_target)}, "
+                f"alpha={percent(self.alpha)}, rates={{{shorten(rates, 120)}}}, "
+                f"in_sample_ruin={percent(self.in_sample_ruin, 3)} of {self.n_scenarios:,})")
+
+    def summary(self, currency: str | None = None) -> str:
+        """The policy in a few lines: fund target, rates per market, what the method promises,
+        the certificate (when it has one). ``currency`` labels the money (e.g. "USD")."""
+        width = max((len(m) for m in self.markets), default=6)
+        lines = [f"fund target      {money(self.fund_target, currency)} ({self.fund_target:,.0f})",
+                 f"capital cost     {money(self.objective, currency)} (the problem's objective)",
+                 f"alpha            {percent(self.alpha)} (P(ruin over the horizon))",
+                 f"method           {self.method} ({self.status}; solver {self.solver})",
+                 f"in-sample ruin   {percent(self.in_sample_ruin, 3)} of {self.n_scenarios:,} scenarios",
+                 "premium rates"]
+        lines += [f"  {m:<{width}}  {percent(r, 3)}" for m, r in zip(self.markets, self.premium_rates)]
+        if self.details.get("guarantee"):
+            lines.append(f"promise          {self.details['guarantee']}")
+        if self.certificate is not None:
+            c = self.certificate
+            lines.append(f"certificate      {c.ruins:,} ruins in {c.n:,}: P(ruin) <= {percent(c.upper_bound, 3)} "
+                         f"at {percent(c.confidence)} confidence")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable view (the certificate as a nested dict, details dropped)."""
         return {
@@ -160,3 +193,25 @@ class Policy:
                 "shares": dict(zip(self.markets, map(float, self.participation.shares(self.premium_rates)))),
             },
         }
+
+
+class Frontier(list):
+    """The cost of solvency: a list of :class:`Policy`, one per ruin level, in the order asked,
+    with :meth:`to_frame` for the table view (what :func:`~fundguard.optimizer.frontier` returns)."""
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per level, indexed by ``alpha``: fund target and capital cost (currency units),
+        method, status, in-sample ruin, then one ``rate <market>`` column per market (fractions)."""
+        rows = []
+        for p in self:
+            row: dict[str, Any] = {"alpha": p.alpha, "fund_target": p.fund_target, "objective": p.objective,
+                                   "method": p.method, "status": p.status, "in_sample_ruin": p.in_sample_ruin}
+            row.update({f"rate {m}": float(r) for m, r in zip(p.markets, p.premium_rates)})
+            rows.append(row)
+        columns = ["alpha", "fund_target", "objective", "method", "status", "in_sample_ruin"]
+        return pd.DataFrame(rows, columns=columns + [c for c in (rows[0] if rows else {}) if c not in columns]
+                            ).set_index("alpha")
+
+    def __repr__(self) -> str:
+        levels = ", ".join(f"{percent(p.alpha)}: {money(p.fund_target)}" for p in self)
+        return f"Frontier({len(self)} levels, fund target by alpha {{{shorten(levels, 200)}}})"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import dataclasses
+import datetime
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from fundguard.models import (
     ScenarioSet,
@@ -39,9 +41,11 @@ from fundguard.models.scenarios.bounds import PathCheck, check_paths
 from ..certificates import certify
 from ..analysis import euler_allocation, near_optimal_set
 from ..participation import Participation, at_fixed_rates, at_policy, mean_market_bases, mean_market_losses, participation_cost
-from ..policy import Certificate, Policy
+from ..display import money, percent
+from ..policy import Certificate, Frontier, Policy
 from ..problem import PolicyProblem
 from ..api import frontier, solve
+from ..fund import is_chunked
 from ..topology import compare_topologies, group_needs, suggest_groups
 from ..waterfall import ALLOCATION_RULES, Layer, Waterfall, run_waterfall
 from .build import (
@@ -116,6 +120,8 @@ class CalibrationResult:
         Euler share of the fund target, :func:`~fundguard.optimizer.analysis.euler_allocation`)
         and ``sensitivities`` (:func:`decision_sensitivities`); empty parts where they could not
         be computed (a note says why).
+    started : str
+        When the run started, ISO 8601 in UTC (run-dependent: in ``to_dict()["run"]``).
     """
 
     policy: Policy
@@ -132,6 +138,7 @@ class CalibrationResult:
     frontier: tuple[Policy, ...] = field(default=(), repr=False)
     path_checks: Mapping[str, PathCheck] = field(default_factory=dict, repr=False)
     analysis: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    started: str = ""
 
     @property
     def implausible_paths(self) -> int:
@@ -139,6 +146,56 @@ class CalibrationResult:
         stated bound of :mod:`fundguard.models.scenarios.bounds`; above 0, distrust the fund target
         (the CLI exits with ``EXIT_IMPLAUSIBLE_PATHS``)."""
         return sum(check.n_exceeding for check in self.path_checks.values())
+
+    def __repr__(self) -> str:
+        c = self.certificate
+        return (f"CalibrationResult(fund_target={money(self.policy.fund_target, self.currency)}, "
+                f"method={self.policy.method!r}, alpha={percent(self.policy.alpha)}, markets={len(self.markets)}, "
+                f"certificate: P(ruin) <= {percent(c.upper_bound, 3)} at {percent(c.confidence)} "
+                f"({'meets' if self.meets_target else 'DOES NOT meet'} alpha), notes={len(self.notes)})")
+
+    @property
+    def currency(self) -> str | None:
+        """The currency the money is in (the config's ``venue.currency``), None when not stated."""
+        return self.inputs.get("currency")
+
+    @property
+    def rates(self) -> pd.Series:
+        """The chosen premium rates, a Series indexed by market (fractions of the premium base)."""
+        return self.policy.rates
+
+    @property
+    def fund_shares(self) -> pd.Series:
+        """Each market's share of the fund target (currency units; Euler allocation, summing to the
+        fund target above the floor), a Series indexed by market; empty when it was not computed."""
+        allocation = (self.analysis or {}).get("allocation") or {}
+        by_market = allocation.get("fund_target_by_market") or {}
+        return pd.Series({m: float(by_market[m]) for m in self.markets if m in by_market}, dtype=float,
+                         name="fund_share").rename_axis("market")
+
+    @property
+    def frontier_frame(self) -> pd.DataFrame:
+        """The cost of solvency as a DataFrame indexed by alpha (:meth:`Frontier.to_frame`)."""
+        return Frontier(self.frontier).to_frame()
+
+    def summary(self) -> str:
+        """The answer in a few lines: the policy, the certificate, each market's share of the fund,
+        and how many notes to read (:attr:`notes`)."""
+        c, currency = self.certificate, self.currency
+        lines = [self.policy.summary(currency),
+                 f"run certificate  {c.ruins:,} ruins in {c.n:,} fresh scenarios: P(ruin over "
+                 f"{self.inputs.get('horizon')} days) <= {percent(c.upper_bound, 3)} at {percent(c.confidence)} "
+                 f"confidence ({'meets' if self.meets_target else 'DOES NOT meet'} alpha = {percent(self.policy.alpha)})"]
+        shares = self.fund_shares
+        if len(shares):
+            total = float(shares.sum())
+            width = max(len(m) for m in shares.index)
+            lines.append("share of the fund")
+            lines += [f"  {m:<{width}}  {money(v, currency)}" + (f" ({v / total:.0%})" if total > 0 else "")
+                      for m, v in shares.items()]
+        if self.notes:
+            lines.append(f"notes            {len(self.notes)} (see .notes)")
+        return "\n".join(lines)
 
     @property
     def meets_target(self) -> bool:
@@ -163,7 +220,7 @@ class CalibrationResult:
             "inputs": json_safe(self.inputs),
             "analysis": json_safe(dict(self.analysis)),
             "notes": list(self.notes),
-            "run": {"timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "run": {"started": self.started, "timings": {k: round(v, 4) for k, v in self.timings.items()},
                     "solve_seconds": round(self.policy.solve_seconds, 4)},
         }
 
@@ -176,7 +233,7 @@ def calibrate(
     method: str | None = None,
     preset: Preset | None = None,
     frontier_alphas: tuple[float, ...] = (),
-    frontier_method: str = "cvar",
+    frontier_method: str | None = None,
     progress: Progress | None = None,
     client: Any = None,
     sensitivities: bool = True,
@@ -196,8 +253,10 @@ def calibrate(
         Models for markets without a price file (default: the built-in preset).
     frontier_alphas : tuple of float
         Also trace the cost of solvency at these ruin levels, with ``frontier_method``.
-    frontier_method : str, default "cvar"
-        The method of the frontier (the fastest to re-solve; a conservative cost curve).
+    frontier_method : str, optional
+        The method of the frontier; default the answer's method, so that the chosen policy lies on
+        the curve. "certified" sets each level's fund target on the run's certificate scenarios
+        (fresh, never fitted on; each level's bound holds at the stated confidence on its own).
     progress : callable(str), optional
         Called with a short description at the start of each step (the CLI draws progress from
         it); the library itself never prints.
@@ -226,10 +285,12 @@ def calibrate(
     timings: dict[str, float] = {}
     notes: list[str] = []
     say = progress or (lambda message: None)
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
     cfg = resolve_config(config)
     seed = run_seed(cfg, seed)
     method = method or cfg.problem.method
+    frontier_method = frontier_method or method
     check_mode(method, client is not None or cfg.compute.distributed)
     check_local_cluster(cfg, client)
     check_memory(cfg, method, frontier_method=frontier_method if frontier_alphas else None, client=client)
@@ -239,8 +300,9 @@ def calibrate(
     fitted = fit_models(cfg, preset, notes, say)
     timings["fit"] = time.perf_counter() - clock
     with compute_client(cfg.compute, client) as where:
-        return run_calibration(cfg, fitted, seed, method, frontier_alphas, frontier_method, say, timings, notes, where,
-                               sensitivities=sensitivities)
+        result = run_calibration(cfg, fitted, seed, method, frontier_alphas, frontier_method, say, timings, notes,
+                                 where, sensitivities=sensitivities)
+    return dataclasses.replace(result, started=started)
 
 
 def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: str,
@@ -586,6 +648,7 @@ def _inputs(cfg: CalibrationConfig, model_info: Mapping[str, Any], seed: int, me
         "n_stress": 0 if stress_set is None else stress_set.n_scenarios,
         "certify_scenarios": scen.certify_scenarios,
         "horizon": scen.horizon,
+        "currency": cfg.venue.currency,
         "innovations": innovations,
         "problem": problem.to_dict(),
         "venue": book.describe(),
@@ -619,25 +682,36 @@ def _solve_and_certify(problem: PolicyProblem, scenarios: Any, certify_set: Any,
     if frontier_alphas:
         clock = time.perf_counter()
         say(f"tracing the cost of solvency at {len(frontier_alphas)} ruin levels")
-        frontier_policies = _frontier(problem, scenarios, frontier_alphas, frontier_method, notes, policy)
+        frontier_policies = _frontier(problem, scenarios, frontier_alphas, frontier_method, notes, policy,
+                                      fresh=certify_set, confidence=confidence)
         timings["frontier"] = time.perf_counter() - clock
     return policy, certificate, frontier_policies
 
 
 def _frontier(problem: PolicyProblem, scenarios: ScenarioSet, alphas: tuple[float, ...], method: str,
-              notes: list[str], policy: Policy | None = None) -> tuple[Policy, ...]:
+              notes: list[str], policy: Policy | None = None, *, fresh: Any = None,
+              confidence: float = 0.99) -> tuple[Policy, ...]:
     """The cost of solvency over ``alphas``. With participation it is traced at the chosen rates
     (the book scaled by their shares, the fund target per level by ``method``): a rate search per
-    level would cost as much as the calibration again."""
+    level would cost as much as the calibration again. Method "certified" sets each level's fund
+    target on ``fresh`` (the run's certificate scenarios, scaled alike), never on a new draw."""
     try:
         part = problem.participation
+        options: dict[str, Any] = {}
+        if method == "certified":
+            if fresh is None or is_chunked(fresh):
+                raise ValueError("method 'certified' needs fresh scenarios in memory")
+            options = {"confidence": confidence, "fresh": fresh}
         if part is not None and policy is not None:
-            traced = frontier(at_fixed_rates(problem, policy.premium_rates), part.scaled(scenarios, policy.premium_rates, fund_only=True), list(alphas),
-                              method=method)
+            if "fresh" in options:
+                options["fresh"] = part.scaled(fresh, policy.premium_rates, fund_only=True)
+            traced = frontier(at_fixed_rates(problem, policy.premium_rates),
+                              part.scaled(scenarios, policy.premium_rates, fund_only=True), list(alphas),
+                              method=method, **options)
             mean_base, mean_loss = mean_market_bases(scenarios), mean_market_losses(scenarios)
             return tuple(dataclasses.replace(p, participation=part, objective=participation_cost(
                 problem, p.fund_target, policy.premium_rates, mean_base, mean_loss)) for p in traced)
-        return tuple(frontier(problem, scenarios, list(alphas), method=method))
+        return tuple(frontier(problem, scenarios, list(alphas), method=method, **options))
     except Exception as exc:  # the frontier is a report extra: never lose the calibration over it
-        notes.append(f"cost-of-solvency frontier not traced ({type(exc).__name__}: {exc})")
+        notes.append(f"cost-of-solvency frontier not traced with method {method!r} ({type(exc).__name__}: {exc})")
         return ()

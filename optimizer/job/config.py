@@ -106,9 +106,12 @@ class MarketConfig:
 class VenueConfig:
     """``loss_model``: a name of ``fundguard.models.LOSS_MODELS`` ("stateful_book", the default, or
     "liquidation_gap", the first model, kept for comparison) or a ``loss_model.json`` written by
-    ``fundguard loss-fit`` (a path relative to the config file)."""
+    ``fundguard loss-fit`` (a path relative to the config file). ``currency``: the unit every
+    money figure is in (open interest, volume, fund target, costs): a label on the report and the
+    plots, default "USD" (venues quote open interest and their funds in USD or USDT)."""
 
     loss_model: str = "stateful_book"
+    currency: str = "USD"
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
                    "")
     base = source.parent if source is not None else Path.cwd()
 
-    venue = ctx.section(raw, "venue", {"loss_model": (str, _nonempty)})
+    venue = ctx.section(raw, "venue", {"loss_model": (str, _nonempty), "currency": (str, _currency)})
     if "loss_model" in venue:
         venue["loss_model"] = _loss_model_name(ctx, venue["loss_model"], base)
     vol = ctx.section(raw, "volatility", {
@@ -649,6 +652,13 @@ def _finite(key: str, v: float) -> str | None:
 
 def _nonempty(key: str, v: str) -> str | None:
     return None if v.strip() else f"{key} must not be empty"
+
+
+def _currency(key: str, v: str) -> str | None:
+    # a label on reports and plots: a short code or symbol, printable, on one line
+    if not v.strip() or len(v) > 12 or not v.isprintable():
+        return f"{key} must be a short printable label such as 'USD' or 'USDT', got {v!r}"
+    return None
 
 
 def _market_name(key: str, v: str) -> str | None:
