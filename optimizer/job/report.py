@@ -18,16 +18,19 @@ from typing import Any
 
 import numpy as np
 
+from ..display import money, percent
 from .calibrate import RESULT_SCHEMA_VERSION, CalibrationResult
+from .html import markdown_to_html
 from .outputs import staged_output
 from .summaries import fund_paths, required_fund
 
-__all__ = ["RESULT_SCHEMA", "PLOTS", "write_outputs", "validate_result", "render_report", "summary_lines", "write_plots"]
+__all__ = ["RESULT_SCHEMA", "PLOTS", "FIGURES", "write_outputs", "validate_result", "render_report", "render_html",
+           "summary_lines", "write_plots", "stamp"]
 
-#: Plot files and their size in pixels (width, height): 8 x 5 inches at 100 dpi.
-PLOTS = {"fund_paths.png": (800, 500), "loss_distribution.png": (800, 500), "frontier.png": (800, 500),
-         "tail_contributions.png": (800, 500)}
-_DPI = 100
+#: Plot files and their size in pixels (width, height): 8 x 5 inches at 200 dpi.
+PLOTS = {"fund_paths.png": (1600, 1000), "loss_distribution.png": (1600, 1000), "frontier.png": (1600, 1000),
+         "tail_contributions.png": (1600, 1000)}
+_DPI = 200
 
 _NUMBER = {"type": ["number", "null"]}
 _RATES = {"type": "object", "additionalProperties": {"type": "number"}}
@@ -157,10 +160,12 @@ def summary_lines(result: CalibrationResult) -> list[str]:
     p, c = result.policy, result.certificate
     rates = ", ".join(f"{_plain(m)} {r:.4%}" for m, r in p.rates_by_market().items())
     verdict = "meets" if result.meets_target else "DOES NOT meet"
+    oi = _open_interest(result)
+    share = f"; {p.fund_target / oi:.2%} of open interest" if oi > 0 else ""
     return [
-        f"fund target     {p.fund_target:,.0f}",
+        f"fund target     {money(p.fund_target, result.currency)} ({p.fund_target:,.0f}{share})",
         f"premium rates   {rates}",
-        f"certificate     {c.ruins} ruins in {c.n:,} fresh scenarios: P(ruin over {result.inputs['horizon']} periods) "
+        f"certificate     {c.ruins} ruins in {c.n:,} fresh scenarios: P(ruin over {result.inputs['horizon']} days) "
         f"<= {c.upper_bound:.3%} at {c.confidence:.0%} confidence ({verdict} alpha = {p.alpha:.2%})",
         f"method          {p.method} ({p.status}; solver {p.solver}), in-sample ruin {p.in_sample_ruin:.3%} "
         f"on {p.n_scenarios:,} scenarios",
@@ -189,40 +194,69 @@ def _method_lines(policy: Any) -> list[str]:
     return lines
 
 
+#: The figures in the report's order, with their captions.
+FIGURES = {
+    "fund_paths.png": "Fund paths under the policy: the fund's level per day, quantile bands over the fit scenarios",
+    "loss_distribution.png": "The fund each scenario needs to stay above its floor, against the fund target",
+    "frontier.png": "Cost of solvency: the fund target and its capital cost per ruin level, the answer marked",
+    "tail_contributions.png": "Each market's share of the fund target and of the losses in the alpha-tail scenarios",
+}
+
+
+def stamp(result: CalibrationResult) -> str:
+    """The run's identity, printed on every figure and at the top of the report: the run's date,
+    seed, config digest (first 12 hex digits) and method."""
+    inputs = result.inputs
+    when = (result.started or "date not recorded").replace("T", " ", 1).replace("+00:00", " UTC")
+    return (f"fundguard run {when} | seed {inputs['seed']} | config {str(inputs['config_digest'])[:12]} | "
+            f"method {result.policy.method}")
+
+
 def render_report(result: CalibrationResult) -> str:
-    """The one-page Markdown report: the answer first, then why."""
+    """The Markdown report: a first page with the answer, the certificate, each market's share of
+    the fund, the sensitivities, the assumptions and the model's warnings; then the figures
+    (linked PNG files) and why."""
     t, inputs = result.tail, result.inputs
-    lines = ["# fundguard calibration", "", "## Answer", "", "```", *summary_lines(result), "```", ""]
-    lines += ["## Why", "", f"Horizon: {inputs['horizon']} periods; {inputs['n_scenarios']:,} scenarios "
+    lines = ["# fundguard calibration", "", _md(stamp(result)), "", "## Answer", "", "```", *summary_lines(result),
+             "```", ""]
+    lines += _method_lines(result.policy)
+    lines += _allocation_lines(result)
+    lines += _sensitivity_lines(result)
+    lines += _assumption_lines(result)
+    lines += ["", "## Model warnings", ""]
+    lines += [f"- {_md(note)}" for note in result.notes] or ["- none"]
+    lines += ["", "## Figures", ""]
+    for name, caption in FIGURES.items():
+        lines += [f"![{_md(caption)}]({name})", ""]
+    lines += ["## Why", "", f"Horizon: {inputs['horizon']} days; {inputs['n_scenarios']:,} scenarios "
               f"({inputs['innovations']} innovations) plus {inputs['n_stress']} stress scenario(s); seed {inputs['seed']}.",
               ""]
-    lines += _method_lines(result.policy)
-    lines += ["| horizon loss quantile | currency |", "|---|---:|"]
-    lines += [f"| {float(q):.1%} | {v:,.0f} |" for q, v in t["horizon_loss_quantiles"].items()]
-    lines += ["", f"Required fund at the chosen rates: VaR at alpha {t['required_fund_var']:,.0f}, "
-              f"CVaR {t['required_fund_cvar']:,.0f}. Mean horizon loss {t['horizon_loss_mean']:,.0f}.", "",
-              "| market | model | vol today | long-run vol (annual) | persistence | share of tail losses | expected premium income |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    lines += ["| horizon loss quantile | loss |", "|---|---:|"]
+    lines += [f"| {float(q):.1%} | {_money(v, result)} |" for q, v in t["horizon_loss_quantiles"].items()]
+    lines += ["", f"Required fund at the chosen rates: VaR at alpha {_money(t['required_fund_var'], result)}, "
+              f"CVaR {_money(t['required_fund_cvar'], result)}. Mean horizon loss {_money(t['horizon_loss_mean'], result)}.",
+              "", "| market | model | vol today | long-run vol (annual) | persistence | share of tail losses | "
+              "expected premium income |", "|---|---|---:|---:|---:|---:|---:|"]
     for name in result.markets:
         m = result.models[name]
         annual = m["annualized_volatility"]
         lines.append(f"| {_md(name)} | {_md(m['spec'])} | {m['next_volatility']:.2%} | "
                      f"{'n/a' if annual is None or not math.isfinite(annual) else f'{annual:.0%}'} | "
                      f"{m['persistence']:.4f} | {t['tail_share_by_market'][name]:.1%} | "
-                     f"{t['expected_premium_income'][name]:,.0f} |")
+                     f"{_money(t['expected_premium_income'][name], result)} |")
     lines += _decision_lines(result)
     if result.stress:
         lines += ["", "| stress scenario | horizon loss | lowest fund | survived |", "|---|---:|---:|---|"]
-        lines += [f"| {_md(s['label'])} | {s['horizon_loss']:,.0f} | {s['lowest_fund']:,.0f} | {'yes' if s['survived'] else 'NO'} |"
-                  for s in result.stress]
+        lines += [f"| {_md(s['label'])} | {_money(s['horizon_loss'], result)} | {_money(s['lowest_fund'], result)} | "
+                  f"{'yes' if s['survived'] else 'NO'} |" for s in result.stress]
     if result.frontier:
         at = ", at the chosen rates" if result.policy.participation is not None else ""
         lines += ["", f"Cost of solvency (method {result.frontier[0].method!r}, on the same scenarios{at}):", "",
-                  "| alpha | fund target | cost |", "|---:|---:|---:|"]
-        lines += [f"| {p.alpha:.2%} | {p.fund_target:,.0f} | {p.objective:,.0f} |" for p in result.frontier]
+                  "| alpha | fund target | share of open interest | capital cost |", "|---:|---:|---:|---:|"]
+        oi = _open_interest(result)
+        lines += [f"| {percent(p.alpha)} | {_money(p.fund_target, result)} | "
+                  f"{f'{p.fund_target / oi:.2%}' if oi else 'n/a'} | {_money(p.objective, result)} |" for p in result.frontier]
     lines += _after_fund_lines(result)
-    lines += ["", "## Notes", ""]
-    lines += [f"- {_md(note)}" for note in result.notes] or ["- none"]
     sources = "; ".join(f"{_md(name)}: {_md(m['source'])}" for name, m in result.models.items())
     lines += ["", "## Inputs", "", f"- config digest `{inputs['config_digest']}`"
               + (f" ({_md(inputs['config_source'])})" if inputs["config_source"] else " (built-in preset)"),
@@ -231,11 +265,86 @@ def render_report(result: CalibrationResult) -> str:
     return "\n".join(lines)
 
 
+def render_html(result: CalibrationResult, figures: Mapping[str, bytes]) -> str:
+    """The report as one self-contained HTML page: :func:`render_report` with ``figures`` (file
+    name -> PNG bytes) embedded where the Markdown links them."""
+    return markdown_to_html(render_report(result), title=f"fundguard calibration: {stamp(result)}", images=figures)
+
+
+def _money(value: float, result: CalibrationResult) -> str:
+    return money(value, result.currency)
+
+
+def _open_interest(result: CalibrationResult) -> float:
+    venue = result.inputs.get("venue") or {}
+    return float(sum(m.get("open_interest", 0.0) for m in venue.get("markets", [])))
+
+
+def _allocation_lines(result: CalibrationResult) -> list[str]:
+    """Each market's share of the fund target (Euler allocation), its rate and bounds."""
+    allocation = (result.analysis or {}).get("allocation")
+    if not allocation:
+        return []
+    by_market = allocation["fund_target_by_market"]
+    total = sum(by_market.values())
+    basis = str(allocation.get("basis") or "")
+    caption = ("a stress scenario sets the fund target, so the allocation splits its losses"
+               if basis.startswith("stress") else
+               f"each market's mean contribution over the {allocation.get('window')} scenarios nearest the quantile")
+    lines = ["", f"Each market's share of the fund target (Euler allocation: {caption}):", "",
+             "| market | share of the fund target | rate | rate bounds | open interest |", "|---|---:|---:|---:|---:|"]
+    low = np.atleast_1d(result.inputs["problem"]["premium_min"])
+    high = np.atleast_1d(result.inputs["problem"]["premium_max"])
+    venue = {m["name"]: m for m in (result.inputs.get("venue") or {}).get("markets", [])}
+    amounts = list(by_market.values())  # in market order (decision_analysis builds it so)
+    for j, name in enumerate(result.markets):
+        amount = amounts[j]
+        lo, hi = float(low[min(j, low.size - 1)]), float(high[min(j, high.size - 1)])
+        share = f" ({amount / total:.0%})" if total > 0 else ""
+        oi = venue.get(name, {}).get("open_interest")
+        lines.append(f"| {_md(name)} | {_money(amount, result)}{share} | {result.policy.premium_rates[j]:.3%} | "
+                     f"{lo:.2%}..{hi:.2%} | {_money(oi, result) if oi is not None else 'n/a'} |")
+    return lines
+
+
+def _sensitivity_lines(result: CalibrationResult) -> list[str]:
+    sens = (result.analysis or {}).get("sensitivities")
+    if not sens:
+        return []
+    lines = ["", "## Sensitivities", "", "| the fund target's response to | bump | fund target | elasticity |",
+             "|---|---:|---:|---:|"]
+    for row in sens["rows"]:
+        lines.append(f"| {_md(row['label'])} | {_md(row['bump'])} | {_money(row['fund_target'], result)} | "
+                     f"{row['elasticity']:+.2f} |")
+    lines += ["", f"Exact-sample fund target at the chosen rates before the bumps: "
+              f"{_money(sens['base_fund_target'], result)}. " + _md(sens["how"])]
+    return lines
+
+
+def _assumption_lines(result: CalibrationResult) -> list[str]:
+    """What the answer assumes: horizon, scenarios, models, venue, ruin rule, confidence."""
+    inputs, p = result.inputs, result.policy
+    oi = _open_interest(result)
+    models = ", ".join(f"{_md(name)} {_md(m['spec'])} ({_md(m['source'])})" for name, m in result.models.items())
+    after = (result.analysis or {}).get("after_fund") or {}
+    ruin = after.get("ruin", {}).get("meaning") or "the fund below its floor"
+    lines = ["", "## Assumptions", "",
+             f"- Horizon {inputs['horizon']} days; ruin means {_md(ruin)} on any day (floor "
+             f"{_money(p.floor, result)}); target P(ruin) <= {percent(p.alpha)}, certified at "
+             f"{percent(inputs['confidence'])} confidence.",
+             f"- Scenarios: {inputs['n_scenarios']:,} simulated paths ({_md(inputs['innovations'])} innovations) to fit, "
+             f"{inputs['certify_scenarios']:,} fresh ones for the certificate, {inputs['n_stress']} stress scenario(s).",
+             f"- Volatility models: {models}.",
+             f"- Venue: open interest {_money(oi, result)} in all; the fund target is "
+             f"{f'{p.fund_target / oi:.2%}' if oi else 'n/a'} of it (real venues' funds hold roughly 1-5%).",
+             "- Everything stated holds in the model's world; the benchmarks check the model against real history."]
+    return lines
+
+
 def _decision_lines(result: CalibrationResult) -> list[str]:
-    """The near-optimal set, each market's share of the fund and the sensitivities, when computed."""
+    """Participation and the near-optimal set, when computed."""
     analysis = result.analysis or {}
     lines: list[str] = []
-    allocation = analysis.get("allocation")
     near = analysis.get("near_optimal")
     part = result.policy.participation
     if part is not None:
@@ -243,24 +352,6 @@ def _decision_lines(result: CalibrationResult) -> list[str]:
         lines += ["", f"Participation: the book answers the fees with elasticity {part.elasticity if part.elasticity is not None else 'n/a'}"
                   f" (fee cost {part.fee_cost}); at the chosen rates each market keeps "
                   + ", ".join(f"{_md(n)} {s:.2%}" for n, s in zip(result.markets, shares)) + " of its book."]
-    if allocation:
-        by_market = allocation["fund_target_by_market"]
-        total = sum(by_market.values())
-        basis = str(allocation.get("basis") or "")
-        caption = ("a stress scenario sets the fund target, so the allocation splits its losses"
-                   if basis.startswith("stress") else
-                   f"each market's mean contribution over the {allocation.get('window')} scenarios nearest the quantile")
-        lines += ["", f"Each market's share of the fund target (Euler allocation: {caption}):", "",
-                  "| market | share of the fund target | rate | rate bounds |", "|---|---:|---:|---:|"]
-        low = np.atleast_1d(result.inputs["problem"]["premium_min"])
-        high = np.atleast_1d(result.inputs["problem"]["premium_max"])
-        amounts = list(by_market.values())  # in market order (decision_analysis builds it so)
-        for j, name in enumerate(result.markets):
-            amount = amounts[j]
-            lo, hi = float(low[min(j, low.size - 1)]), float(high[min(j, high.size - 1)])
-            lines.append(f"| {_md(name)} | {amount:,.0f} ({amount / total:.0%}) | {result.policy.premium_rates[j]:.3%} | "
-                         f"{lo:.2%}..{hi:.2%} |" if total > 0 else f"| {_md(name)} | {amount:,.0f} | "
-                         f"{result.policy.premium_rates[j]:.3%} | {lo:.2%}..{hi:.2%} |")
     if near:
         low_f, high_f = near["fund_target_range"]
         what = (" (expected: capital, the fees' net cost and the losses the fund pays)"
@@ -268,17 +359,10 @@ def _decision_lines(result: CalibrationResult) -> list[str]:
         verdict = ("**The decision is flat**: very different policies cost nearly the same."
                    if near["flat"] else "The decision is well conditioned: the near-optimal policies are close together.")
         lines += ["", f"Near-optimal set ({near['n_near']} of {near['n_evaluated']} policies evaluated within "
-                  f"{near['tolerance']:.0%} of the least cost {near['optimal_cost']:,.0f}{what}, each with the exact-sample fund "
-                  f"target at its rates): fund target {low_f:,.0f} to {high_f:,.0f}; "
+                  f"{near['tolerance']:.0%} of the least cost {_money(near['optimal_cost'], result)}{what}, each with the "
+                  f"exact-sample fund target at its rates): fund target {_money(low_f, result)} to {_money(high_f, result)}; "
                   + ", ".join(f"{_md(n)} rate {r[0]:.3%} to {r[1]:.3%}" for n, r in zip(result.markets, near["rate_ranges"]))
                   + f". {verdict}"]
-    sens = analysis.get("sensitivities")
-    if sens:
-        lines += ["", "| the fund target's response to | bump | fund target | elasticity |", "|---|---:|---:|---:|"]
-        for row in sens["rows"]:
-            lines.append(f"| {row['label']} | {row['bump']} | {row['fund_target']:,.0f} | {row['elasticity']:+.2f} |")
-        lines += ["", f"Exact-sample fund target at the chosen rates before the bumps: {sens['base_fund_target']:,.0f}. "
-                  + sens["how"]]
     return lines
 
 
@@ -313,7 +397,8 @@ def _after_fund_lines(result: CalibrationResult) -> list[str]:
 
 
 def write_outputs(result: CalibrationResult, out: str | os.PathLike[str]) -> Path:
-    """Write result.json, report.md and the PNG plots into ``out``, atomically as a whole.
+    """Write result.json, report.md (linking the PNG plots), report.html (self-contained: the
+    figures embedded) and the PNG plots into ``out``, atomically as a whole.
 
     ``out`` must be missing, empty or a folder a previous run published
     (:func:`~fundguard.optimizer.job.outputs.check_output_folder`), else ``OutputPlaceError``; an
@@ -328,69 +413,126 @@ def write_outputs(result: CalibrationResult, out: str | os.PathLike[str]) -> Pat
         (stage / "result.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         (stage / "report.md").write_text(render_report(result), encoding="utf-8")
         write_plots(result, stage)
+        figures = {name: (stage / name).read_bytes() for name in FIGURES}
+        (stage / "report.html").write_text(render_html(result, figures), encoding="utf-8")
     return out
 
 
+def _axes_money(ax: Any, axis: str) -> None:
+    """Tick labels on ``axis`` ("x" or "y") in k / m / bn (the axis label names the currency)."""
+    from matplotlib.ticker import FuncFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(FuncFormatter(lambda value, _: money(value, trim=True)))
+
+
+def _axes_percent(ax: Any, axis: str) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(FuncFormatter(lambda value, _: percent(value)))
+
+
+def _figure(result: CalibrationResult, title: str, rows: int = 1) -> tuple[Any, Any]:
+    """A Figure of the report's size with the run's stamp at its foot (Figure objects, no pyplot
+    global state: thread-safe)."""
+    from matplotlib.figure import Figure
+
+    width, height = PLOTS["fund_paths.png"]
+    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, layout="constrained")
+    fig.suptitle(title, fontsize=12, fontweight="bold")
+    fig.get_layout_engine().set(h_pad=0.12)
+    fig.text(0.995, 0.005, stamp(result), ha="right", va="bottom", fontsize=7, color="#57606a")
+    return fig, (fig.add_subplot() if rows == 1 else fig.subplots(rows, 1, sharex=True))
+
+
 def write_plots(result: CalibrationResult, folder: Path) -> None:
-    """Write the PNG plots of :data:`PLOTS` into ``folder`` (matplotlib Figure objects, no pyplot state)."""
+    """Write the PNG plots of :data:`PLOTS` into ``folder``: money in k / m / bn with the currency,
+    probabilities in percent, time in days, the run's stamp (date, seed, config digest) on each."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure  # Figure objects, no pyplot global state: thread-safe
+    from matplotlib.ticker import NullFormatter
 
     policy = result.policy
+    currency = result.currency or "currency units"
     random_part = result.scenarios.random_part()
-    size = (PLOTS["fund_paths.png"][0] / _DPI, PLOTS["fund_paths.png"][1] / _DPI)
+    horizon = result.inputs["horizon"]
 
-    fig = Figure(figsize=size, dpi=_DPI)
-    ax = fig.add_subplot()
+    fig, ax = _figure(result, "Fund paths under the policy")
     paths = fund_paths(policy, random_part)
-    periods = np.arange(0, paths.shape[1] + 1)
+    days = np.arange(0, paths.shape[1] + 1)
     full = np.column_stack([np.full(paths.shape[0], policy.fund_target), paths])
     for low, high, shade in ((0.005, 0.995, 0.15), (0.05, 0.95, 0.3), (0.25, 0.75, 0.5)):
-        ax.fill_between(periods, np.quantile(full, low, axis=0), np.quantile(full, high, axis=0), alpha=shade,
-                        color="tab:blue", lw=0, label=f"{low:.1%}-{high:.1%}")
-    ax.plot(periods, np.median(full, axis=0), color="tab:blue", lw=1.5, label="median")
-    ax.axhline(policy.floor, color="tab:red", ls="--", label="floor")
-    ax.set(xlabel="period", ylabel="fund (currency units)", title="Fund paths under the policy")
-    ax.legend(loc="lower left", fontsize=8)
+        ax.fill_between(days, np.quantile(full, low, axis=0), np.quantile(full, high, axis=0), alpha=shade,
+                        color="tab:blue", lw=0, label=f"{percent(low)} to {percent(high)} of scenarios")
+    ax.plot(days, np.median(full, axis=0), color="tab:blue", lw=1.5, label="median")
+    ax.axhline(policy.floor, color="tab:red", ls="--", label=f"floor ({money(policy.floor)})")
+    ax.axhline(policy.fund_target, color="tab:gray", ls=":", lw=1, label=f"fund target ({money(policy.fund_target)})")
+    ax.set(xlabel="day", ylabel=f"fund ({currency})", xlim=(0, paths.shape[1]))
+    ax.set_title(f"{random_part.n_scenarios:,} fit scenarios over {horizon} days", fontsize=9)
+    _axes_money(ax, "y")
+    ax.legend(loc="best", fontsize=8)
     fig.savefig(folder / "fund_paths.png", dpi=_DPI)
 
-    fig = Figure(figsize=size, dpi=_DPI)
-    ax = fig.add_subplot()
+    fig, ax = _figure(result, "The fund each scenario needs")
     need = required_fund(policy, random_part)
     positive = need[need > 0]
     if positive.size:
         bins = np.logspace(np.log10(positive.min()), np.log10(positive.max()) + 1e-9, 60)
         ax.hist(positive, bins=bins, color="tab:gray")
         ax.set_xscale("log")
-    ax.axvline(result.tail["required_fund_var"], color="tab:orange", label="VaR at alpha")
-    ax.axvline(result.tail["required_fund_cvar"], color="tab:red", label="CVaR at alpha")
+    alpha = percent(policy.alpha)
+    ax.axvline(result.tail["required_fund_var"], color="tab:orange", label=f"VaR at {alpha} "
+               f"({money(result.tail['required_fund_var'])})")
+    ax.axvline(result.tail["required_fund_cvar"], color="tab:red", label=f"CVaR at {alpha} "
+               f"({money(result.tail['required_fund_cvar'])})")
     if policy.fund_target > 0:
-        ax.axvline(policy.fund_target, color="tab:blue", lw=2, label="fund target")
-    ax.set(xlabel="fund needed to survive the scenario (currency units)", ylabel="scenarios",
-           title=f"Required fund per scenario ({(need == 0).mean():.0%} need none)")
+        ax.axvline(policy.fund_target, color="tab:blue", lw=2, label=f"fund target ({money(policy.fund_target)})")
+    ax.set(xlabel=f"fund needed to stay above the floor over {horizon} days ({currency}, log scale)",
+           ylabel="scenarios")
+    ax.set_title(f"{percent(float((need == 0).mean()))} of the scenarios need none", fontsize=9)
+    _axes_money(ax, "x")
     ax.legend(fontsize=8)
     fig.savefig(folder / "loss_distribution.png", dpi=_DPI)
 
-    fig = Figure(figsize=size, dpi=_DPI)
-    ax = fig.add_subplot()
+    fig, (ax, low) = _figure(result, "Cost of solvency", rows=2)
     if result.frontier:
         alphas = [p.alpha for p in result.frontier]
-        ax.plot(alphas, [p.objective for p in result.frontier], marker="o", label="capital cost")
-        ax.plot(alphas, [p.fund_target for p in result.frontier], marker="s", label="fund target")
+        ax.plot(alphas, [p.fund_target for p in result.frontier], marker="s", color="tab:blue",
+                label=f"fund target (method {result.frontier[0].method})")
+        low.plot(alphas, [p.objective for p in result.frontier], marker="o", color="tab:orange",
+                 label="capital cost (the problem's objective)")
+        for axes, value in ((ax, policy.fund_target), (low, policy.objective)):
+            axes.plot([policy.alpha], [value], marker="*", ms=16, color="tab:red", ls="none", markeredgecolor="black",
+                      label=f"the answer: {money(value)} at {alpha}", zorder=5)
+            axes.legend(fontsize=8, loc="upper right")
         ax.set_xscale("log")
-        ax.legend(fontsize=8)
+        _axes_percent(low, "x")
+        low.xaxis.set_minor_formatter(NullFormatter())
+        low.set_xticks(sorted(set(alphas) | {policy.alpha}))
     else:
         ax.text(0.5, 0.5, "frontier not traced", ha="center", va="center", transform=ax.transAxes)
-    ax.axvline(policy.alpha, color="tab:gray", ls=":")
-    ax.set(xlabel="alpha (ruin probability over the horizon)", ylabel="currency units", title="Cost of solvency")
+    ax.set(ylabel=f"fund target ({currency})")
+    low.set(xlabel=f"alpha: P(ruin over {horizon} days), log scale", ylabel=f"capital cost ({currency})")
+    _axes_money(ax, "y")
+    _axes_money(low, "y")
     fig.savefig(folder / "frontier.png", dpi=_DPI)
 
-    fig = Figure(figsize=size, dpi=_DPI)
-    ax = fig.add_subplot()
+    fig, ax = _figure(result, "Where the fund's risk comes from")
     shares = result.tail["tail_share_by_market"]
-    ax.bar(list(shares), list(shares.values()), color="tab:purple")
-    ax.set(ylabel="share of losses in the alpha-tail scenarios", title="Per-market contribution to tail losses",
-           ylim=(0, 1))
+    names = list(shares)
+    x = np.arange(len(names))
+    allocation = ((result.analysis or {}).get("allocation") or {}).get("fund_target_by_market") or {}
+    total = sum(allocation.values())
+    width = 0.4 if allocation and total > 0 else 0.8
+    ax.bar(x - (width / 2 if width < 0.8 else 0), list(shares.values()), width, color="tab:purple",
+           label=f"share of losses in the {alpha} tail scenarios")
+    if width < 0.8:
+        ax.bar(x + width / 2, [allocation.get(n, 0.0) / total for n in names], width, color="tab:green",
+               label="share of the fund target (Euler allocation)")
+    ax.set_xticks(x, names)
+    ax.set(ylabel="share", ylim=(0, 1))
+    _axes_percent(ax, "y")
+    ax.legend(fontsize=8)
     fig.savefig(folder / "tail_contributions.png", dpi=_DPI)
