@@ -31,6 +31,22 @@ def test_help_exits_zero(capsys):
     assert "fit" in capsys.readouterr().out
 
 
+def test_help_loads_no_solver_and_lists_every_method():
+    """`fundguard --help` imports the command line only (fast); its --method choices are the registry's."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fundguard.optimizer.job.cli as cli\n"
+            "heavy = [m for m in ('cvxpy', 'arch', 'scipy', 'pandas', 'matplotlib', 'fundguard.optimizer.api') "
+            "if m in sys.modules]\nprint(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    from fundguard.optimizer import METHODS
+    from fundguard.optimizer.job.cli import METHOD_NAMES
+
+    assert METHOD_NAMES == tuple(METHODS)
+
+
 def test_fit_json_is_strict_and_recovers_the_model(price_file, capsys):
     assert main(["fit", "--spec", "GJR-t", "--json", f"SIM={price_file}"]) == EXIT_OK
     rows = json.loads(capsys.readouterr().out)

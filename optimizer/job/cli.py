@@ -38,11 +38,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from fundguard.models import FundguardError, fit_volatility, load_prices, log_returns
-from fundguard.models.errors import CertificationError, ConfigError, InfeasibleError
+from fundguard.models.errors import CertificationError, ConfigError, FundguardError, InfeasibleError
 
-from ..methods import METHODS
-from .config import parse_vol_spec
 from .outputs import OutputBusyError, check_output_file, check_output_folder, json_safe, package_versions, staged_output
 
 __all__ = ["main", "UsageError", "FRONTIER_ALPHAS", "EXIT_OK", "EXIT_INTERNAL", "EXIT_INPUT", "EXIT_BELOW_TARGET",
@@ -59,6 +56,10 @@ EXIT_BUSY = 5
 EXIT_IMPLAUSIBLE_PATHS = 6
 EXIT_INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C (128 + SIGINT)
 
+#: The names of ``fundguard.optimizer.METHODS``, spelled out so that ``fundguard --help`` does not
+#: import the solvers (tests/test_cli.py checks the two agree).
+METHOD_NAMES = ("cvar", "exact", "scenario", "certified")
+
 FRONTIER_ALPHAS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
 logger = logging.getLogger("fundguard")
 
@@ -71,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z",
+                        stream=sys.stderr)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning  # restored when the block ends
@@ -169,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", type=Path, help="calibration TOML file (default: the built-in preset)")
     common.add_argument("--preset", type=Path, help="preset JSON for markets without prices (default: built-in)")
     common.add_argument("--seed", type=int, help="overrides scenarios.seed")
-    common.add_argument("--method", choices=tuple(METHODS), help="overrides problem.method")
+    common.add_argument("--method", choices=METHOD_NAMES, help="overrides problem.method")
     common.add_argument("--quiet", "-q", action="store_true", help="no progress and no warnings on stderr")
     common.add_argument("--verbose", "-v", action="store_true", help="log each step")
 
@@ -188,7 +190,25 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", type=Path, default=Path("fundguard-out"), help="output folder (default: fundguard-out)")
     cal.add_argument("--json", action="store_true", help="print result.json to stdout instead of the summary")
     cal.add_argument("--no-frontier", action="store_true", help="skip the cost-of-solvency frontier")
+    cal.add_argument("--history", type=Path, metavar="FILE",
+                     help="also append this run to an SQLite history file (created when missing; append-only)")
     cal.set_defaults(handler=_cmd_calibrate)
+
+    his = sub.add_parser("history", help="print or export the recalibration history (calibrate --history FILE)",
+                         description="The runs appended by 'fundguard calibrate --history FILE', oldest first: when, "
+                                     "config digest, fund target, rates, certificate, data range.",
+                         epilog="examples:\n  fundguard history runs.sqlite --last 10\n"
+                                "  fundguard history runs.sqlite --format csv > runs.csv",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    his.add_argument("file", type=Path, help="the history file")
+    his.add_argument("--last", type=int, metavar="N", help="only the N most recent runs")
+    his.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
+    his.set_defaults(handler=_cmd_history)
+
+    sch = sub.add_parser("schema", help="print the JSON Schema of result.json",
+                         description="The JSON Schema (draft 2020-12) that every result.json validates against; the "
+                                     "same document ships in the package as fundguard/optimizer/job/result.schema.json.")
+    sch.set_defaults(handler=_cmd_schema)
 
     fro = sub.add_parser("frontier", parents=[common, cluster], help="capital cost against alpha: table and plot",
                          epilog="examples:\n  fundguard frontier --alphas 0.001,0.01,0.05 --out frontier\n"
@@ -384,23 +404,30 @@ def _cmd_loss_fit(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """Step lines with elapsed time on stderr, only on a terminal and without --quiet."""
+    """Step lines with elapsed time on stderr, only on a terminal and without --quiet; with
+    --verbose the steps go to the log instead (timestamped, one line each, also on a pipe)."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    def __init__(self, enabled: bool, verbose: bool = False) -> None:
+        self.enabled = enabled and not verbose
+        self.verbose = verbose
         self.start = time.perf_counter()
         self.step = 0
 
     def __call__(self, message: str) -> None:
-        logger.info(message)
+        if self.verbose:
+            logger.info(message)
         if self.enabled:
             if not message.startswith("  "):
                 self.step += 1
             print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
 
+    def finish(self) -> None:
+        """The total time, as the last line."""
+        self(f"done in {time.perf_counter() - self.start:.1f} s")
+
 
 def _progress(args: argparse.Namespace) -> _Progress:
-    return _Progress(enabled=sys.stderr.isatty() and not args.quiet)
+    return _Progress(enabled=sys.stderr.isatty() and not args.quiet, verbose=bool(getattr(args, "verbose", False)))
 
 
 def _load_preset(args: argparse.Namespace):
@@ -439,13 +466,17 @@ def _run_calibrate(args: argparse.Namespace, options: dict):
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .history import check_history, record_run
     from .report import summary_lines, write_outputs
 
     check_output_folder(args.out)  # before the calibration: a refused --out should not cost a run
+    if args.history is not None:
+        check_history(args.history)  # likewise for a history file that cannot take the run
     options = dict(seed=args.seed, method=args.method, preset=_load_preset(args),
                    frontier_alphas=() if args.no_frontier else FRONTIER_ALPHAS, progress=_progress(args))
     result = _run_calibrate(args, options)
     out = write_outputs(result, args.out)
+    row = None if args.history is None else record_run(args.history, result, out=out)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
@@ -453,8 +484,46 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print("\n".join(summary_lines(result)))
         for note in result.notes:
             print(f"note            {note}")
-        print(f"outputs         {out}/ (result.json, report.md, plots)")
+        print(f"outputs         {out}/ (result.json, report.md, report.html, plots)")
+        if row is not None:
+            print(f"history         run {row} appended to {args.history}")
+    options["progress"].finish()
     return _exit_code(result)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from .history import read_history
+
+    if args.last is not None and args.last < 1:
+        raise UsageError(f"--last must be an integer >= 1, got {args.last}")
+    frame = read_history(args.file, last=args.last)
+    if args.format == "json":
+        json.dump(json_safe(frame.reset_index().to_dict(orient="records")), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    elif args.format == "csv":
+        out = frame.copy()
+        for column in ("rates", "data_range", "versions"):
+            out[column] = [json.dumps(v, sort_keys=True) for v in out[column]]
+        out.to_csv(sys.stdout)
+    else:
+        if frame.empty:
+            print(f"no runs in {args.file}")
+            return EXIT_OK
+        print(f"{'id':>4} {'started':<25} {'config':<12} {'method':<9} {'alpha':>6} {'fund target':>16} "
+              f"{'P(ruin) <=':>10} {'meets':<5} data")
+        for run_id, r in frame.iterrows():
+            data = f"{r['data_first'] or '-'}..{r['data_last'] or '-'}"
+            print(f"{run_id:>4} {r['started']:<25} {r['config_digest'][:12]:<12} {r['method']:<9} {r['alpha']:>6.2%} "
+                  f"{r['fund_target']:>16,.0f} {r['certificate_upper_bound']:>10.3%} {'yes' if r['meets_target'] else 'NO':<5} "
+                  f"{data}")
+    return EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:  # noqa: ARG001
+    from importlib.resources import files
+
+    sys.stdout.write(files("fundguard.optimizer.job").joinpath("result.schema.json").read_text(encoding="utf-8"))
+    return EXIT_OK
 
 
 def _exit_code(result) -> int:
@@ -471,7 +540,7 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
         raise UsageError(f"--alphas must be comma-separated numbers, got {args.alphas!r}") from None
     if args.out is not None:
         check_output_folder(args.out)  # before the calibration: a refused --out should not cost a run
-    method = args.method or "cvar"
+    method = args.method  # None: the config's method, the frontier traced with it
     result = _run_calibrate(args, dict(seed=args.seed, method=method, preset=_load_preset(args),
                                        frontier_alphas=alphas, frontier_method=method, progress=_progress(args)))
     rows = [{"alpha": p.alpha, "fund_target": p.fund_target, "objective": p.objective,
@@ -560,6 +629,10 @@ def _cmd_preset_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from fundguard.models import fit_volatility, load_prices, log_returns
+
+    from .config import parse_vol_spec
+
     spec = parse_vol_spec(args.spec, "--spec")
     rows = []
     for item in args.prices:
