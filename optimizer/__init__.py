@@ -7,17 +7,50 @@
 side by side. The library never prints and keeps no global state.
 """
 
-from .analysis import NearOptimalSet, euler_allocation, near_optimal_set
-from .api import compare_methods, frontier, solve
-from .certificates import certify, ruin_probability
-from .guarantees import clopper_pearson_upper, scenario_epsilon, scenario_sample_size
-from .job.balance import check_balance
-from .job.calibrate import CalibrationResult, calibrate
-from .methods import METHODS, certifiable_count, certification_split, fresh_size
-from .participation import Participation
-from .policy import Certificate, Policy
-from .problem import PolicyProblem
-from .ruin import RuinRule
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time they load on first use
+    from .analysis import NearOptimalSet, euler_allocation, near_optimal_set
+    from .api import compare_methods, frontier, solve
+    from .certificates import certify, ruin_probability
+    from .guarantees import clopper_pearson_upper, scenario_epsilon, scenario_sample_size
+    from .job.balance import check_balance
+    from .job.calibrate import CalibrationResult, calibrate
+    from .methods import METHODS, certifiable_count, certification_split, fresh_size
+    from .participation import Participation
+    from .policy import Certificate, Frontier, Policy
+    from .problem import PolicyProblem
+    from .ruin import RuinRule
+
+#: Exported name -> the module that defines it, imported on first access (PEP 562), so that
+#: importing one light module (the CLI's --help, the errors) does not load the solvers.
+_EXPORTS = {
+    'NearOptimalSet': '.analysis',
+    'euler_allocation': '.analysis',
+    'near_optimal_set': '.analysis',
+    'compare_methods': '.api',
+    'frontier': '.api',
+    'solve': '.api',
+    'certify': '.certificates',
+    'ruin_probability': '.certificates',
+    'clopper_pearson_upper': '.guarantees',
+    'scenario_epsilon': '.guarantees',
+    'scenario_sample_size': '.guarantees',
+    'check_balance': '.job.balance',
+    'CalibrationResult': '.job.calibrate',
+    'calibrate': '.job.calibrate',
+    'METHODS': '.methods',
+    'certifiable_count': '.methods',
+    'certification_split': '.methods',
+    'fresh_size': '.methods',
+    'Participation': '.participation',
+    'Certificate': '.policy',
+    'Frontier': '.policy',
+    'Policy': '.policy',
+    'PolicyProblem': '.problem',
+    'RuinRule': '.ruin',
+}
 
 __all__ = [
     "calibrate",
@@ -31,6 +64,7 @@ __all__ = [
     "ruin_probability",
     "certify",
     "Certificate",
+    "Frontier",
     "scenario_sample_size",
     "scenario_epsilon",
     "clopper_pearson_upper",
@@ -44,3 +78,16 @@ __all__ = [
     "NearOptimalSet",
     "euler_allocation",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -312,7 +312,7 @@ def bridge_excursions(returns: np.ndarray, volatility: np.ndarray,
     ----------
     returns, volatility : arrays of one shape, unitless log returns, volatility > 0
     rng : numpy Generator
-        Two uniforms per element, drawn as one (*shape, 2) array.
+        Two uniforms per element, drawn as one ``(*shape, 2)`` array.
 
     Returns
     -------
