@@ -165,13 +165,13 @@ class VolDiagnostics:
     persistence : float
         Under the fitted innovation law: GARCH alpha + beta; GJR alpha + beta + gamma E[z^2 1{z<0}]
         (1/2 for the symmetric laws, arch's partial moment for the skewed t); EGARCH beta. Below 1
-        for a covariance-stationary GARCH/GJR; |beta| < 1 for a stationary EGARCH.
+        for a covariance-stationary GARCH/GJR; abs(beta) < 1 for a stationary EGARCH.
     half_life : float
         Periods for a variance shock to halve: ln(0.5) / ln(persistence); inf when persistence >= 1.
     unconditional_variance : float
         Long-run variance per period, in (input units)^2: omega / (1 - persistence) for
         GARCH/GJR; for EGARCH the exponential of the long-run mean log-variance,
-        exp((omega + alpha (E|z| - sqrt(2/pi)) + gamma E z) / (1 - beta)) with the residuals'
+        exp((omega + alpha (Eabs(z) - sqrt(2/pi)) + gamma E z) / (1 - beta)) with the residuals'
         sample moments (an underestimate by Jensen's inequality). inf when non-stationary.
     annualized_volatility : float
         sqrt(unconditional_variance * periods_per_year), in input units per sqrt(year).
@@ -192,14 +192,14 @@ class VolDiagnostics:
         (a misspecified law leaves mean(z^2) above 1: DOGE daily GARCH-ged, mean(z^2) = 1.31, has
         persistence 0.960 but residual persistence 1.067); EGARCH beta. nan without residuals.
     residual_stationary : bool or None
-        ``residual_persistence`` below 1 (EGARCH: |beta| < 1; the residuals' exponential moments
+        ``residual_persistence`` below 1 (EGARCH: abs(beta) < 1; the residuals' exponential moments
         are finite); None without residuals.
     residual_variance_ratio : float
         The long-run variance of the model driven by its own standardized residuals rescaled to
         unit mean square (what filtered historical simulation draws), over the sample variance of
         the returns it was fitted on. GARCH/GJR: omega / (1 - residual persistence); EGARCH:
-        exp(E ln v) prod_k mean_i exp(beta^k g(z_i)), g(z) = alpha (|z| - sqrt(2/pi)) + gamma z,
-        which one extreme residual can blow up: DOGE daily EGARCH-ged (alpha 0.50, largest |z| 20)
+        exp(E ln v) prod_k mean_i exp(beta^k g(z_i)), g(z) = alpha (abs(z) - sqrt(2/pi)) + gamma z,
+        which one extreme residual can blow up: DOGE daily EGARCH-ged (alpha 0.50, largest abs(z) 20)
         has 18.8, against 0.24-2.5 for the specs "auto" picks on every other market of
         shared/data, daily and hourly (measured; GJR-t fits near a unit root reach 8-140). nan
         without residuals.
@@ -388,13 +388,13 @@ class VolModel:
         * every innovation: the fitted law's persistence (``VolDiagnostics.persistence``) below
           ``1 - 1e-6``. GARCH/GJR: E[v_{t+1}] = omega + (alpha + beta + gamma E[z^2 1{z<0}]) E[v_t],
           finite for every horizon and converging iff that persistence is below 1. EGARCH:
-          |beta| < 1.
-        * EGARCH only: ln v_{t+h} sums beta^k (alpha |z| + gamma z) over the h - 1 innovations in
-          between, so E[v_{t+h}] needs E[exp(c z)] for z > 0 and E[exp(c |z|)] for z < 0 at the
+          abs(beta) < 1.
+        * EGARCH only: ln v_{t+h} sums beta^k (alpha abs(z) + gamma z) over the h - 1 innovations in
+          between, so E[v_{t+h}] needs E[exp(c z)] for z > 0 and E[exp(c abs(z))] for z < 0 at the
           coefficients c = beta^k (alpha +- gamma), k >= 0, whose largest positive values are c
           and beta c at k = 0, 1. Infinite for the t and skewed t with any positive c (power-law
           tails have no exponential moment); finite for the normal and the GED with shape nu > 1;
-          for nu = 1 (Laplace, density exp(-sqrt(2) |z|)) iff c < sqrt(2); for nu < 1 iff no c > 0.
+          for nu = 1 (Laplace, density exp(-sqrt(2) abs(z))) iff c < sqrt(2); for nu < 1 iff no c > 0.
           "evt" is refused for EGARCH outright: its generalized Pareto tails have no exponential
           moments when their index is positive, which fitted crypto tails are (0.13 to 0.25 on the
           EGARCH-ged residuals of BTC, TRX and DOGE daily and BTC hourly, measured).
@@ -407,7 +407,7 @@ class VolModel:
         * "fhs" and "evt", every spec: the long-run variance with the residuals' own moments
           (``VolDiagnostics.residual_variance_ratio``) at most ``RESIDUAL_VARIANCE_RATIO_LIMIT``
           (4) times the returns' sample variance. Stationary is not enough: EGARCH's exponential
-          response turns one extreme residual into a variance jump of exp(alpha |z|) (DOGE daily
+          response turns one extreme residual into a variance jump of exp(alpha abs(z)) (DOGE daily
           EGARCH-ged: 18.8x the data's variance, 0.7% of 30-day filtered paths with a one-day
           |log return| above 2).
         """

@@ -74,13 +74,13 @@ def liquidation_gap(
         liquidated
             sum over sides and tiers of q_k (only the side the move was adverse to has any).
         winners
-            OI |R|: the profit of the side the move favoured (OI max(0, -R) for the shorts on
+            OI abs(R): the profit of the side the move favoured (OI max(0, -R) for the shorts on
             a fall, OI max(0, R) for the longs on a rise).
 
     Notes
     -----
     The formulas are in the module notes. Only one side has an adverse move in a period, so
-    with one ladder for both sides the model runs once on a = |R|.
+    with one ladder for both sides the model runs once on a = abs(R).
     """
     returns = np.asarray(returns, dtype=np.float64)
     volatility = np.asarray(volatility, dtype=np.float64)
