@@ -373,21 +373,32 @@ def test_committed_decision_results_hold_every_field_and_their_verdicts_follow_f
 
 
 def test_committed_methods_study_holds_its_bounds_and_matches_the_readme():
-    """benchmarks/results/methods.json (the many-sample study): N = 100,000, both levels, a heavy
-    world among the three; every "certified" answer within alpha by its own bound and measured so
-    on the reference; the README's table from the same numbers."""
+    """benchmarks/results/methods.json (the many-sample study): N = 100,000, 2,000,000-scenario oracle
+    and reference, >= 10 samples, both levels, a heavy world among the three. Every "certified" bound
+    is within alpha; a 99 % bound may fail in 1 % of samples, so the count of samples whose true ruin
+    exceeds its own bound must be plausible under Binomial(samples, 1 %), and no true ruin may exceed
+    alpha by more than the reference sample's noise. Issue 18's cost targets hold, and the README's
+    table carries the same numbers."""
     results = json.loads((RESULTS / "methods.json").read_text())
     sizes = results["sizes"]
     assert sizes["n_train"] == 100_000 and set(sizes["alphas"]) == {0.01, 0.001}
+    assert sizes["n_oracle"] >= 2_000_000 and sizes["n_reference"] >= 2_000_000
     assert {w["key"] for w in results["worlds"]} == {"fat_tailed", "calm", "heavy"}
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme.split("**Certified against the oracle", 1)[1].split("\n\n", 2)[1]
+    samples = above_bound = 0
     for world in results["worlds"]:
-        assert world["seeds_completed"] >= 1
+        assert world["seeds_completed"] >= 10
         for alpha in sizes["alphas"]:
             summary = {s["method"]: s for s in results["summary"][world["key"]][str(alpha)]}
             certified = summary["certified"]
             assert certified["samples"] == world["seeds_completed"] and certified["failed"] == 0
+            assert certified["cost_ratio_mean"] <= (1.05 if alpha == 0.01 else 1.10)
+            assert max(s["cost_ratio_max"] for s in summary.values()) < 2.0
             rows = [r for r in world["rows"] if r["method"] == "certified" and r["alpha"] == alpha]
-            assert all(r["bound"] <= alpha and r["true_ruin"] <= alpha for r in rows)
+            noise = 3.0 * math.sqrt(alpha * (1 - alpha) / sizes["n_reference"])
+            assert all(r["bound"] <= alpha and r["true_ruin"] <= alpha + noise for r in rows)
+            samples += len(rows)
+            above_bound += sum(r["true_ruin"] > r["bound"] for r in rows)
             assert f"{certified['cost_ratio_mean']:.3f} ({certified['cost_ratio_max']:.3f})" in table
+    assert stats.binom.sf(above_bound - 1, samples, 0.01) >= 0.01, (above_bound, samples)
