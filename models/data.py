@@ -98,6 +98,7 @@ MAX_LOG_RETURN = 2.0
 # (see the module docstring). Ordered by magnitude; the ranges do not overlap.
 _PLAUSIBLE = (pd.Timestamp("1990-01-01"), pd.Timestamp("2200-01-01"))
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")  # day 0 of Excel's 1900 date system (its 1900-02-29 bug included)
+_EXCEL_UNIX_DAY = 25_569  # 1970-01-01 as an Excel serial day
 _EPOCH_SECONDS = tuple(t.value // 10**9 for t in _PLAUSIBLE)
 #: Units numeric timestamps are read in, by magnitude: (name, low, high, nanoseconds per unit,
 #: None when not a plain multiple of an epoch); a value in [low, high) is read in that unit.
@@ -518,8 +519,12 @@ def _read(source: PriceSource) -> tuple[pd.DataFrame, str]:
             frame = pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",")
         else:
             raise DataError(f"price file {str(path)!r}: unknown format (expected .csv, .tsv or .parquet)")
-    except ImportError as exc:
-        raise DataError(f"reading {str(path)!r} needs an optional package: {exc} (pip install 'fundguard[parquet]')") from None
+    except ImportError:
+        raise DataError(f"reading {str(path)!r} needs pyarrow, an optional package (pip install 'fundguard[parquet]')") from None
+    except (pd.errors.OutOfBoundsDatetime, OverflowError) as exc:
+        raise DateParseError(f"price file {str(path)!r}: a date is outside the supported range "
+                             f"{pd.Timestamp.min.date()} .. {pd.Timestamp.max.date()} (pandas nanosecond timestamps): "
+                             f"{str(exc).splitlines()[0]}") from None
     except PermissionError as exc:
         raise DataError(f"price file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     except DataError:
@@ -565,7 +570,12 @@ def _to_wide(
 ) -> pd.DataFrame:
     tcol = _find_column(frame, time_column, _TIME_COLUMNS, "time_column")
     if tcol is not None:
-        times = _parse_times(frame[tcol])
+        try:
+            times = _parse_times(frame[tcol])
+        except (pd.errors.OutOfBoundsDatetime, OverflowError) as exc:
+            # pandas 2 holds parsed dates in nanoseconds and refuses these while parsing; pandas 3
+            # parses them and _check_time_range refuses them, with the same message
+            raise _out_of_range(frame[tcol], exc) from None
         frame = frame.drop(columns=[tcol])
     elif isinstance(frame.index, pd.DatetimeIndex):
         times = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
@@ -617,7 +627,11 @@ def _parse_times(column: pd.Series) -> pd.DatetimeIndex:
     parsed = None
     for fmt in ("ISO8601", None):
         try:
-            parsed = pd.to_datetime(column, utc=True, format=fmt, errors="coerce")
+            with warnings.catch_warnings():
+                # pandas' "Could not infer format ... dateutil" for the fallback: a cell it cannot
+                # read is reported below, by row
+                warnings.simplefilter("ignore", UserWarning)
+                parsed = pd.to_datetime(column, utc=True, format=fmt, errors="coerce")
         except (ValueError, TypeError):
             continue
         if not (parsed.isna() & column.notna()).any():
@@ -625,6 +639,12 @@ def _parse_times(column: pd.Series) -> pd.DatetimeIndex:
     bad = parsed.isna() if parsed is not None else pd.Series(True, index=column.index)
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
+        try:  # a date pandas 2 coerced to NaT for its range, not its form
+            stamp = pd.Timestamp(column.iloc[i])
+        except (ValueError, TypeError, OverflowError):
+            stamp = None
+        if stamp is not None and stamp is not pd.NaT:
+            raise _out_of_range(column, ValueError("out of range"))
         raise DateParseError(f"cannot parse date/timestamp {column.iloc[i]!r} in row {i} of column {column.name!r}")
     return _check_time_range(pd.DatetimeIndex(parsed), column.name)
 
@@ -677,8 +697,9 @@ def _parse_numeric_times(values: np.ndarray, column: object) -> pd.DatetimeIndex
     name, _, _, ns_per_unit = NUMERIC_TIME_UNITS[unit[0]]
     if name == "Excel serial days":
         # A day fraction is the time of day; Excel itself resolves it to the millisecond.
-        ms = np.round(values * 86_400_000).astype(np.int64)
-        return pd.DatetimeIndex(_EXCEL_EPOCH.tz_localize("UTC") + pd.to_timedelta(ms, unit="ms"))
+        # Counted from the Unix epoch: 1899 + 300 years in nanoseconds overflows int64 (pandas 2).
+        ms = np.round((values - _EXCEL_UNIX_DAY) * 86_400_000).astype(np.int64)
+        return pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True))
     if name == "YYYYMMDD integers":
         fractional = values != np.round(values) if values.dtype.kind == "f" else np.zeros(len(values), bool)
         parsed = pd.to_datetime(values.astype(np.int64).astype(str), format="%Y%m%d", errors="coerce", utc=True)
@@ -700,6 +721,24 @@ def _parse_numeric_times(values: np.ndarray, column: object) -> pd.DatetimeIndex
 def _number(value: float) -> str:
     """A timestamp value as written: integers in full (1609459200000, not 1.6094592e+12)."""
     return str(int(value)) if float(value).is_integer() else f"{value:.10g}"
+
+
+def _out_of_range(column: pd.Series, exc: Exception) -> DateParseError:
+    """The error for a column pandas refused to parse for its range (pandas 2), naming the first
+    date outside it, in the words of :func:`_check_time_range`."""
+    low, high = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    where = f"{str(exc).splitlines()[0]}"
+    for i, value in enumerate(column.tolist()):
+        try:
+            stamp = pd.Timestamp(value)
+            stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+        except (ValueError, TypeError, OverflowError):
+            continue
+        if not low <= stamp <= high:
+            where = f"date {stamp} in row {i} of column {column.name!r}"
+            break
+    return DateParseError(f"{where} is outside the supported range {low.date()} .. {high.date()} "
+                          "(pandas nanosecond timestamps)")
 
 
 def _check_time_range(times: pd.DatetimeIndex, column: object) -> pd.DatetimeIndex:

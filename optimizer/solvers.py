@@ -1,5 +1,9 @@
 """Silent solver calls with fallback: Clarabel, then HiGHS, then SCS.
 
+Clarabel and HiGHS are dependencies; SCS (about 145 MB installed) is the optional ``scs`` extra
+(``pip install fundguard[scs]``): where it is absent the default chain skips it, and asking for
+it by name is refused with that line.
+
 Methods call :func:`solve_with_fallback` with a compiled cvxpy problem and a *check*: a function
 that re-verifies the solver's answer in numpy and says whether it is good enough. The first
 solver whose answer passes wins; when none passes, the best checked answer is returned with the
@@ -85,8 +89,17 @@ def check_solvers(solvers: Sequence[str] | str | None) -> tuple[str, ...]:
         upper = str(name).upper()
         if upper not in DEFAULT_SOLVERS:
             raise ProblemError(f"solver {name!r} is not supported; choose from {list(DEFAULT_SOLVERS)}")
+        if upper == "SCS" and not scs_installed():
+            raise ProblemError("solver 'SCS' is not installed; pip install 'fundguard[scs]' (or scs) to use it")
         out.append(upper)
     return tuple(out)
+
+
+def scs_installed() -> bool:
+    """Whether the optional SCS solver can be imported (the ``scs`` extra)."""
+    import importlib.util
+
+    return importlib.util.find_spec("scs") is not None
 
 
 def solve_with_fallback(
@@ -110,6 +123,9 @@ def solve_with_fallback(
     outcome: SolveOutcome[T] = SolveOutcome()
     best_score = float("inf")
     for name in solvers:
+        if name == "SCS" and not scs_installed():
+            outcome.attempts.append((name, "not installed (the optional scs extra)"))
+            continue
         try:
             status = _solve_once(problem, name)
         except (cp.error.SolverError, ValueError, ArithmeticError) as exc:

@@ -278,7 +278,11 @@ def test_every_package_is_installed():
 
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
     packages = {module for module, path in MODULES.items() if path.name == "__init__.py"}
-    assert listed == packages
+    # data-only packages (no Python; listed so that setuptools installs their files without a warning)
+    data = {"fundguard.optimizer.job.presets": REPO / "optimizer" / "job" / "presets"}
+    for name, folder in data.items():
+        assert folder.is_dir() and not list(folder.glob("*.py")) and list(folder.glob("*.json")), name
+    assert listed == packages | set(data)
 
 
 if __name__ == "__main__":  # pragma: no cover - a listing for docs/architecture.md

@@ -127,7 +127,7 @@ CASES = {
     "YYYYMMDD timestamp not a calendar date": (lambda: load_prices(_stamped(np.r_[20220101, 20220230, np.arange(
         20220301, 20220599)])), DateParseError, "row 1 of column 'timestamp' reads as YYYYMMDD"),
     "timestamps true/false": (lambda: load_prices(_stamped(np.arange(300) % 2 == 0)), DateParseError, "true/false"),
-    "date past 2262": (lambda: load_prices(_stamped(pd.date_range("2300-01-01", periods=300, freq="D").strftime(
+    "date past 2262": (lambda: load_prices(_stamped(pd.date_range("2300-01-01", periods=300, freq="D", unit="s").strftime(
         "%Y-%m-%d"))), DateParseError, "2300-01-01"),
     "price file is a directory": (lambda: load_prices(Path(__file__).parent), DataError, "is a directory"),
     "fat-finger print under strict": (lambda: load_prices(_stamped(_EPOCH_S, jump_at=150), strict=True),

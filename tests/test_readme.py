@@ -19,9 +19,9 @@ def _heredoc_examples() -> list[str]:
 def test_readme_has_the_two_commands():
     text = README.read_text()
     assert "pip install . && fundguard calibrate" in text
-    assert 'pip install -e ".[test,dask]" && pytest' in text
+    assert 'pip install -e ".[test,dask,scs]" && pytest' in text
     ci = (README.parent / ".ci" / "run").read_text()
-    assert 'pip install -e ".[test,dask]" && pytest' in ci
+    assert 'pip install -e ".[test,dask,scs]" && pytest' in ci
 
 
 def test_readme_python_example_recovers_the_simulated_model():
