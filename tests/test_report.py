@@ -242,3 +242,63 @@ def test_readme_python_views_exist_as_written(result, monkeypatch, capsys):
     monkeypatch.setattr(optimizer, "calibrate", lambda *a, **k: result)
     exec(compile(block, "README.md", "exec"), {})
     assert capsys.readouterr().out.strip() == result.summary()
+
+
+# -- progress: bars with counts on a terminal or with --progress, nothing on a pipe ---------------
+
+
+def test_progress_bar_counts_to_the_total_and_closes_at_the_next_step(capsys):
+    import threading
+
+    from fundguard.optimizer.job.cli import _Progress
+
+    progress = _Progress(enabled=True)
+    progress("simulating 10,000 scenarios")
+    threads = [threading.Thread(target=progress.advance, args=(done, 10_000, "scenarios"))
+               for done in (2_500, 5_000, 7_500)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    progress.advance(10_000, 10_000, "scenarios")
+    assert progress._bar is None  # closed when done
+    progress("building venue losses")
+    progress.finish()
+    err = capsys.readouterr().err
+    assert "simulating 10,000 scenarios" in err and "10.0k/10.0k scenarios" in err
+    assert err.rstrip().splitlines()[-1].endswith(" s") and "done in" in err
+    quiet = _Progress(enabled=False)
+    quiet("a step")
+    quiet.advance(1, 2, "x")
+    assert capsys.readouterr().err == ""
+
+
+def _calibrate_in_a_process(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+    import json as json_module
+    import sys
+
+    (tmp_path / "prices").mkdir(parents=True)
+    files = two_market_price_files(tmp_path / "prices")
+    toml = "\n".join([
+        "[scenarios]", "n_scenarios = 1500", "certify_scenarios = 3000", "horizon = 10", "seed = 11", "",
+        "[problem]", "alpha = 0.02", "cost_of_capital = 0.01", "premium_weight = 0.05", "premium_max = 0.01",
+        'method = "exact"', "",
+        *[line for name, oi in (("AAA", 1e9), ("BBB", 5e8)) for line in
+          ("[[markets]]", f'name = "{name}"', f"prices = {json_module.dumps(str(files[name]))}",
+           f"open_interest = {oi:.0f}", f"daily_volume = {3 * oi:.0f}", "")],
+    ])
+    (tmp_path / "fund.toml").write_text(toml, encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "fundguard.optimizer.job.cli", "calibrate", "--config",
+                           str(tmp_path / "fund.toml"), "--out", str(tmp_path / "out"), *flags],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+
+def test_progress_on_a_pipe_only_when_asked(tmp_path):
+    plain = _calibrate_in_a_process(tmp_path / "plain")
+    assert plain.returncode in (0, 3), plain.stderr
+    assert "[" not in plain.stderr and "scenarios" not in plain.stderr  # a pipe: no step lines, no bars
+    asked = _calibrate_in_a_process(tmp_path / "asked", "--progress")
+    assert asked.returncode == plain.returncode, asked.stderr
+    assert re.search(r"\[\s*[\d.]+s\] simulating 1,500 \+ 3,000 scenarios", asked.stderr)
+    assert "4500/4500 scenarios" in asked.stderr  # the simulation bar, counted to its total
+    assert re.search(r"done in [\d.]+ s\s*$", asked.stderr)

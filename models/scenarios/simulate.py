@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,7 @@ def simulate_returns(
     chunk_size: int | None = None,
     threads: int | None = None,
     excursions: ExcursionSpec = "default",
+    progress: Callable[[int, int], None] | None = None,
 ) -> ReturnPaths:
     """Simulate N joint return paths of T periods from today's state of fitted models.
 
@@ -86,6 +88,9 @@ def simulate_returns(
         ``HOURLY_VS_DAILY``) for every market; one model for all markets or one per market (a
         mapping naming every market); "bridge" the Brownian-bridge fallback (too thin beyond
         about 10%); None: no excursions (``low`` and ``high`` None).
+    progress : callable(done, total), optional
+        Called after each chunk with the scenarios simulated so far and N (from the worker
+        threads, one call at a time), for a progress bar. Does not change the result.
 
     Returns
     -------
@@ -116,7 +121,7 @@ def simulate_returns(
     """
     plan = plan_simulation(models, horizon, n_scenarios, innovations=innovations, seed=seed,
                            copula=copula, tail_fraction=tail_fraction, excursions=excursions)
-    return plan.simulate(chunk_size=chunk_size, threads=threads)
+    return plan.simulate(chunk_size=chunk_size, threads=threads, progress=progress)
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,11 +155,13 @@ class SimulationPlan:
         return -(-self.n_scenarios // SCENARIO_BLOCK)
 
     def simulate(self, first_block: int = 0, stop_block: int | None = None, *,
-                 chunk_size: int | None = None, threads: int | None = None) -> ReturnPaths:
+                 chunk_size: int | None = None, threads: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> ReturnPaths:
         """Paths of blocks ``[first_block, stop_block)`` (all by default) as a ReturnPaths.
 
         ``metadata["rows"]`` records the rows ``[start, stop)`` of the full run they are.
-        ``chunk_size`` and ``threads`` are those of :func:`simulate_returns`.
+        ``chunk_size``, ``threads`` and ``progress`` are those of :func:`simulate_returns`
+        (``progress`` counts the rows of this range).
         """
         stop_block = self.n_blocks if stop_block is None else int(stop_block)
         first_block = int(first_block)
@@ -172,8 +179,16 @@ class SimulationPlan:
         high = np.empty_like(returns) if laws is not None else None
         blocks_per_chunk = _blocks_per_chunk(chunk_size, self.horizon, j)
         n_streams = self.sampler.n_streams
+        done, done_lock = [0], threading.Lock()
 
         def work(first: int) -> None:
+            _simulate_chunk(first)
+            if progress is not None:
+                with done_lock:
+                    done[0] += min(first + blocks_per_chunk, stop_block) * SCENARIO_BLOCK - first * SCENARIO_BLOCK
+                    progress(min(done[0], stop - start), stop - start)
+
+        def _simulate_chunk(first: int) -> None:
             blocks = range(first, min(first + blocks_per_chunk, stop_block))
             sizes = [min(SCENARIO_BLOCK, self.n_scenarios - b * SCENARIO_BLOCK) for b in blocks]
             # Market j's excursions in block b come from the child (b, n_streams + j), after the

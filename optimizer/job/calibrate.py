@@ -347,7 +347,7 @@ def run_calibration(cfg: CalibrationConfig, fitted: Fitted, seed: int, method: s
         say("sensitivities: the fund target's response to each input (common random numbers)")
         clock = time.perf_counter()
         analysis["sensitivities"] = decision_sensitivities(cfg, models, copula_arg, run_seeds(seed).fit, book,
-                                                           problem, policy, method)
+                                                           problem, policy, method, progress=_counter(say, "inputs"))
         timings["sensitivities"] = time.perf_counter() - clock
 
     result_notes(notes, not horizon_loss.any(), policy, method, certificate, prob.alpha)
@@ -515,10 +515,22 @@ class _RunScenarios:
         scen = cfg.scenarios
         clock = time.perf_counter()
         say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods")
+        count = _counter(say, "scenarios")
+        total = scen.n_scenarios + scen.certify_scenarios
+
+        def fit_done(done: int, _: int) -> None:
+            if count is not None:
+                count(done, total)
+
+        def certify_done(done: int, _: int) -> None:
+            if count is not None:
+                count(scen.n_scenarios + done, total)
+
         paths = simulate_returns(models, scen.horizon, scen.n_scenarios, innovations=scen.innovations, seed=seeds.fit,
-                                 copula=copula_arg, chunk_size=scen.chunk_size)
+                                 copula=copula_arg, chunk_size=scen.chunk_size, progress=fit_done)
         fresh = simulate_returns(models, scen.horizon, scen.certify_scenarios, innovations=scen.innovations,
-                                 seed=seeds.certify, copula=copula_arg, chunk_size=scen.chunk_size)
+                                 seed=seeds.certify, copula=copula_arg, chunk_size=scen.chunk_size,
+                                 progress=certify_done)
         checks = {"fit": check_paths(paths), "certify": check_paths(fresh)}
         timings["simulate"] = time.perf_counter() - clock
 
@@ -543,7 +555,7 @@ class _RunScenarios:
             clock = time.perf_counter()
             child = np.random.SeedSequence(seeds.method.entropy, spawn_key=(*seeds.method.spawn_key, seed or 0))
             paths = simulate_returns(models, scen.horizon, n, innovations=scen.innovations, seed=child,
-                                     copula=copula_arg, chunk_size=scen.chunk_size)
+                                     copula=copula_arg, chunk_size=scen.chunk_size, progress=_counter(say, "scenarios"))
             checks["method fresh"] = check_paths(paths)
             drawn = build_scenarios(paths, book, loss_model=losses_of)
             timings["method fresh"] = time.perf_counter() - clock
@@ -686,6 +698,13 @@ def _solve_and_certify(problem: PolicyProblem, scenarios: Any, certify_set: Any,
                                       fresh=certify_set, confidence=confidence)
         timings["frontier"] = time.perf_counter() - clock
     return policy, certificate, frontier_policies
+
+
+def _counter(say: Progress, unit: str) -> Callable[[int, int], None] | None:
+    """``(done, total)`` counts for ``say``'s current step when it draws bars (its ``advance``
+    method, as the CLI's does); None for a plain callable."""
+    advance = getattr(say, "advance", None)
+    return None if advance is None else (lambda done, total: advance(done, total, unit))
 
 
 def _frontier(problem: PolicyProblem, scenarios: ScenarioSet, alphas: tuple[float, ...], method: str,

@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -174,6 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--method", choices=METHOD_NAMES, help="overrides problem.method")
     common.add_argument("--quiet", "-q", action="store_true", help="no progress and no warnings on stderr")
     common.add_argument("--verbose", "-v", action="store_true", help="log each step")
+    common.add_argument("--progress", action="store_true",
+                        help="progress lines and bars on stderr even when it is not a terminal (a pipe, a log file)")
 
     cluster = argparse.ArgumentParser(add_help=False)
     cluster.add_argument("--scheduler", metavar="ADDRESS",
@@ -404,16 +407,22 @@ def _cmd_loss_fit(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """Step lines with elapsed time on stderr, only on a terminal and without --quiet; with
-    --verbose the steps go to the log instead (timestamped, one line each, also on a pipe)."""
+    """Step lines with elapsed time on stderr, and a bar with counts (tqdm) for the steps that
+    report them (simulation chunks, fresh draws, sensitivities): on a terminal, or anywhere with
+    --progress, never with --quiet. With --verbose the steps go to the log instead (timestamped,
+    one line each, also on a pipe) and no bar is drawn."""
 
-    def __init__(self, enabled: bool, verbose: bool = False) -> None:
+    def __init__(self, enabled: bool, verbose: bool = False, bars: bool | None = None) -> None:
         self.enabled = enabled and not verbose
         self.verbose = verbose
+        self.bars = self.enabled if bars is None else bars and self.enabled
         self.start = time.perf_counter()
         self.step = 0
+        self._bar = None
+        self._lock = threading.Lock()
 
     def __call__(self, message: str) -> None:
+        self._close()
         if self.verbose:
             logger.info(message)
         if self.enabled:
@@ -421,13 +430,40 @@ class _Progress:
                 self.step += 1
             print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
 
+    def advance(self, done: int, total: int, unit: str = "it") -> None:
+        """``done`` of ``total`` in the current step (may be called from worker threads)."""
+        if not self.bars or total <= 0:
+            return
+        with self._lock:
+            if self._bar is None or self._bar.total != total:
+                self._close_locked()
+                from tqdm import tqdm  # only when a bar is drawn: --help and pipes never load it
+
+                self._bar = tqdm(total=total, unit=f" {unit}", unit_scale=total >= 10_000, file=sys.stderr, leave=True,
+                                 dynamic_ncols=True, mininterval=0.5, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}{unit} "
+                                 "[{elapsed}<{remaining}]")
+            self._bar.update(max(0, min(done, total) - self._bar.n))
+            if done >= total:
+                self._close_locked()
+
+    def _close(self) -> None:
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
     def finish(self) -> None:
         """The total time, as the last line."""
         self(f"done in {time.perf_counter() - self.start:.1f} s")
 
 
 def _progress(args: argparse.Namespace) -> _Progress:
-    return _Progress(enabled=sys.stderr.isatty() and not args.quiet, verbose=bool(getattr(args, "verbose", False)))
+    forced = bool(getattr(args, "progress", False))
+    return _Progress(enabled=(sys.stderr.isatty() or forced) and not args.quiet,
+                     verbose=bool(getattr(args, "verbose", False)))
 
 
 def _load_preset(args: argparse.Namespace):

@@ -48,8 +48,10 @@ _LOSS_PARAMETERS = (("overshoot", "loss model: overshoot kappa"), ("half_life_da
 
 def decision_sensitivities(cfg: CalibrationConfig, models: Mapping[str, Any], copula_arg: Any, seed: Any,
                            book: VenueBook, problem: PolicyProblem, policy: Policy, method: str,
-                           bump: float = SENSITIVITY_BUMP) -> dict[str, Any]:
-    """The fund target's response to each input at the policy's rates (module notes).
+                           bump: float = SENSITIVITY_BUMP,
+                           progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """The fund target's response to each input at the policy's rates (module notes); ``progress``
+    is called with (inputs done, inputs) after each one.
 
     Returns ``{"bump", "n_scenarios", "base_fund_target", "rows": [{"input", "label", "bump",
     "fund_target", "elasticity"}], "how"}`` (no timing: the run's timings have it, so that a
@@ -101,12 +103,15 @@ def decision_sensitivities(cfg: CalibrationConfig, models: Mapping[str, Any], co
         bumps.append(("participation_elasticity", "participation elasticity",
                       lambda: fund_at(dataclasses.replace(problem, participation=steeper), base_scenarios)))
     rows, skipped = [], {}
-    for key, label, recompute in bumps:
+    for index, (key, label, recompute) in enumerate(bumps):
         try:
             value = recompute()
         except FundguardError as exc:
             skipped[key] = str(exc)
             continue
+        finally:
+            if progress is not None:
+                progress(index + 1, len(bumps))
         size = (longer / scen.horizon - 1.0) if key == "horizon" else bump
         rows.append({"input": key, "label": label, "bump": f"{size:+.0%}", "fund_target": value,
                      "elasticity": (value / base - 1.0) / size if base > 0 else math.nan})
