@@ -99,6 +99,18 @@ def pair():
     return {m: fit(returns[m], "GJR", "t") for m in returns}
 
 
+def test_progress_counts_every_scenario_once_and_changes_nothing(pair):
+    calls = []
+    counted = simulate_returns(pair, 7, 5_000, seed=3, chunk_size=1_000, threads=2,
+                               progress=lambda done, total: calls.append((done, total)))
+    plain = simulate_returns(pair, 7, 5_000, seed=3)
+    np.testing.assert_array_equal(counted.returns, plain.returns)
+    np.testing.assert_array_equal(counted.low, plain.low)
+    assert {total for _, total in calls} == {5_000} and len(calls) >= 2
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == 5_000 and len(set(done)) == len(done)
+
+
 # ---------------------------------------------------------------------------------------------
 # Starting point and recursion
 # ---------------------------------------------------------------------------------------------
