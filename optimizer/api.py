@@ -240,7 +240,8 @@ def frontier(
     alphas : sequence of floats in (0, 1)
     method : str, default "cvar"
     **options
-        Method options, as for :func:`solve`.
+        Method options, as for :func:`solve`; and ``progress``, a callable ``(levels done,
+        levels)`` called after each level (in memory; a progress bar's counts).
 
     Returns
     -------
@@ -260,21 +261,30 @@ def frontier(
     """
     if isinstance(alphas, (str, bytes)) or not isinstance(alphas, (Sequence, np.ndarray)) or len(alphas) == 0:
         raise ProblemError(f"alphas must be a non-empty sequence of levels in (0, 1), got {alphas!r}")
+    progress = options.pop("progress", None)
+    if progress is not None and not callable(progress):
+        raise ProblemError(f"progress must be a callable (done, total), got {progress!r}")
     if is_chunked(scenarios):
         return Frontier(frontier_chunked(problem, scenarios, alphas, method, **options))
     problems = [dataclasses.replace(problem, alpha=a) for a in alphas]
     _check_call(problem, scenarios, method, options)
+
+    def counted(policy: Policy, index: int) -> Policy:
+        if progress is not None:
+            progress(index + 1, len(problems))
+        return policy
+
     if not METHODS[method].distributed or problem.participation is not None or not problem.ruin.is_floor:
         # (with participation every level is its own rate search: the shared level solver knows
         # only the affine equation)
-        return Frontier(solve(p, scenarios, method, **options) for p in problems)
+        return Frontier(counted(solve(p, scenarios, method, **options), i) for i, p in enumerate(problems))
     start = time.perf_counter()
     solve_at = level_solver(problem, scenarios, [p.alpha for p in problems], method, dict(options))
     policies = []
-    for p in problems:
+    for index, p in enumerate(problems):
         policy = solve_at(p.alpha)
         now = time.perf_counter()
-        policies.append(dataclasses.replace(policy, solve_seconds=now - start))
+        policies.append(counted(dataclasses.replace(policy, solve_seconds=now - start), index))
         start = now
     return Frontier(policies)
 

@@ -569,8 +569,9 @@ def test_frontier_reuses_one_compiled_cvar_problem(monkeypatch):
 
     monkeypatch.setattr(methods_module.CvarFormulation, "__init__", counting_init)
     alphas = [0.02, 0.1, 0.05, 0.2]
-    policies = frontier(PROBLEM, scenarios, alphas)
-    assert len(built) == 1
+    counts = []
+    policies = frontier(PROBLEM, scenarios, alphas, progress=lambda done, total: counts.append((done, total)))
+    assert len(built) == 1 and counts == [(1, 4), (2, 4), (3, 4), (4, 4)]  # one count per level, shared engine
     assert [p.alpha for p in policies] == alphas
     by_alpha = {p.alpha: p.objective for p in policies}
     assert by_alpha[0.02] >= by_alpha[0.05] >= by_alpha[0.1] >= by_alpha[0.2]
@@ -582,8 +583,14 @@ def test_frontier_reuses_one_compiled_cvar_problem(monkeypatch):
 
 def test_frontier_other_methods_and_errors():
     scenarios = fat_tailed(200, seed=23)
-    policies = frontier(PROBLEM, scenarios, [0.1, 0.05], method="exact")
-    assert [p.method for p in policies] == ["exact", "exact"]
+    counts = []
+    policies = frontier(PROBLEM, scenarios, [0.1, 0.05], method="exact", progress=lambda *c: counts.append(c))
+    assert [p.method for p in policies] == ["exact", "exact"] and counts == [(1, 2), (2, 2)]
+    with pytest.raises(ProblemError, match="progress must be a callable"):
+        frontier(PROBLEM, scenarios, [0.1], progress=3)
+    scenario = frontier(PROBLEM, fat_tailed(1_000, seed=23), [0.2, 0.1], method="scenario",
+                        progress=lambda *c: counts.append(c))
+    assert counts[-2:] == [(1, 2), (2, 2)] and len(scenario) == 2  # the per-level path counts too
     assert policies[1].objective >= policies[0].objective
     with pytest.raises(ProblemError, match="alphas must be a non-empty sequence"):
         frontier(PROBLEM, scenarios, [])

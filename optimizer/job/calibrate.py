@@ -695,7 +695,7 @@ def _solve_and_certify(problem: PolicyProblem, scenarios: Any, certify_set: Any,
         clock = time.perf_counter()
         say(f"tracing the cost of solvency at {len(frontier_alphas)} ruin levels")
         frontier_policies = _frontier(problem, scenarios, frontier_alphas, frontier_method, notes, policy,
-                                      fresh=certify_set, confidence=confidence)
+                                      fresh=certify_set, confidence=confidence, progress=_counter(say, "levels"))
         timings["frontier"] = time.perf_counter() - clock
     return policy, certificate, frontier_policies
 
@@ -709,18 +709,18 @@ def _counter(say: Progress, unit: str) -> Callable[[int, int], None] | None:
 
 def _frontier(problem: PolicyProblem, scenarios: ScenarioSet, alphas: tuple[float, ...], method: str,
               notes: list[str], policy: Policy | None = None, *, fresh: Any = None,
-              confidence: float = 0.99) -> tuple[Policy, ...]:
+              confidence: float = 0.99, progress: Callable[[int, int], None] | None = None) -> tuple[Policy, ...]:
     """The cost of solvency over ``alphas``. With participation it is traced at the chosen rates
     (the book scaled by their shares, the fund target per level by ``method``): a rate search per
     level would cost as much as the calibration again. Method "certified" sets each level's fund
     target on ``fresh`` (the run's certificate scenarios, scaled alike), never on a new draw."""
     try:
         part = problem.participation
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {} if progress is None or is_chunked(scenarios) else {"progress": progress}
         if method == "certified":
             if fresh is None or is_chunked(fresh):
                 raise ValueError("method 'certified' needs fresh scenarios in memory")
-            options = {"confidence": confidence, "fresh": fresh}
+            options = {**options, "confidence": confidence, "fresh": fresh}
         if part is not None and policy is not None:
             if "fresh" in options:
                 options["fresh"] = part.scaled(fresh, policy.premium_rates, fund_only=True)
