@@ -7,7 +7,7 @@ consumes. This package never imports ``fundguard.optimizer``.
 
 from .errors import *  # noqa: F401,F403  (the one exception hierarchy)
 from .errors import __all__ as _errors_all
-import importlib
+from .lazy import lazy_exports
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time they load on first use
@@ -128,14 +128,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -81,7 +81,7 @@ def _owner(module: str) -> str:
 #: says the job of each. The old module paths (one-release shims) sit at the top so that nothing
 #: of the library can import them.
 LAYERS = [
-    ["models.errors", "models.serial"],
+    ["models.errors", "models.serial", "models.lazy"],
     ["models.parallel", "models.seeds", "models.data"],
     ["models.volatility"],
     ["models.scenarios.copula", "models.scenarios.tails", "models.scenarios.excursions"],
