@@ -11,7 +11,6 @@ the table gives the median and the ratio to the bare interpreter. The target: un
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -50,8 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for _ in range(2):  # interleaved passes: a busy stretch of the machine hits every command alike
         for name, command in COMMANDS.items():
             rows.setdefault(name, []).extend(_time(command, max(args.repeat // 2, 1)))
+    from . import _common
+
+    prov = _common.provenance("benchmarks.cli_startup", [f"--repeat={args.repeat}"], None)
     base = statistics.median(rows["python -c pass"])
     lines = ["# `fundguard --help` start-up time", "",
+             f"- command: `{prov.command}`", f"- machine: {prov.machine}", f"- date: {prov.date}",
+             f"- code: {prov.code}", "",
              f"Median of {len(rows['python -c pass'])} starts each, interleaved, in one run "
              f"(`python -m benchmarks.cli_startup --repeat {args.repeat}`); wall seconds on this machine and the "
              "ratio to a bare interpreter.", "",
@@ -63,12 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += ["", f"`fundguard --help`: {help_time:.2f} s, {'within' if help_time < TARGET_SECONDS else 'ABOVE'} "
               f"the {TARGET_SECONDS:.0f} s target. The last row is what the first use of the library costs "
               "(cvxpy, scipy, arch, pandas load then).", ""]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cli_startup.md").write_text("\n".join(lines), encoding="utf-8")
-    (args.out / "cli_startup.json").write_text(json.dumps(
-        {"command": f"python -m benchmarks.cli_startup --repeat {args.repeat}",
-         "seconds": rows, "median": {k: statistics.median(v) for k, v in rows.items()},
-         "target_seconds": TARGET_SECONDS}, indent=2) + "\n", encoding="utf-8")
+    _common.write_results(args.out, "cli_startup", "\n".join(lines), {
+        "seconds": rows, "median": {k: statistics.median(v) for k, v in rows.items()},
+        "target_seconds": TARGET_SECONDS}, prov)
     print("\n".join(lines))
     return 0 if help_time < TARGET_SECONDS else 1
 
