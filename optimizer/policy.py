@@ -155,7 +155,7 @@ class Policy:
         the certificate (when it has one). ``currency`` labels the money (e.g. "USD")."""
         width = max((len(m) for m in self.markets), default=6)
         lines = [f"fund target      {money(self.fund_target, currency)} ({self.fund_target:,.0f})",
-                 f"capital cost     {money(self.objective, currency)} (the problem's objective)",
+                 f"total cost       {money(self.objective, currency)} (the objective: cost of capital x fund + expected losses paid - fee income + lost trading revenue)",
                  f"alpha            {percent(self.alpha)} (P(ruin over the horizon))",
                  f"method           {self.method} ({self.status}; solver {self.solver})",
                  f"in-sample ruin   {percent(self.in_sample_ruin, 3)} of {self.n_scenarios:,} scenarios",
@@ -200,7 +200,7 @@ class Frontier(list):
     with :meth:`to_frame` for the table view (what :func:`~fundguard.optimizer.frontier` returns)."""
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per level, indexed by ``alpha``: fund target and capital cost (currency units),
+        """One row per level, indexed by ``alpha``: fund target and total cost (the objective; currency units),
         method, status, in-sample ruin, then one ``rate <market>`` column per market (fractions)."""
         rows = []
         for p in self:

@@ -247,7 +247,7 @@ def test_preset_build_matches_the_shipped_preset(shared_data, tmp_path, capsys):
         (lambda c: c["markets"][0].pop("open_interest"), "missing required key 'markets[0].open_interest'"),
         (lambda c: c["problem"].update(alpa=0.1), "unknown key 'problem.alpa'"),
         (lambda c: c["scenarios"].update(horizon="ten"), "scenarios.horizon must be an integer"),
-        (lambda c: c["markets"][1].update(open_interest=-1.0), "markets[1].open_interest must be >= 0"),
+        (lambda c: c["markets"][1].update(open_interest=-1.0), "markets[1].open_interest must be > 0"),
         (lambda c: c["problem"].update(alpha=0.0), "problem.alpha must be strictly between 0 and 1"),
         (lambda c: c["markets"][0].update(prices="missing.csv"), "does not exist"),
     ],

@@ -90,7 +90,8 @@ def test_digest_depends_on_content_not_layout(config_dir):
         ('name = "ETH"\n', "", None, "missing required key 'markets[1].name'"),
         ("horizon = 10", "horizon = 10\nhorizn = 3", 7, "unknown key 'scenarios.horizn'"),
         ("seed = 3", 'seed = "three"', 8, "scenarios.seed must be an integer, got str"),
-        ("open_interest = 5e8", "open_interest = -5e8", 37, "markets[1].open_interest must be >= 0"),
+        ("open_interest = 5e8", "open_interest = -5e8", 37, "markets[1].open_interest must be > 0"),
+        ("open_interest = 5e8", "open_interest = 0", 37, "markets[1].open_interest must be > 0, got 0"),
         ("alpha = 0.01", "alpha = 0", 13, "problem.alpha must be strictly between 0 and 1"),
         ('prices = "btc.csv"', 'prices = "nope.csv"', 20, "nope.csv' does not exist"),
         ("leverage = 50", "leverage = 0.5", 32, "markets[0].tiers[1].leverage must be >= 1"),
@@ -104,7 +105,7 @@ def test_digest_depends_on_content_not_layout(config_dir):
         ("shocks = [-0.3]", "shocks = [-1.5]", 10, "shocks[0] must be a non-zero simple return"),
         ('name = "ETH"', 'name = "BTC"', None, "repeated: ['BTC']"),
     ],
-    ids=["missing", "unknown", "type", "negative-oi", "alpha-0", "missing-file", "leverage", "mm", "shares",
+    ids=["missing", "unknown", "type", "negative-oi", "zero-oi", "alpha-0", "missing-file", "leverage", "mm", "shares",
          "innovations", "spec", "method", "per-market", "date", "shock", "duplicate"],
 )
 def test_bad_configs_name_key_and_line(config_dir, old, new, line, fragment):

@@ -302,3 +302,34 @@ def test_progress_on_a_pipe_only_when_asked(tmp_path):
     assert re.search(r"\[\s*[\d.]+s\] simulating 1,500 \+ 3,000 scenarios", asked.stderr)
     assert "4500/4500 scenarios" in asked.stderr  # the simulation bar, counted to its total
     assert re.search(r"done in [\d.]+ s\s*$", asked.stderr)
+
+
+# -- what a reviewer misread: stale data, a stress day at the floor, the curve beside the answer ---
+
+
+def test_report_warns_of_stale_data_and_names_the_data_dates(result):
+    text = render_report(result)
+    last = max(str(m["last"])[:10] for m in result.models.values())
+    assert f".. {last})" in text  # the assumptions name each model's data dates
+    stale = dataclasses.replace(result, started="2099-01-01T00:00:00+00:00")
+    warnings_section = render_report(stale).split("## Model warnings", 1)[1].split("## Figures", 1)[0]
+    assert f"the volatility models' data end on {last}" in warnings_section and "refit on current prices" in warnings_section
+    fresh = dataclasses.replace(result, started=f"{last}T12:00:00+00:00")
+    assert "data end on" not in render_report(fresh)
+
+
+def test_a_stress_scenario_that_sets_the_target_reads_at_the_floor(result):
+    at_floor = [s for s in result.stress if s["lowest_fund"] <= result.policy.floor + 1e-6 * result.policy.fund_target]
+    assert at_floor, "the fixture's -25% shock sets the fund target"
+    text = render_report(result)
+    assert text.count("yes, at the floor (this scenario sets the fund target)") == len(at_floor)
+
+
+def test_the_report_explains_a_curve_that_misses_the_answer(result):
+    moved = tuple(dataclasses.replace(p, fund_target=p.fund_target * 0.8) if p.alpha == result.policy.alpha else p
+                  for p in result.frontier)
+    text = render_report(dataclasses.replace(result, frontier=moved))
+    assert "At the answer's alpha the curve reads" in text and "different samples" in text
+    assert "At the answer's alpha the curve reads" not in render_report(result) or not any(
+        p.alpha == result.policy.alpha and abs(p.fund_target / result.policy.fund_target - 1) <= 0.01
+        for p in result.frontier)

@@ -213,7 +213,7 @@ def _parser() -> argparse.ArgumentParser:
                                      "same document ships in the package as fundguard/optimizer/job/result.schema.json.")
     sch.set_defaults(handler=_cmd_schema)
 
-    fro = sub.add_parser("frontier", parents=[common, cluster], help="capital cost against alpha: table and plot",
+    fro = sub.add_parser("frontier", parents=[common, cluster], help="the cost of solvency against alpha: table and plot",
                          epilog="examples:\n  fundguard frontier --alphas 0.001,0.01,0.05 --out frontier\n"
                                 "  fundguard frontier --method exact --workers 2      # local Dask cluster",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -583,7 +583,7 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
              "premium_rates": p.rates_by_market(), "in_sample_ruin": p.in_sample_ruin} for p in result.frontier]
     if not rows:
         raise UsageError("; ".join(result.notes) or "frontier could not be traced")
-    table = ["| alpha | fund target | capital cost | in-sample ruin | rates |", "|---:|---:|---:|---:|---|"]
+    table = ["| alpha | fund target | total cost (objective) | in-sample ruin | rates |", "|---:|---:|---:|---:|---|"]
     table += [f"| {r['alpha']:.2%} | {r['fund_target']:,.0f} | {r['objective']:,.0f} | {r['in_sample_ruin']:.3%} | "
               + ", ".join(f"{m} {x:.4%}" for m, x in r["premium_rates"].items()) + " |" for r in rows]
     if args.out is not None:

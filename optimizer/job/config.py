@@ -2,7 +2,7 @@
 
 Every key is checked: a missing required key, an unknown key, a wrong type or an out-of-range
 value raises :class:`~fundguard.models.errors.ConfigError` with the key's dotted path and, when
-read from a file, its line (``config.toml:12: markets[0].open_interest must be >= 0, got -5``).
+read from a file, its line (``config.toml:12: markets[0].open_interest must be > 0, got -5``).
 Every number must be finite (TOML's ``inf`` and ``nan`` are refused for every key), premium
 rates are fractions in [0, 1], and dates must exist on the calendar.
 
@@ -322,7 +322,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
             "prices": (str, _nonempty),
             "column": (str, _nonempty),
             "strict_prices": (bool, None),
-            "open_interest": (float, _at_least(0.0)),
+            "open_interest": (float, _greater(0.0)),
             "daily_volume": (float, _greater(0.0)),
             "impact": (float, _at_least(0.0)),
             "gap": (float, _at_least(0.0)),

@@ -98,7 +98,9 @@ def check_history(path: str | os.PathLike[str]) -> None:
         _connect(path, create=False).close()
 
 
-def _data_range(models: Mapping[str, Any]) -> dict[str, Any]:
+def data_range(models: Mapping[str, Any]) -> dict[str, Any]:
+    """Each market's ``[first, last]`` return date from a result's ``models`` section (price files
+    or a preset's provenance), or its source where no dates are recorded."""
     out: dict[str, Any] = {}
     for name, info in models.items():
         source = info.get("provenance") or info
@@ -115,7 +117,7 @@ def record_run(path: str | os.PathLike[str], result: Any, *, out: str | os.PathL
     path = Path(path)
     document = result.to_dict()
     inputs, policy, certificate = document["inputs"], document["policy"], document["certificate"]
-    ranges = _data_range(document["models"])
+    ranges = data_range(document["models"])
     dates = [d for r in ranges.values() if isinstance(r, list) for d in r if d]
     row = {
         "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..display import money, percent
 from .calibrate import RESULT_SCHEMA_VERSION, CalibrationResult
+from .history import data_range
 from .html import markdown_to_html
 from .outputs import staged_output
 from .summaries import fund_paths, required_fund
@@ -198,7 +199,7 @@ def _method_lines(policy: Any) -> list[str]:
 FIGURES = {
     "fund_paths.png": "Fund paths under the policy: the fund's level per day, quantile bands over the fit scenarios",
     "loss_distribution.png": "The fund each scenario needs to stay above its floor, against the fund target",
-    "frontier.png": "Cost of solvency: the fund target and its capital cost per ruin level, the answer marked",
+    "frontier.png": "Cost of solvency: the fund target and the total cost (the objective) per ruin level, the answer marked",
     "tail_contributions.png": "Each market's share of the fund target and of the losses in the alpha-tail scenarios",
 }
 
@@ -224,7 +225,7 @@ def render_report(result: CalibrationResult) -> str:
     lines += _sensitivity_lines(result)
     lines += _assumption_lines(result)
     lines += ["", "## Model warnings", ""]
-    lines += [f"- {_md(note)}" for note in result.notes] or ["- none"]
+    lines += [f"- {_md(note)}" for note in _model_warnings(result)] or ["- none"]
     lines += ["", "## Figures", ""]
     for name, caption in FIGURES.items():
         lines += [f"![{_md(caption)}]({name})", ""]
@@ -247,15 +248,27 @@ def render_report(result: CalibrationResult) -> str:
     lines += _decision_lines(result)
     if result.stress:
         lines += ["", "| stress scenario | horizon loss | lowest fund | survived |", "|---|---:|---:|---|"]
+        floor = result.policy.floor
+        margin = 1e-6 * max(abs(result.policy.fund_target), 1.0)
         lines += [f"| {_md(s['label'])} | {_money(s['horizon_loss'], result)} | {_money(s['lowest_fund'], result)} | "
-                  f"{'yes' if s['survived'] else 'NO'} |" for s in result.stress]
+                  + ("NO" if not s["survived"] else
+                     "yes, at the floor (this scenario sets the fund target)" if s["lowest_fund"] <= floor + margin
+                     else "yes") + " |" for s in result.stress]
     if result.frontier:
         at = ", at the chosen rates" if result.policy.participation is not None else ""
         lines += ["", f"Cost of solvency (method {result.frontier[0].method!r}, on the same scenarios{at}):", "",
-                  "| alpha | fund target | share of open interest | capital cost |", "|---:|---:|---:|---:|"]
+                  "| alpha | fund target | share of open interest | total cost (objective) |", "|---:|---:|---:|---:|"]
         oi = _open_interest(result)
         lines += [f"| {percent(p.alpha)} | {_money(p.fund_target, result)} | "
                   f"{f'{p.fund_target / oi:.2%}' if oi else 'n/a'} | {_money(p.objective, result)} |" for p in result.frontier]
+        same = [p for p in result.frontier if p.alpha == result.policy.alpha]
+        if same and abs(same[0].fund_target / result.policy.fund_target - 1.0) > 0.01:
+            lines += ["", f"At the answer's alpha the curve reads {_money(same[0].fund_target, result)} against the "
+                      f"answer's {_money(result.policy.fund_target, result)}: the curve is traced on "
+                      f"{result.inputs['certify_scenarios']:,} certificate scenarios"
+                      + (" at the chosen rates" if at else "") + ", while the answer's fund target was set on its own "
+                      "scenarios (for method 'certified', its own fresh draw); the two are estimates of the same quantile "
+                      "on different samples."]
     lines += _after_fund_lines(result)
     sources = "; ".join(f"{_md(name)}: {_md(m['source'])}" for name, m in result.models.items())
     lines += ["", "## Inputs", "", f"- config digest `{inputs['config_digest']}`"
@@ -325,7 +338,8 @@ def _assumption_lines(result: CalibrationResult) -> list[str]:
     """What the answer assumes: horizon, scenarios, models, venue, ruin rule, confidence."""
     inputs, p = result.inputs, result.policy
     oi = _open_interest(result)
-    models = ", ".join(f"{_md(name)} {_md(m['spec'])} ({_md(m['source'])})" for name, m in result.models.items())
+    models = ", ".join(f"{_md(name)} {_md(m['spec'])} ({_md(m['source'])}{_data_dates(m)})"
+                       for name, m in result.models.items())
     after = (result.analysis or {}).get("after_fund") or {}
     ruin = after.get("ruin", {}).get("meaning") or "the fund below its floor"
     lines = ["", "## Assumptions", "",
@@ -339,6 +353,32 @@ def _assumption_lines(result: CalibrationResult) -> list[str]:
              f"{f'{p.fund_target / oi:.2%}' if oi else 'n/a'} of it (real venues' funds hold roughly 1-5%).",
              "- Everything stated holds in the model's world; the benchmarks check the model against real history."]
     return lines
+
+
+def _data_dates(model: Mapping[str, Any]) -> str:
+    """", returns 2017-08-18 .. 2025-12-31" for a model whose data dates are recorded, else ""."""
+    dates = data_range({"m": model})["m"]
+    return f", returns {str(dates[0])[:10]} .. {str(dates[1])[:10]}" if isinstance(dates, list) and all(dates) else ""
+
+
+def _model_warnings(result: CalibrationResult) -> list[str]:
+    """The run's notes, and a warning when the models' data end well before the run: "today's"
+    volatility is then that day's."""
+    notes = list(result.notes)
+    lasts = [str(r[1]) for r in data_range(result.models).values() if isinstance(r, list) and r[1]]
+    if lasts and result.started:
+        import datetime
+
+        try:
+            last = max(datetime.date.fromisoformat(d[:10]) for d in lasts)
+            run = datetime.date.fromisoformat(result.started[:10])
+        except ValueError:
+            return notes
+        if (run - last).days > 7:
+            notes.append(f"the volatility models' data end on {last} ({(run - last).days} days before this run): "
+                         "the scenarios start from the volatility of that day, not of today; refit on current "
+                         "prices before acting on the figures")
+    return notes
 
 
 def _decision_lines(result: CalibrationResult) -> list[str]:
@@ -372,7 +412,7 @@ def _after_fund_lines(result: CalibrationResult) -> list[str]:
     if not after:
         return []
     wf = after["waterfall"]
-    layers = ", ".join(f"{_md(layer['name'])} {layer['size']:,.0f}" for layer in wf["layers"]) or "none"
+    layers = ", ".join(f"{_md(layer['name'])} {_money(layer['size'], result)}" for layer in wf["layers"]) or "none"
     lines = ["", "## After the fund", "", f"Ruin means {_md(after['ruin']['meaning'])}. Behind the fund: {layers}; then "
              f"auto-deleveraging of the winners' profits by the {_md(wf['allocation'])} rule (on the fit scenarios, "
              "stress scenarios excluded):", ""]
@@ -380,8 +420,8 @@ def _after_fund_lines(result: CalibrationResult) -> list[str]:
         lines += ["| allocation | P(fund needs help) | P(ADL) | expected ADL | ADL given ADL | expected overshoot | "
                   "largest haircut (mean) | median haircut (mean) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for rule, s in after["adl"].items():
-            lines.append(f"| {_md(rule)} | {s['p_need']:.2%} | {s['p_adl']:.2%} | {s['expected_adl']:,.0f} | "
-                         f"{s['adl_given_adl']:,.0f} | {s['expected_overshoot']:,.0f} | "
+            lines.append(f"| {_md(rule)} | {s['p_need']:.2%} | {s['p_adl']:.2%} | {_money(s['expected_adl'], result)} | "
+                         f"{_money(s['adl_given_adl'], result)} | {_money(s['expected_overshoot'], result)} | "
                          + (f"{s['largest_haircut_mean']:.0%} | {s['median_haircut_mean']:.1%} |" if s["p_adl"] else "- | - |"))
     topologies = after.get("topologies")
     if topologies:
@@ -390,9 +430,9 @@ def _after_fund_lines(result: CalibrationResult) -> list[str]:
                   "rates, exact-sample on the fit scenarios):", "", "| topology | funds | total | vs pooled |",
                   "|---|---|---:|---:|"]
         for name, t in topologies.items():
-            funds = "; ".join(f"{'+'.join(map(_md, g))} {f:,.0f}" for g, f in zip(t["groups"], t["funds"]))
+            funds = "; ".join(f"{'+'.join(map(_md, g))} {_money(f, result)}" for g, f in zip(t["groups"], t["funds"]))
             ratio = f"{t['total'] / pooled:.2f}x" if pooled > 0 else "n/a (pooled needs none)"
-            lines.append(f"| {_md(name)} | {funds} | {t['total']:,.0f} | {ratio} |")
+            lines.append(f"| {_md(name)} | {funds} | {_money(t['total'], result)} | {ratio} |")
     return lines
 
 
@@ -502,7 +542,7 @@ def write_plots(result: CalibrationResult, folder: Path) -> None:
         ax.plot(alphas, [p.fund_target for p in result.frontier], marker="s", color="tab:blue",
                 label=f"fund target (method {result.frontier[0].method})")
         low.plot(alphas, [p.objective for p in result.frontier], marker="o", color="tab:orange",
-                 label="capital cost (the problem's objective)")
+                 label="total cost (the objective)")
         for axes, value in ((ax, policy.fund_target), (low, policy.objective)):
             axes.plot([policy.alpha], [value], marker="*", ms=16, color="tab:red", ls="none", markeredgecolor="black",
                       label=f"the answer: {money(value)} at {alpha}", zorder=5)
@@ -514,7 +554,7 @@ def write_plots(result: CalibrationResult, folder: Path) -> None:
     else:
         ax.text(0.5, 0.5, "frontier not traced", ha="center", va="center", transform=ax.transAxes)
     ax.set(ylabel=f"fund target ({currency})")
-    low.set(xlabel=f"alpha: P(ruin over {horizon} days), log scale", ylabel=f"capital cost ({currency})")
+    low.set(xlabel=f"alpha: P(ruin over {horizon} days), log scale", ylabel=f"total cost ({currency})")
     _axes_money(ax, "y")
     _axes_money(low, "y")
     fig.savefig(folder / "frontier.png", dpi=_DPI)
