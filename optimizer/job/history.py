@@ -20,7 +20,7 @@ from typing import Any
 
 from fundguard.models.errors import FundguardError
 
-__all__ = ["HISTORY_COLUMNS", "HistoryError", "check_history", "record_run", "read_history"]
+__all__ = ["HISTORY_COLUMNS", "HistoryError", "check_history", "data_range", "record_run", "read_history"]
 
 #: Column -> SQLite type, in table order (money in currency units, probabilities as fractions).
 HISTORY_COLUMNS: dict[str, str] = {
