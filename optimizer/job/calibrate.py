@@ -515,22 +515,17 @@ class _RunScenarios:
         scen = cfg.scenarios
         clock = time.perf_counter()
         say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods")
-        count = _counter(say, "scenarios")
-        total = scen.n_scenarios + scen.certify_scenarios
+        count, total = _counter(say, "scenarios"), scen.n_scenarios + scen.certify_scenarios
 
-        def fit_done(done: int, _: int) -> None:
-            if count is not None:
-                count(done, total)
-
-        def certify_done(done: int, _: int) -> None:
-            if count is not None:
-                count(scen.n_scenarios + done, total)
+        def after(offset: int) -> Callable[[int, int], None] | None:
+            """One bar over both draws: the certificate set's counts follow the fit set's."""
+            return None if count is None else (lambda done, _: count(offset + done, total))
 
         paths = simulate_returns(models, scen.horizon, scen.n_scenarios, innovations=scen.innovations, seed=seeds.fit,
-                                 copula=copula_arg, chunk_size=scen.chunk_size, progress=fit_done)
+                                 copula=copula_arg, chunk_size=scen.chunk_size, progress=after(0))
         fresh = simulate_returns(models, scen.horizon, scen.certify_scenarios, innovations=scen.innovations,
                                  seed=seeds.certify, copula=copula_arg, chunk_size=scen.chunk_size,
-                                 progress=certify_done)
+                                 progress=after(scen.n_scenarios))
         checks = {"fit": check_paths(paths), "certify": check_paths(fresh)}
         timings["simulate"] = time.perf_counter() - clock
 
@@ -716,7 +711,7 @@ def _frontier(problem: PolicyProblem, scenarios: ScenarioSet, alphas: tuple[floa
     target on ``fresh`` (the run's certificate scenarios, scaled alike), never on a new draw."""
     try:
         part = problem.participation
-        options: dict[str, Any] = {} if progress is None or is_chunked(scenarios) else {"progress": progress}
+        options: dict[str, Any] = {} if progress is None else {"progress": progress}  # (frontier ignores it when chunked)
         if method == "certified":
             if fresh is None or is_chunked(fresh):
                 raise ValueError("method 'certified' needs fresh scenarios in memory")

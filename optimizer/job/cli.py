@@ -412,10 +412,9 @@ class _Progress:
     --progress, never with --quiet. With --verbose the steps go to the log instead (timestamped,
     one line each, also on a pipe) and no bar is drawn."""
 
-    def __init__(self, enabled: bool, verbose: bool = False, bars: bool | None = None) -> None:
+    def __init__(self, enabled: bool, verbose: bool = False) -> None:
         self.enabled = enabled and not verbose
         self.verbose = verbose
-        self.bars = self.enabled if bars is None else bars and self.enabled
         self.start = time.perf_counter()
         self.step = 0
         self._bar = None
@@ -432,7 +431,7 @@ class _Progress:
 
     def advance(self, done: int, total: int, unit: str = "it") -> None:
         """``done`` of ``total`` in the current step (may be called from worker threads)."""
-        if not self.bars or total <= 0:
+        if not self.enabled or total <= 0:
             return
         with self._lock:
             if self._bar is None or self._bar.total != total:
