@@ -275,8 +275,16 @@ class ScenarioSet:
                                 **fields)
 
     def random_part(self) -> ScenarioSet:
-        """Only the random (non-stress) scenarios, the ones probabilities are estimated on."""
-        return self.subset(~self.is_stress) if self.n_stress else self
+        """Only the random (non-stress) scenarios, the ones probabilities are estimated on.
+
+        A view, not a copy, when the stress scenarios come last (as :meth:`concat` of random and
+        stress sets leaves them): the random part is then the leading rows."""
+        if not self.n_stress:
+            return self
+        n_random = self.n_scenarios - self.n_stress
+        if not self.is_stress[:n_random].any():
+            return self.subset(slice(0, n_random))
+        return self.subset(~self.is_stress)
 
     def split(self, fraction: float, seed: int | np.random.SeedSequence | None = None) -> tuple[ScenarioSet, ScenarioSet]:
         """Randomly partition the scenarios into two disjoint sets.

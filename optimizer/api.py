@@ -98,12 +98,12 @@ def solve(
         inner = dataclasses.replace(problem, ruin=FLOOR)
         laid_out = rows(scenarios, rule)
         if problem.participation is not None:
-            policy = solve_with_participation(inner, laid_out, method, spec.run, **options)
+            policy = solve_with_participation(inner, laid_out, method, spec.run, fixed_rule=spec.fixed_rule, **options)
         else:
             policy = spec.run(inner, laid_out, **options)
         policy = _checked_under_rule(policy, problem, scenarios, laid_out)
     elif problem.participation is not None:
-        policy = solve_with_participation(problem, scenarios, method, spec.run, **options)
+        policy = solve_with_participation(problem, scenarios, method, spec.run, fixed_rule=spec.fixed_rule, **options)
     else:
         policy = spec.run(problem, scenarios, **options)
     if problem.expected_shortfall_max is not None or problem.shortfall_cvar_max is not None:

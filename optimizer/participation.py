@@ -245,8 +245,7 @@ def at_policy(policy: Any, scenarios: ScenarioSet) -> ScenarioSet:
 
 def mean_market_bases(scenarios: ScenarioSet) -> np.ndarray:
     """(J,) mean over random scenarios of each market's premium base over the horizon, ``E[B_j]``."""
-    random_part = scenarios.random_part()
-    return random_part.premium_base.sum(axis=1).mean(axis=0)
+    return _mean_horizon_total(scenarios.random_part().premium_base)
 
 
 def mean_market_losses(scenarios: ScenarioSet) -> np.ndarray:
@@ -254,10 +253,17 @@ def mean_market_losses(scenarios: ScenarioSet) -> np.ndarray:
     losses for a one-market set; zeros when per-market losses are absent)."""
     random_part = scenarios.random_part()
     if random_part.losses_by_market is not None:
-        return random_part.losses_by_market.sum(axis=1).mean(axis=0)
+        return _mean_horizon_total(random_part.losses_by_market)
     if random_part.n_markets == 1:
         return np.array([float(random_part.losses.sum(axis=1).mean())])
     return np.zeros(random_part.n_markets)
+
+
+def _mean_horizon_total(values: np.ndarray) -> np.ndarray:
+    """(J,) mean over scenarios of each market's total over the horizon of an (N, T, J) array: one
+    BLAS matrix-vector product (a strided ``sum(axis=1).mean(axis=0)`` is several times slower)."""
+    flat = values.reshape(-1, values.shape[-1])
+    return (np.ones(flat.shape[0]) @ flat) / values.shape[0]
 
 
 def at_fixed_rates(problem: Any, premium_rates: np.ndarray) -> Any:
@@ -289,12 +295,18 @@ def participation_cost(problem: Any, fund_target: float, premium_rates: np.ndarr
 
 
 def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, run: Callable[..., Any],
-                             **options: Any) -> Any:
+                             *, fixed_rule: Callable[..., Any] | None = None, **options: Any) -> Any:
     """The least-cost policy when the book answers the fees (module notes: the rate search).
 
     ``run(problem, scenarios, **options)`` is the method; it is called with every rate fixed on the
     scaled scenarios ``S(p)`` of each candidate. Returns the method's Policy at the best rates, its
     ``objective`` the full cost and its ``participation`` set.
+
+    ``fixed_rule(alpha, n, options) -> (FundRule, top) | None``: the method's fund target at fixed
+    rates as a rule on the ``top`` largest required funds (the method's ``fixed_rule``). Given, the
+    search reads each candidate's fund target from a screened working set
+    (:class:`~.fund.working.WorkingSet`) and runs the method once, at the rates found; the two fund
+    targets must agree, or the search is redone running the method at every candidate.
     """
     part: Participation = problem.participation
     n_markets = scenarios.n_markets
@@ -302,25 +314,92 @@ def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, 
     part.check_box(low, high)
     mean_base = mean_market_bases(scenarios)
     mean_loss = mean_market_losses(scenarios)
-    free = np.flatnonzero(high > low)
     started = time.perf_counter()
-    cache: dict[tuple[float, ...], tuple[float, Any]] = {}
+    screen = _working_set(problem, scenarios, part, fixed_rule, options, low, high)
 
-    def cost(rates: np.ndarray) -> tuple[float, Any]:
-        rates = np.clip(rates, low, high)
-        key = tuple(np.round(rates, 12))
-        if key in cache:
-            return cache[key]
+    def full(rates: np.ndarray) -> tuple[float, Any]:
         try:
             policy = run(at_fixed_rates(problem, rates), part.scaled(scenarios, rates, fund_only=True), **options)
         except FundguardError as exc:  # an infeasible corner is a point the search avoids
-            cache[key] = (math.inf, exc)
-            return cache[key]
-        value = participation_cost(problem, policy.fund_target, rates, mean_base, mean_loss)
-        cache[key] = (value, policy)
-        return cache[key]
+            return math.inf, exc
+        return participation_cost(problem, policy.fund_target, rates, mean_base, mean_loss), policy
 
-    # candidates: the box's corners (few markets), its centre, a Sobol sample
+    def screened(rates: np.ndarray) -> tuple[float, Any]:
+        fund = screen.fund(rates)
+        if problem.fund_max is not None and fund > problem.fund_max:
+            return math.inf, None
+        return participation_cost(problem, fund, rates, mean_base, mean_loss), fund
+
+    working: dict[str, Any] = {"scenarios": None}
+    if screen is not None:
+        cache = _rate_search(screened, low, high)
+        best = min(cache.values(), key=lambda entry: entry[0])[2]
+        value, policy = full(best)
+        expected = cache[_key(best)][1]
+        scale = max(abs(problem.floor), abs(expected) if expected is not None else 0.0, 1.0)
+        agrees = (not isinstance(policy, Exception) and expected is not None
+                  and abs(policy.fund_target - expected) <= 1e-9 * scale) or \
+                 (isinstance(policy, Exception) and expected is None)
+        working = {"scenarios": screen.size, "of": screen.n_random, "agrees": bool(agrees)}
+        evaluations = len(cache)
+        if not agrees:
+            screen = None
+    if screen is None:
+        cache = _rate_search(full, low, high)
+        best = min(cache.values(), key=lambda entry: entry[0])[2]
+        value, policy = cache[_key(best)][:2]
+        evaluations = len(cache) if working["scenarios"] is None else evaluations + len(cache)
+    if not math.isfinite(value):
+        raise policy  # every candidate failed: the method's own reason
+    details = dict(policy.details)
+    details["participation"] = {"evaluations": evaluations, "working_set": working,
+                                "shares": part.shares(best).tolist(),
+                                "fee_cost": part.fee_cost_value(best, mean_base, mean_loss)
+                                if part.fee_cost == "derived" else None,
+                                "search_seconds": time.perf_counter() - started}
+    return dataclasses.replace(policy, premium_rates=np.clip(best, low, high), objective=float(value),
+                               participation=part, details=details)
+
+
+def _key(rates: np.ndarray) -> tuple[float, ...]:
+    return tuple(np.round(rates, 12))
+
+
+def _working_set(problem: Any, scenarios: ScenarioSet, part: Participation, fixed_rule: Callable[..., Any] | None,
+                 options: dict[str, Any], low: np.ndarray, high: np.ndarray) -> Any:
+    """The screened working set of the method's fixed-rate rule, or None (no rule: full evaluations)."""
+    # imported here: fundguard.optimizer.fund imports the problem, which imports this module
+    from .fund.working import WorkingSet
+
+    if fixed_rule is None:
+        return None
+    n_random = scenarios.n_scenarios - scenarios.n_stress
+    made = fixed_rule(problem.alpha, n_random, options)
+    if made is None:
+        return None
+    rule, top = made
+    eps, _, reference = part.arrays(scenarios.n_markets)
+    return WorkingSet.build(scenarios, rule, top, problem.floor, eps, reference, low, high, problem.survive_stress)
+
+
+def _rate_search(evaluate: Callable[[np.ndarray], tuple[float, Any]], low: np.ndarray, high: np.ndarray
+                 ) -> dict[tuple[float, ...], tuple[float, Any, np.ndarray]]:
+    """Every point the search evaluated: ``{key: (cost, what evaluate returned, rates)}``.
+
+    The box's corners (few markets), its centre and a Sobol sample, then rounds of bounded
+    one-dimensional searches per market from the best few points (the fund target is an order
+    statistic of the scenarios, not convex in the rates: one start can stall)."""
+    free = np.flatnonzero(high > low)
+    cache: dict[tuple[float, ...], tuple[float, Any, np.ndarray]] = {}
+
+    def cost(rates: np.ndarray) -> float:
+        rates = np.clip(rates, low, high)
+        key = _key(rates)
+        if key not in cache:
+            value, found = evaluate(rates)
+            cache[key] = (value, found, rates)
+        return cache[key][0]
+
     candidates = [0.5 * (low + high), low.copy(), high.copy()]
     if 0 < free.size <= 4:
         for corner in range(2 ** free.size):
@@ -335,20 +414,17 @@ def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, 
             point = low.copy()
             point[free] = low[free] + row * (high[free] - low[free])
             candidates.append(point)
-    # rounds of bounded one-dimensional searches per market from the best few points (the fund
-    # target is an order statistic of the scenarios, not convex in the rates: one start can stall)
     span = high - low
-    starts = sorted(candidates, key=lambda r: cost(r)[0])[:_STARTS]
-    best = starts[0]
+    starts = sorted(candidates, key=cost)[:_STARTS]
     for start in starts:
         point = start.copy()
         for _ in range(_ROUNDS):
-            before = cost(point)[0]
+            before = cost(point)
             for j in free:
                 def along(x: float, j: int = j) -> float:
                     trial = point.copy()
                     trial[j] = x
-                    value = cost(trial)[0]
+                    value = cost(trial)
                     # an infeasible point costs more than any feasible one, but finitely: Brent's
                     # parabolic steps turn inf into nan (and a RuntimeWarning) otherwise
                     return value if math.isfinite(value) else 2.0 * _worst_finite(cache) + 1.0
@@ -356,26 +432,15 @@ def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, 
                                                  options={"xatol": 1e-4 * span[j], "maxiter": 40})
                 trial = point.copy()
                 trial[j] = float(found.x)
-                if cost(trial)[0] < cost(point)[0]:
+                if cost(trial) < cost(point):
                     point = trial
-            if not cost(point)[0] < before - 1e-9 * max(1.0, abs(before)):
+            if not cost(point) < before - 1e-9 * max(1.0, abs(before)):
                 break
-        if cost(point)[0] < cost(best)[0]:
-            best = point
-    value, policy = cost(best)
-    if not math.isfinite(value):
-        raise policy  # every candidate failed: the method's own reason
-    details = dict(policy.details)
-    details["participation"] = {"evaluations": len(cache), "shares": part.shares(best).tolist(),
-                                "fee_cost": part.fee_cost_value(best, mean_base, mean_loss)
-                                if part.fee_cost == "derived" else None,
-                                "search_seconds": time.perf_counter() - started}
-    return dataclasses.replace(policy, premium_rates=np.clip(best, low, high), objective=float(value),
-                               participation=part, details=details)
+    return cache
 
 
-def _worst_finite(cache: dict[tuple[float, ...], tuple[float, Any]]) -> float:
-    finite = [abs(v) for v, _ in cache.values() if math.isfinite(v)]
+def _worst_finite(cache: dict[tuple[float, ...], tuple[float, Any, np.ndarray]]) -> float:
+    finite = [abs(entry[0]) for entry in cache.values() if math.isfinite(entry[0])]
     return max(finite, default=1.0)
 
 

@@ -128,3 +128,77 @@ def test_the_frontier_with_participation_searches_the_rates_at_every_level():
     assert policies[0].fund_target >= policies[1].fund_target
     single = solve(dataclasses.replace(problem, alpha=0.05), scenarios, method="exact")
     assert policies[1].objective == pytest.approx(single.objective, rel=1e-9)
+
+
+# -- the screened working set of the rate search (issue 20) ------------------------------------
+
+
+def _with_stress(scenarios, shock=3e6):
+    n, horizon, _ = scenarios.premium_base.shape
+    by_market = np.zeros((1, horizon, 2))
+    by_market[0, 0] = shock
+    stress = ScenarioSet(losses=by_market.sum(axis=2), premium_base=np.zeros((1, horizon, 2)), markets=("A", "B"),
+                         losses_by_market=by_market, is_stress=np.ones(1, dtype=bool))
+    return ScenarioSet.concat([scenarios, stress])
+
+
+@pytest.mark.parametrize("method", ["exact", "cvar", "scenario"])
+@pytest.mark.parametrize("stress", [False, True])
+def test_the_working_set_gives_each_methods_fixed_rate_fund_target(method, stress):
+    """The screened fund target equals the method run on the whole scaled set S(p), anywhere in the box."""
+    from fundguard.optimizer.fund.working import WorkingSet
+    from fundguard.optimizer.methods import METHODS
+    from fundguard.optimizer.participation import at_fixed_rates
+
+    scenarios = _scenarios(n=4000, seed=3)
+    scenarios = ScenarioSet(losses=scenarios.losses, premium_base=scenarios.premium_base * 0.2,
+                            losses_by_market=scenarios.losses_by_market, markets=scenarios.markets)
+    if stress:
+        scenarios = _with_stress(scenarios, shock=2.5e6)
+    part = Participation(semi_elasticity=(3.0, 8.0), trading_revenue=(1e7, 5e6), reference_rates=(0.002, 0.006))
+    problem = PolicyProblem(alpha=0.02, cost_of_capital=0.01, premium_max=0.03, participation=part)
+    low, high = problem.rate_box(2)
+    eps, _, reference = part.arrays(2)
+    rule, top = METHODS[method].fixed_rule(problem.alpha, 4000, {})
+    screen = WorkingSet.build(scenarios, rule, top, problem.floor, eps, reference, low, high, True)
+    assert screen is not None and top <= screen.size < 4000 / 2  # it screens (the test means something)
+    rng = np.random.default_rng(7)
+    for rates in [low, high, *(low + rng.random((6, 2)) * (high - low))]:
+        whole = solve(at_fixed_rates(problem, rates), part.scaled(scenarios, rates), method=method)
+        assert screen.fund(rates) == pytest.approx(whole.fund_target, rel=1e-11, abs=1e-6)
+
+
+def test_a_bound_that_fails_to_screen_keeps_every_scenario():
+    """Identical scenarios: every bound ties, nothing is dropped, and the answers still agree."""
+    from fundguard.optimizer.fund import FundRule
+    from fundguard.optimizer.fund.working import WorkingSet
+
+    n, horizon = 50, 5
+    scenarios = ScenarioSet(losses=np.full((n, horizon), 2.0), premium_base=np.full((n, horizon, 1), 10.0),
+                            markets=("A",), losses_by_market=np.full((n, horizon, 1), 2.0))
+    rule = FundRule.quantile(0.1, n)
+    screen = WorkingSet.build(scenarios, rule, rule.allowed + 1, 0.0, np.array([2.0]), np.array([0.0]),
+                              np.array([0.0]), np.array([0.05]), True)
+    assert screen.size == n
+    # R(p) = T pi(p) (l - p b) with pi = 1 - 2 p
+    assert screen.fund(np.array([0.04])) == pytest.approx(horizon * (1 - 0.08) * (2.0 - 0.4))
+
+
+@pytest.mark.parametrize("method", ["exact", "cvar"])
+def test_the_screened_search_is_the_full_search(method):
+    """The search on the working set lands where running the method at every candidate lands."""
+    from fundguard.optimizer.methods import METHODS
+    from fundguard.optimizer.participation import solve_with_participation
+
+    scenarios = _with_stress(_scenarios(n=3000, seed=5), shock=2e6)
+    part = Participation.from_elasticity(scenarios.premium_base[:-1].sum(axis=1).mean(axis=0), [3e10, 2e10])
+    problem = PolicyProblem(alpha=0.02, cost_of_capital=0.01, premium_max=0.0125, participation=part)
+    run = METHODS[method].run
+    fast = solve_with_participation(problem, scenarios, method, run, fixed_rule=METHODS[method].fixed_rule)
+    slow = solve_with_participation(problem, scenarios, method, run)
+    working = fast.details["participation"]["working_set"]
+    assert working["agrees"] and working["scenarios"] < 3000 / 2
+    assert slow.details["participation"]["working_set"] == {"scenarios": None}
+    assert np.allclose(fast.premium_rates, slow.premium_rates, rtol=0, atol=1e-12)
+    assert fast.fund_target == pytest.approx(slow.fund_target, rel=1e-12)
+    assert fast.objective == pytest.approx(slow.objective, rel=1e-12)
