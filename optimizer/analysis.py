@@ -14,6 +14,7 @@ for the allocation's contributions) on top of the set itself.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from .fund.equation import (
     worst_net_flow,
     worst_weighted_flow,
 )
+from .fund.rule import FundRule
+from .fund.working import WorkingSet
 from .participation import at_policy, mean_market_losses, participation_cost
 from .policy import Policy
 from .problem import PolicyProblem
@@ -143,9 +146,29 @@ class _Yardstick:
                    allowed_ruins(problem.alpha, scenarios.n_random), mean_premium_base(scenarios),
                    mean_market_losses(scenarios))
 
+    @functools.cached_property
+    def screen(self) -> WorkingSet | None:
+        """The scenarios that can set the yardstick anywhere in the rate box (built on first use;
+        None where :class:`~.fund.working.WorkingSet` does not apply)."""
+        n_random = self.scenarios.n_random
+        if self.allowed >= n_random:
+            return None
+        part = self.problem.participation
+        n_markets = self.scenarios.n_markets
+        if part is None:
+            eps = reference = np.zeros(n_markets)
+        else:
+            eps, _, reference = part.arrays(n_markets)
+        low, high = self.problem.rate_box(n_markets)
+        return WorkingSet.build(self.scenarios, FundRule.quantile(self.problem.alpha, n_random), self.allowed + 1,
+                                self.problem.floor, eps, reference, low, high, self.problem.survive_stress)
+
     def fund_target(self, rates: np.ndarray) -> float:
         """``max(0, (k+1)-th largest R_s(p), largest stress R_s(p))``, ``R_s = floor - worst_s``
-        (on the scenarios scaled by the participation shares at ``rates`` when the problem has one)."""
+        (on the scenarios scaled by the participation shares at ``rates`` when the problem has one);
+        read from the screened working set (:attr:`screen`) where there is one."""
+        if self.screen is not None:
+            return self.screen.fund(rates)
         part = self.problem.participation
         losses, base, floor = self.scenarios.losses, self.scenarios.premium_base, self.problem.floor
         if part is None or self.scenarios.losses_by_market is None:

@@ -270,3 +270,28 @@ def test_a_binding_stress_scenario_is_what_the_allocation_splits():
     shares = euler_allocation(policy, scenarios)
     assert shares["A"] == pytest.approx(0.0, abs=1e-6) and shares["B"] == pytest.approx(5e7)
     assert shares.attrs["basis"].startswith("stress scenario")
+
+
+@pytest.mark.parametrize("participation", [False, True])
+def test_the_yardstick_on_its_working_set_is_the_whole_sample_order_statistic(participation):
+    """The near-optimal set reads fund targets from a screened working set (issue 20); at any
+    rates they are the (floor(alpha N) + 1)-th largest required fund over every scenario."""
+    from fundguard.optimizer import Participation
+    from fundguard.optimizer.analysis import _Yardstick
+    from fundguard.optimizer.fund import worst_net_flow
+
+    rng = np.random.default_rng(11)
+    n, horizon = 5000, 12
+    by_market = rng.pareto(2.5, (n, horizon, 2)) * 1e5 * (rng.random((n, horizon, 2)) < 0.2)
+    base = np.abs(rng.normal(1e6, 6e5, (n, horizon, 2)))
+    scenarios = ScenarioSet(losses=by_market.sum(axis=2), premium_base=base, markets=("A", "B"),
+                            losses_by_market=by_market if participation else None)
+    part = Participation(semi_elasticity=(3.0, 6.0), trading_revenue=(1e7, 5e6)) if participation else None
+    problem = PolicyProblem(alpha=0.01, cost_of_capital=0.02, premium_max=0.02, participation=part)
+    yardstick = _Yardstick.of(problem, scenarios)
+    assert yardstick.screen is not None and yardstick.screen.size < n / 4
+    for rates in rng.random((5, 2)) * 0.02:
+        book = scenarios if part is None else part.scaled(scenarios, rates)
+        required = -worst_net_flow(book.losses, book.premium_base, rates)
+        expected = max(0.0, float(np.sort(required)[-(int(0.01 * n) + 1)]))
+        assert yardstick.fund_target(rates) == pytest.approx(expected, rel=1e-11)

@@ -99,13 +99,15 @@ class WorkingSet:
         """One pass over ``scenarios``: the bounds, the working set, its cumulative arrays.
 
         ``top``: how many of the largest required funds the rule reads (K of the module notes).
-        None when the scenarios carry no per-market losses (and have more than one market), or
-        when the box's shares are not all positive: the caller then evaluates every point in full.
+        ``eps`` and ``reference`` (J,): the participation's semi-elasticities and reference rates
+        (zeros: no participation, the shares are 1). None when the shares differ by market and the
+        scenarios carry no per-market losses, on a ruin rule's rows, or when a share in the box is
+        not positive: the caller then evaluates every point in full.
         """
         n_markets = scenarios.n_markets
         by_market = scenarios.losses_by_market
         metadata = scenarios.metadata if isinstance(scenarios.metadata, Mapping) else {}
-        if (by_market is None and n_markets > 1) or RULE_ROWS in metadata:
+        if (by_market is None and n_markets > 1 and np.any(eps != 0.0)) or RULE_ROWS in metadata:
             return None  # a ruin rule's rows may have negative increments: the bounds need them >= 0
         share_min, share_max, paid_min, paid_max = _share_ranges(eps, reference, low, high)
         if not np.all(share_min > 0.0):
@@ -123,8 +125,8 @@ class WorkingSet:
         for start, stop in scenario_chunks(n_random, base.shape[1] * n_markets):
             rows = slice(start, stop) if random_index is None else random_index[start:stop]
             loss, paid = losses[rows], base[rows]
-            upper[start:stop] = -running_minimum(paid @ paid_min - loss @ share_max)
-            lower[start:stop] = -running_minimum(paid @ paid_max - loss @ share_min)
+            upper[start:stop] = -running_minimum(paid @ paid_min - loss @ share_max[:loss.shape[2]])
+            lower[start:stop] = -running_minimum(paid @ paid_max - loss @ share_min[:loss.shape[2]])
         theta = float(np.partition(lower, n_random - top)[n_random - top])
         index = np.flatnonzero(upper >= theta)
         rows = index if random_index is None else random_index[index]
@@ -132,7 +134,7 @@ class WorkingSet:
         if survive_stress and scenarios.n_stress:
             stress_loss, stress_base = _cumulative(scenarios, np.flatnonzero(scenarios.is_stress))
         else:
-            stress_loss = stress_base = np.zeros((0, base.shape[1], n_markets))
+            stress_loss, stress_base = np.zeros((0, base.shape[1], losses.shape[2])), np.zeros((0, base.shape[1], n_markets))
         return cls(rule, float(floor), eps, reference, index, n_random, cum_loss, cum_base, stress_loss, stress_base)
 
     @property
@@ -145,10 +147,12 @@ class WorkingSet:
         rates = np.asarray(rates, dtype=np.float64)
         shares = 1.0 - self.eps * (rates - self.reference)
         paid = shares * rates
-        need = self.floor + (self.cum_loss @ shares - self.cum_base @ paid).max(axis=1)
+        # pooled losses (one column) only when every share is the same: the first one
+        loss_shares = shares[:self.cum_loss.shape[2]]
+        need = self.floor + (self.cum_loss @ loss_shares - self.cum_base @ paid).max(axis=1)
         fund = max(0.0, self.rule.fund(need) if need.size else -math.inf)
         if self.stress_loss.shape[0]:
-            stress = self.floor + (self.stress_loss @ shares - self.stress_base @ paid).max(axis=1)
+            stress = self.floor + (self.stress_loss @ loss_shares - self.stress_base @ paid).max(axis=1)
             fund = max(fund, float(stress.max()))
         return fund
 
