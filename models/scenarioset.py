@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import ScenarioError
 
-__all__ = ["ScenarioSet", "split_positions", "PER_MARKET_FIELDS", "RULE_ROWS"]
+__all__ = ["ScenarioSet", "split_positions", "PER_MARKET_FIELDS", "RULE_ROWS", "STORE_DTYPES", "store_dtype"]
 
 _FORMAT_VERSION = 1
 
@@ -36,6 +36,9 @@ _SUM_RTOL = 1e-9
 #: Metadata key marking a ruin rule's rows (``fundguard.optimizer.ruin.rows``): cumulative rows laid
 #: out as increments that may be negative, so only finiteness is checked.
 RULE_ROWS = "ruin_rows"
+#: How a ScenarioSet may store its arrays (``ScenarioSet.dtype``).
+STORE_DTYPES = ("float64", "float32")
+_FLOAT_FIELDS = ("losses", "premium_base", *PER_MARKET_FIELDS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,12 +72,19 @@ class ScenarioSet:
         Mark-to-market profit in market ``j`` of the side the period's move favoured (the
         shorts on a fall, the longs on a rise): what auto-deleveraging could take from after
         the fund. Default None.
+    dtype : {"float64", "float32"}, default "float64"
+        How the arrays are stored. "float32" (opt-in) halves the memory and the bytes every pass
+        reads; every sum over periods, scenarios and markets is still taken in float64 (the fund
+        equation reads float32 figures, it does not compute in float32), so a fund target moves
+        by the rounding of the inputs only, about 1e-7 relative (tested below 1e-5; measured in
+        ``python -m benchmarks.scaling``). Losses and their per-market sum then agree within
+        ``4 J`` float32 ulps instead of 1e-9.
 
     Notes
     -----
     The fund in scenario s after period t is
     ``F[s, t] = F0 + sum_{u <= t} (sum_j p_j * B[s, u, j] - L[s, u])``; see docs/design.md.
-    Arrays are stored as float64 without copying when they already are.
+    Arrays are stored as float64 (or float32, ``dtype``) without copying when they already are.
     A ScenarioSet is a :class:`~fundguard.models.ScenarioStore` of one in-memory chunk
     (:meth:`map`, :meth:`stress_part`, ``n_random``, ``distributed`` False).
     Every entry must be finite and >= 0 (but for a ruin rule's rows, marked by the metadata key
@@ -82,7 +92,7 @@ class ScenarioSet:
     and the total over all scenarios (losses near 1e308 whose sums overflow would otherwise
     make an infinite fund target).
 
-    Memory (:attr:`nbytes`): ``8 N T (J + 1)`` bytes for losses and premium bases, plus
+    Memory (:attr:`nbytes`, float64; half with ``dtype="float32"``): ``8 N T (J + 1)`` bytes for losses and premium bases, plus
     ``8 N T J`` for each per-market field given (``8 N T (4 J + 1)`` with all three: 3.1 kB per
     scenario at T = 30, J = 3), plus N bytes of stress flags. Every operation (:meth:`subset`,
     :meth:`split`, :meth:`concat`, :meth:`stress_part`, :meth:`random_part`, :meth:`save` /
@@ -97,10 +107,13 @@ class ScenarioSet:
     losses_by_market: np.ndarray | None = None
     liquidated: np.ndarray | None = None
     winners: np.ndarray | None = None
+    dtype: str = "float64"
 
     def __post_init__(self) -> None:
-        losses = _real_array("losses", self.losses)
-        base = _real_array("premium_base", self.premium_base)
+        dtype = store_dtype(self.dtype)
+        object.__setattr__(self, "dtype", dtype)
+        losses = _real_array("losses", self.losses, dtype)
+        base = _real_array("premium_base", self.premium_base, dtype)
         markets = _validate_markets(self.markets)
         if losses.ndim != 2:
             raise ScenarioError(f"losses must be a 2-d (N, T) array, got shape {losses.shape}")
@@ -117,7 +130,7 @@ class ScenarioSet:
             value = getattr(self, name)
             if value is None:
                 continue
-            array = _real_array(name, value)
+            array = _real_array(name, value, dtype)
             if array.shape != base.shape:
                 raise ScenarioError(
                     f"{name} must have shape (N, T, J) = {base.shape} to match losses {losses.shape} and "
@@ -274,6 +287,17 @@ class ScenarioSet:
         return _checked_already(self, losses=losses, premium_base=self.premium_base * f, is_stress=self.is_stress,
                                 **fields)
 
+    def astype(self, dtype: str | np.dtype) -> ScenarioSet:
+        """The same set stored as ``dtype`` ("float64" or "float32"; itself when it already is).
+
+        float32 rounds every figure to about 7 significant digits (module notes, ``dtype``)."""
+        dtype = store_dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        return _checked_already(_with_dtype(self, dtype), losses=self.losses, premium_base=self.premium_base,
+                                is_stress=self.is_stress,
+                                **{name: getattr(self, name) for name in self.per_market_fields})
+
     def random_part(self) -> ScenarioSet:
         """Only the random (non-stress) scenarios, the ones probabilities are estimated on.
 
@@ -308,7 +332,7 @@ class ScenarioSet:
     def concat(sets: Sequence[ScenarioSet], metadata: Mapping[str, Any] | None = None) -> ScenarioSet:
         """Stack scenario sets with the same horizon and markets along the scenario axis.
 
-        The metadata of the first set is kept unless ``metadata`` is given. A per-market field
+        The metadata and the ``dtype`` of the first set are kept unless ``metadata`` is given. A per-market field
         (``losses_by_market``, ``liquidated``, ``winners``) is stacked when every set has it and
         is None otherwise (a set built from pooled losses only knows no split to stack).
         """
@@ -321,13 +345,20 @@ class ScenarioSet:
                 raise ScenarioError(f"sets[{i}] has markets {list(other.markets)}, expected {list(first.markets)}")
             if other.horizon != first.horizon:
                 raise ScenarioError(f"sets[{i}] has horizon {other.horizon}, expected {first.horizon}")
-        return ScenarioSet(
-            losses=np.concatenate([s.losses for s in sets]),
-            premium_base=np.concatenate([s.premium_base for s in sets]),
-            markets=first.markets,
+        for i, other in enumerate(sets):
+            if not isinstance(other, ScenarioSet):
+                raise ScenarioError(f"sets[{i}] is a {type(other).__name__}, not a ScenarioSet")
+        # every part is checked, and so is their stack: no second validation pass (each part was
+        # checked at its own dtype's tolerance, which a float64 re-check of float32 rows would not be)
+        like = _with_dtype(first, first.dtype)
+        if metadata is not None:
+            object.__setattr__(like, "metadata", dict(metadata))
+        return _checked_already(
+            like,
+            losses=np.concatenate([s.losses for s in sets], dtype=first.dtype),
+            premium_base=np.concatenate([s.premium_base for s in sets], dtype=first.dtype),
             is_stress=np.concatenate([s.is_stress for s in sets]),
-            metadata=first.metadata if metadata is None else metadata,
-            **{name: np.concatenate([getattr(s, name) for s in sets]) for name in PER_MARKET_FIELDS
+            **{name: np.concatenate([getattr(s, name) for s in sets], dtype=first.dtype) for name in PER_MARKET_FIELDS
                if all(getattr(s, name) is not None for s in sets)},
         )
 
@@ -369,7 +400,8 @@ class ScenarioSet:
             raise ScenarioError(f"{path}: not a fundguard ScenarioSet file ({exc})") from None
         if header.get("format_version") != _FORMAT_VERSION:
             raise ScenarioError(f"{path}: unsupported format_version {header.get('format_version')!r}")
-        return cls(markets=tuple(header["markets"]), metadata=header["metadata"], **arrays)
+        dtype = "float32" if arrays["losses"].dtype == np.float32 else "float64"
+        return cls(markets=tuple(header["markets"]), metadata=header["metadata"], dtype=dtype, **arrays)
 
 
 def _validate_markets(markets: Sequence[str]) -> tuple[str, ...]:
@@ -386,8 +418,19 @@ def _validate_markets(markets: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def _real_array(name: str, value: Any) -> np.ndarray:
-    """``value`` as float64 (no copy when it already is), or ScenarioError if it is not an array of real numbers.
+def store_dtype(value: Any) -> str:
+    """``"float64"`` or ``"float32"`` from a name or a numpy dtype, else one ScenarioError line."""
+    try:
+        name = np.dtype(value).name
+    except TypeError:
+        name = None
+    if name not in STORE_DTYPES:
+        raise ScenarioError(f"dtype must be one of {list(STORE_DTYPES)}, got {value!r}")
+    return name
+
+
+def _real_array(name: str, value: Any, dtype: str = "float64") -> np.ndarray:
+    """``value`` as ``dtype`` (no copy when it already is), or ScenarioError if it is not an array of real numbers.
 
     ``np.asarray(value, dtype=float64)`` would silently drop the imaginary part of complex
     input, parse strings and turn ``None`` into NaN; ragged input raises a bare ValueError.
@@ -400,7 +443,7 @@ def _real_array(name: str, value: Any) -> np.ndarray:
         ) from None
     kind = array.dtype.kind
     if kind in "iuf":
-        return np.asarray(array, dtype=np.float64)
+        return np.asarray(array, dtype=dtype)
     if kind == "c":
         raise ScenarioError(
             f"{name} must be real numbers, got complex dtype {array.dtype} (the imaginary part would be dropped)")
@@ -409,7 +452,7 @@ def _real_array(name: str, value: Any) -> np.ndarray:
             if isinstance(item, bool) or not isinstance(item, Real):
                 raise ScenarioError(f"{name} must be real numbers, got {type(item).__name__} {item!r} at {name}{list(where)}")
         # every entry a real number (a pandas object column of floats, Decimals): converting loses nothing
-        return np.asarray(array, dtype=np.float64)
+        return np.asarray(array, dtype=dtype)
     raise ScenarioError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
 
 
@@ -420,20 +463,34 @@ def _checked_already(like: ScenarioSet, **arrays: Any) -> ScenarioSet:
     values = {"markets": like.markets, "metadata": like.metadata, "losses_by_market": None, "liquidated": None,
               "winners": None, **arrays}
     for name, value in values.items():
+        if name in _FLOAT_FIELDS and value is not None:
+            value = np.asarray(value, dtype=like.dtype)  # a float64 product of a float32 set is stored back
         object.__setattr__(out, name, value)
+    object.__setattr__(out, "dtype", like.dtype)
     return out
+
+
+def _with_dtype(like: ScenarioSet, dtype: str) -> ScenarioSet:
+    """A shell with ``like``'s markets and metadata and ``dtype``, for :func:`_checked_already`."""
+    shell = object.__new__(ScenarioSet)
+    object.__setattr__(shell, "markets", like.markets)
+    object.__setattr__(shell, "metadata", like.metadata)
+    object.__setattr__(shell, "dtype", dtype)
+    return shell
 
 
 def _check_pooled_sum(losses: np.ndarray, by_market: np.ndarray, markets: tuple[str, ...]) -> None:
     """ScenarioError unless ``losses`` equals ``by_market`` summed over markets within ``_SUM_RTOL``."""
-    total = by_market.sum(axis=-1)
-    # both >= 0 and finite (checked before), so max(losses, total) bounds the rounding of either
-    apart = np.abs(losses - total) > _SUM_RTOL * np.maximum(losses, total)
+    total = by_market.sum(axis=-1, dtype=np.float64)
+    # both >= 0 and finite (checked before), so max(losses, total) bounds the rounding of either;
+    # float32 figures each carry half an ulp: J of them summed, 4 J ulps is ample
+    rtol = max(_SUM_RTOL, 4 * by_market.shape[-1] * float(np.finfo(by_market.dtype).eps))
+    apart = np.abs(losses - total) > rtol * np.maximum(losses, total)
     if apart.any():
         s, t = (int(i) for i in np.argwhere(apart)[0])
         split = ", ".join(f"{m} {float(v)!r}" for m, v in zip(markets, by_market[s, t]))
         raise ScenarioError(
-            f"losses must equal losses_by_market summed over markets (within a relative {_SUM_RTOL:g}); "
+            f"losses must equal losses_by_market summed over markets (within a relative {rtol:g}); "
             f"losses[{s}, {t}] = {float(losses[s, t])!r} but losses_by_market[{s}, {t}] sums to "
             f"{float(total[s, t])!r} ({split})")
 

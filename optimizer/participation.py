@@ -255,7 +255,7 @@ def mean_market_losses(scenarios: ScenarioSet) -> np.ndarray:
     if random_part.losses_by_market is not None:
         return _mean_horizon_total(random_part.losses_by_market)
     if random_part.n_markets == 1:
-        return np.array([float(random_part.losses.sum(axis=1).mean())])
+        return np.array([float(random_part.losses.sum(axis=1, dtype=np.float64).mean())])
     return np.zeros(random_part.n_markets)
 
 

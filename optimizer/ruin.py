@@ -181,7 +181,7 @@ def _increments(values: np.ndarray) -> np.ndarray:
 def _cumulative(flows: np.ndarray) -> np.ndarray:
     shape = (flows.shape[0], flows.shape[1] + 1) + flows.shape[2:]
     out = np.zeros(shape)
-    np.cumsum(flows, axis=1, out=out[:, 1:])
+    np.cumsum(flows, axis=1, dtype=np.float64, out=out[:, 1:])
     return out
 
 

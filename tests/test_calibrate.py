@@ -515,3 +515,14 @@ def test_certified_run_draws_its_own_fresh_scenarios_and_the_report_says_how(fit
     text = report.render_report(fitted)
     assert "What method certified promises: P(ruin) <= alpha" in text
     assert f"the fund target is set on {info['n_fresh']:,} fresh scenarios drawn from the run's model" in text
+
+
+def test_a_float32_store_moves_the_calibrated_fund_by_less_than_1e5(price_files, fitted):
+    """``[scenarios] dtype = "float32"`` (issue 20): the same run, half the scenario bytes."""
+    config = _config(price_files)
+    config["scenarios"]["dtype"] = "float32"
+    narrow = calibrate(config, frontier_alphas=(0.01, 0.05))
+    assert narrow.scenarios.dtype == "float32" and fitted.scenarios.dtype == "float64"
+    assert narrow.policy.fund_target == pytest.approx(fitted.policy.fund_target, rel=1e-5)
+    assert np.allclose(narrow.policy.premium_rates, fitted.policy.premium_rates, rtol=0, atol=1e-6)
+    assert narrow.certificate.ruins == fitted.certificate.ruins

@@ -104,9 +104,10 @@ def test_digest_depends_on_content_not_layout(config_dir):
         ('stress_dates = ["2020-03-12"]', 'stress_dates = ["March 12"]', 9, "stress_dates[0] must be a date"),
         ("shocks = [-0.3]", "shocks = [-1.5]", 10, "shocks[0] must be a non-zero simple return"),
         ('name = "ETH"', 'name = "BTC"', None, "repeated: ['BTC']"),
+        ("seed = 3", 'seed = 3\ndtype = "float16"', 9, "scenarios.dtype must be one of float64, float32"),
     ],
     ids=["missing", "unknown", "type", "negative-oi", "zero-oi", "alpha-0", "missing-file", "leverage", "mm", "shares",
-         "innovations", "spec", "method", "per-market", "date", "shock", "duplicate"],
+         "innovations", "spec", "method", "per-market", "date", "shock", "duplicate", "dtype"],
 )
 def test_bad_configs_name_key_and_line(config_dir, old, new, line, fragment):
     text = GOOD.format(prices="btc.csv")

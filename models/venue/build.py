@@ -12,7 +12,7 @@ import pandas as pd
 from ..errors import ScenarioError
 from ..parallel import in_threads
 from ..scenarios import ReturnPaths
-from ..scenarioset import ScenarioSet
+from ..scenarioset import ScenarioSet, store_dtype
 from . import registry
 from .book import VenueBook
 from .losses import VenueLosses
@@ -37,6 +37,7 @@ def build_scenarios(
     chunk_size: int | None = None,
     metadata: Mapping[str, Any] | None = None,
     threads: int | None = None,
+    dtype: str = "float64",
 ) -> ScenarioSet:
     """Fund losses and premium bases of a venue over simulated (or stress) return paths.
 
@@ -64,6 +65,10 @@ def build_scenarios(
         model from the calling thread only (use it for a loss model that is not safe to call
         from several threads: pure functions of their arrays, like the default, are). Does not
         change the result.
+    dtype : {"float64", "float32"}, default "float64"
+        How the set stores its arrays (:class:`~fundguard.models.ScenarioSet`'s ``dtype``): the
+        loss model computes in float64 chunk by chunk and its figures are stored as ``dtype``, so
+        "float32" never holds a float64 copy of the set.
 
     Returns
     -------
@@ -74,7 +79,7 @@ def build_scenarios(
         model's, when it returns a VenueLosses that gives them (for every market), else None;
         ``is_stress`` from the paths; ``metadata``: the paths' metadata, the venue and the loss
         model's name.
-        Memory: the returned arrays, ``8 N T (2 J + 1)`` bytes plus ``8 N T J`` for each of
+        Memory: the returned arrays, ``8 N T (2 J + 1)`` bytes (half for float32) plus ``8 N T J`` for each of
         ``liquidated`` and ``winners`` given, plus a few (chunk, T) temporaries.
 
     Raises
@@ -119,8 +124,9 @@ def build_scenarios(
     excursions = {name: getattr(paths, name, None) for name in accepted}
     excursions = {name: array for name, array in excursions.items() if array is not None}
 
-    losses = np.zeros((n, horizon))
-    premium_base = np.empty((n, horizon, len(venue.markets)))
+    dtype = store_dtype(dtype)
+    losses = np.zeros((n, horizon), dtype=dtype)
+    premium_base = np.empty((n, horizon, len(venue.markets)), dtype=dtype)
     losses_by_market = np.empty_like(premium_base)
     # liquidated / winners: allocated when a first call gives them; calls counted per market
     optional: dict[str, np.ndarray] = {}
@@ -183,7 +189,7 @@ def build_scenarios(
     if metadata:
         info.update(metadata)
     try:
-        return ScenarioSet(losses=losses, premium_base=premium_base, markets=venue.names,
+        return ScenarioSet(losses=losses, premium_base=premium_base, markets=venue.names, dtype=dtype,
                            is_stress=paths.is_stress, metadata=info, losses_by_market=losses_by_market, **optional)
     except ScenarioError as exc:
         raise ScenarioError(f"loss model {model_name!r}: {exc}") from None

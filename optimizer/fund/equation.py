@@ -216,7 +216,7 @@ def corner_pass(
         total += np.ones(flat.shape[0]) @ flat
         # the largest cumulative loss: the horizon's total for losses >= 0, the largest row of a
         # ruin rule's rows (optimizer.ruin)
-        largest_loss = max(largest_loss, float(np.cumsum(losses[start:stop], axis=1).max()))
+        largest_loss = max(largest_loss, float(np.cumsum(losses[start:stop], axis=1, dtype=np.float64).max()))
         # rates far above one can overflow p . B: the caller names the scenario (_check_finite_corners)
         with np.errstate(over="ignore", invalid="ignore"):
             if low_is_zero:

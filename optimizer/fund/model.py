@@ -431,8 +431,8 @@ class FundModel:
     def _scaled_rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``required0`` (K, T) and ``relief`` (K, T, Jf) of the random scenarios ``index``."""
         rows = index if self.random_index is None else self.random_index[index]
-        cum_losses = np.cumsum(self.source.losses[rows], axis=1)
-        cum_base = np.cumsum(self.source.premium_base[rows], axis=1)
+        cum_losses = np.cumsum(self.source.losses[rows], axis=1, dtype=np.float64)
+        cum_base = np.cumsum(self.source.premium_base[rows], axis=1, dtype=np.float64)
         required0 = cum_losses - cum_base @ self.rate_low
         required0 /= self.money_scale
         relief = cum_base[..., self.free]
@@ -581,7 +581,7 @@ def _check_representable(problem: PolicyProblem, largest_loss: float, objective_
 def _largest_loss(losses: np.ndarray) -> float:
     """``max_{s, t} sum_{u <= t} L[s, u]`` (0 for no scenario): the horizon's total for losses >= 0,
     the largest row for a ruin rule's rows (:func:`fundguard.optimizer.ruin.rows`)."""
-    return float(np.cumsum(losses, axis=1).max()) if losses.shape[0] else 0.0
+    return float(np.cumsum(losses, axis=1, dtype=np.float64).max()) if losses.shape[0] else 0.0
 
 
 def _largest_flow(scenarios: ScenarioSet, rates: np.ndarray) -> float:
@@ -590,15 +590,16 @@ def _largest_flow(scenarios: ScenarioSet, rates: np.ndarray) -> float:
     largest = 0.0
     for start, stop in scenario_chunks(n, horizon * n_markets):
         # magnitudes: a ruin rule's rows (optimizer.ruin) have increments of either sign
-        flows = np.abs(scenarios.premium_base[start:stop]).sum(axis=1) @ np.abs(rates) \
-            + np.abs(scenarios.losses[start:stop]).sum(axis=1)
+        flows = np.abs(scenarios.premium_base[start:stop]).sum(axis=1, dtype=np.float64) @ np.abs(rates) \
+            + np.abs(scenarios.losses[start:stop]).sum(axis=1, dtype=np.float64)
         largest = max(largest, float(flows.max()))
     return largest
 
 
 def _cumulative(scenarios: ScenarioSet) -> tuple[np.ndarray, np.ndarray]:
     """``cumsum_t L`` (N, T) and ``cumsum_t B`` (N, T, J)."""
-    return np.cumsum(scenarios.losses, axis=1), np.cumsum(scenarios.premium_base, axis=1)
+    return (np.cumsum(scenarios.losses, axis=1, dtype=np.float64),
+            np.cumsum(scenarios.premium_base, axis=1, dtype=np.float64))
 
 
 def _max_affine(required0: np.ndarray, relief: np.ndarray, u: np.ndarray) -> np.ndarray:

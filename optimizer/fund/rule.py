@@ -188,7 +188,7 @@ def _rounding_margin(
         return fund
     source = model.stress if stress else model.source
     rows = near if index is None else index[near]
-    flows = source.premium_base[rows].sum(axis=1) @ rates + source.losses[rows].sum(axis=1)
+    flows = source.premium_base[rows].sum(axis=1, dtype=np.float64) @ rates + source.losses[rows].sum(axis=1, dtype=np.float64)
     horizon, n_markets = source.horizon, rates.size
     margin = _MARGIN_ULPS * (n_markets + 1) * horizon * np.finfo(np.float64).eps * flows
     return max(fund, float((floor - worst[near] + margin).max()))

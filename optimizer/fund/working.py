@@ -164,4 +164,4 @@ def _cumulative(scenarios: ScenarioSet, rows: slice | np.ndarray) -> tuple[np.nd
         loss = scenarios.losses_by_market[rows]
     else:
         loss = scenarios.losses[rows][:, :, None]
-    return np.cumsum(loss, axis=1), np.cumsum(scenarios.premium_base[rows], axis=1)
+    return np.cumsum(loss, axis=1, dtype=np.float64), np.cumsum(scenarios.premium_base[rows], axis=1, dtype=np.float64)

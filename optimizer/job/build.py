@@ -184,7 +184,7 @@ def stress_scenarios(cfg: CalibrationConfig, models: Mapping[str, VolModel], boo
     paths = stress_paths(models, scen.horizon, dates=windows, scale_to_today=scen.stress_scale == "volatility",
                          shocks=list(scen.shocks))
     model = loss_model_of(cfg) if loss_model is None else loss_model
-    return build_scenarios(paths, book, loss_model=model), tuple(paths.labels or ())
+    return build_scenarios(paths, book, loss_model=model, dtype=cfg.scenarios.dtype), tuple(paths.labels or ())
 
 
 def _window_end(models: Mapping[str, VolModel], start: str, window: int) -> Any:

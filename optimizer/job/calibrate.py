@@ -532,8 +532,8 @@ class _RunScenarios:
         clock = time.perf_counter()
         say("building venue losses")
         losses_of = loss_model_of(cfg)
-        random_set = build_scenarios(paths, book, loss_model=losses_of)
-        certify_set = build_scenarios(fresh, book, loss_model=losses_of)
+        random_set = build_scenarios(paths, book, loss_model=losses_of, dtype=scen.dtype)
+        certify_set = build_scenarios(fresh, book, loss_model=losses_of, dtype=scen.dtype)
         scenarios = random_set if stress_set is None else ScenarioSet.concat([random_set, stress_set])
         market_losses = random_set.losses_by_market.sum(axis=1)  # (N, J): each market's horizon loss
         # The return paths are spent: free them before the solver's working set is allocated
@@ -552,7 +552,7 @@ class _RunScenarios:
             paths = simulate_returns(models, scen.horizon, n, innovations=scen.innovations, seed=child,
                                      copula=copula_arg, chunk_size=scen.chunk_size, progress=_counter(say, "scenarios"))
             checks["method fresh"] = check_paths(paths)
-            drawn = build_scenarios(paths, book, loss_model=losses_of)
+            drawn = build_scenarios(paths, book, loss_model=losses_of, dtype=scen.dtype)
             timings["method fresh"] = time.perf_counter() - clock
             return drawn
 
@@ -567,6 +567,9 @@ class _RunScenarios:
         from them (O(N), never the (N, T, J) arrays) with the first 20,000 random scenarios for the plots."""
         scen = cfg.scenarios
         chunk_size = cfg.compute.chunk_size
+        if scen.dtype != "float64":
+            say(f"scenarios.dtype = {scen.dtype!r} applies to in-memory runs: the Dask workers store their chunks as "
+                "float64")
         clock = time.perf_counter()
         say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods "
             "and building venue losses on the Dask workers")

@@ -10,7 +10,7 @@ Layout (every section optional except ``[[markets]]``; see the README for an ann
 
     [volatility]   spec, lookback
     [scenarios]    n_scenarios, horizon, innovations, seed, chunk_size, stress_dates,
-                   stress_window, stress_scale, shocks, certify_scenarios
+                   stress_window, stress_scale, shocks, certify_scenarios, dtype
     [problem]      alpha, cost_of_capital, premium_weight, premium_min, premium_max, fund_max,
                    floor, rate_change_penalty, method, confidence, participation_elasticity,
                    trader_weight
@@ -37,6 +37,7 @@ from typing import Any
 
 from fundguard.models import VolSpec
 from fundguard.models.errors import ConfigError, FundguardError, SpecificationError
+from fundguard.models.scenarioset import STORE_DTYPES
 from fundguard.models.venue import LOSS_MODELS, MAX_OI_PER_ADV
 from fundguard.models.venue import loss_model as named_loss_model
 
@@ -131,7 +132,9 @@ class ScenarioConfig:
     generation chunk (None: automatic), ``stress_dates`` historical dates whose following
     ``stress_window`` periods are replayed (scaled to today's volatility when
     ``stress_scale="volatility"``), ``shocks`` instantaneous moves (e.g. -0.3 for -30%) applied to
-    every market, ``certify_scenarios`` fresh scenarios for the out-of-sample certificate.
+    every market, ``certify_scenarios`` fresh scenarios for the out-of-sample certificate,
+    ``dtype`` how the scenario sets are stored ("float32" halves their memory; sums stay in
+    float64: ``fundguard.models.ScenarioSet``).
     """
 
     n_scenarios: int = 20_000
@@ -144,6 +147,7 @@ class ScenarioConfig:
     stress_scale: str = "none"
     shocks: tuple[float, ...] = ()
     certify_scenarios: int = 100_000
+    dtype: str = "float64"
 
 
 @dataclass(frozen=True)
@@ -282,6 +286,7 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None, text: st
         "stress_scale": (str, _one_of(STRESS_SCALES)),
         "shocks": (list, _shocks),
         "certify_scenarios": (int, _at_least(100)),
+        "dtype": (str, _one_of(STORE_DTYPES)),
     })
     prob = ctx.section(raw, "problem", {
         "alpha": (float, _open_interval(0.0, 1.0)),

@@ -66,7 +66,7 @@ def decision_sensitivities(cfg: CalibrationConfig, models: Mapping[str, Any], co
     def scenarios_for(models_: Mapping[str, Any], book_: VenueBook, horizon: int, model: Any) -> ScenarioSet:
         paths = simulate_returns(models_, horizon, n, innovations=scen.innovations, seed=seed, copula=copula_arg,
                                  chunk_size=scen.chunk_size)
-        random_set = build_scenarios(paths, book_, loss_model=model)
+        random_set = build_scenarios(paths, book_, loss_model=model, dtype=cfg.scenarios.dtype)
         stress_set, _ = stress_scenarios(dataclasses.replace(cfg, scenarios=dataclasses.replace(scen, horizon=horizon)),
                                          models_, book_, loss_model=model)
         return random_set if stress_set is None else ScenarioSet.concat([random_set, stress_set])
