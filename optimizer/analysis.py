@@ -37,8 +37,8 @@ from .fund.equation import (
     worst_net_flow,
     worst_weighted_flow,
 )
-from .fund.rule import FundRule
 from .fund.working import WorkingSet
+from .methods.registry import METHODS
 from .participation import at_policy, mean_market_losses, participation_cost
 from .policy import Policy
 from .problem import PolicyProblem
@@ -150,18 +150,7 @@ class _Yardstick:
     def screen(self) -> WorkingSet | None:
         """The scenarios that can set the yardstick anywhere in the rate box (built on first use;
         None where :class:`~.fund.working.WorkingSet` does not apply)."""
-        n_random = self.scenarios.n_random
-        if self.allowed >= n_random:
-            return None
-        part = self.problem.participation
-        n_markets = self.scenarios.n_markets
-        if part is None:
-            eps = reference = np.zeros(n_markets)
-        else:
-            eps, _, reference = part.arrays(n_markets)
-        low, high = self.problem.rate_box(n_markets)
-        return WorkingSet.build(self.scenarios, FundRule.quantile(self.problem.alpha, n_random), self.allowed + 1,
-                                self.problem.floor, eps, reference, low, high, self.problem.survive_stress)
+        return WorkingSet.for_problem(self.problem, self.scenarios, METHODS["exact"].fixed_rule, {})
 
     def fund_target(self, rates: np.ndarray) -> float:
         """``max(0, (k+1)-th largest R_s(p), largest stress R_s(p))``, ``R_s = floor - worst_s``

@@ -26,6 +26,7 @@ from .certificates import certify, count_ruins
 from .distributed import frontier_chunked, solve_chunked
 from .fund import count_ruined, is_chunked, sample_cvar, worst_net_flow
 from .methods import METHODS, Method, level_solver
+from .fund.working import WorkingSet
 from .participation import solve_with_participation
 from .policy import Frontier, Policy
 from .problem import PolicyProblem
@@ -98,12 +99,16 @@ def solve(
         inner = dataclasses.replace(problem, ruin=FLOOR)
         laid_out = rows(scenarios, rule)
         if problem.participation is not None:
-            policy = solve_with_participation(inner, laid_out, method, spec.run, fixed_rule=spec.fixed_rule, **options)
+            policy = solve_with_participation(inner, laid_out, method, spec.run,
+                                              screen=WorkingSet.for_problem(inner, laid_out, spec.fixed_rule, options),
+                                              **options)
         else:
             policy = spec.run(inner, laid_out, **options)
         policy = _checked_under_rule(policy, problem, scenarios, laid_out)
     elif problem.participation is not None:
-        policy = solve_with_participation(problem, scenarios, method, spec.run, fixed_rule=spec.fixed_rule, **options)
+        policy = solve_with_participation(problem, scenarios, method, spec.run,
+                                          screen=WorkingSet.for_problem(problem, scenarios, spec.fixed_rule, options),
+                                          **options)
     else:
         policy = spec.run(problem, scenarios, **options)
     if problem.expected_shortfall_max is not None or problem.shortfall_cvar_max is not None:

@@ -295,18 +295,17 @@ def participation_cost(problem: Any, fund_target: float, premium_rates: np.ndarr
 
 
 def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, run: Callable[..., Any],
-                             *, fixed_rule: Callable[..., Any] | None = None, **options: Any) -> Any:
+                             *, screen: Any = None, **options: Any) -> Any:
     """The least-cost policy when the book answers the fees (module notes: the rate search).
 
     ``run(problem, scenarios, **options)`` is the method; it is called with every rate fixed on the
     scaled scenarios ``S(p)`` of each candidate. Returns the method's Policy at the best rates, its
     ``objective`` the full cost and its ``participation`` set.
 
-    ``fixed_rule(alpha, n, options) -> (FundRule, top) | None``: the method's fund target at fixed
-    rates as a rule on the ``top`` largest required funds (the method's ``fixed_rule``). Given, the
-    search reads each candidate's fund target from a screened working set
-    (:class:`~.fund.working.WorkingSet`) and runs the method once, at the rates found; the two fund
-    targets must agree, or the search is redone running the method at every candidate.
+    ``screen``: a :class:`~.fund.working.WorkingSet` of the method's fixed-rate rule on these
+    scenarios and this rate box (:meth:`~.fund.working.WorkingSet.for_problem`). Given, the search
+    reads each candidate's fund target from it and runs the method once, at the rates found; the
+    two fund targets must agree, or the search is redone running the method at every candidate.
     """
     part: Participation = problem.participation
     n_markets = scenarios.n_markets
@@ -315,7 +314,6 @@ def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, 
     mean_base = mean_market_bases(scenarios)
     mean_loss = mean_market_losses(scenarios)
     started = time.perf_counter()
-    screen = _working_set(problem, scenarios, part, fixed_rule, options, low, high)
 
     def full(rates: np.ndarray) -> tuple[float, Any]:
         try:
@@ -363,23 +361,6 @@ def solve_with_participation(problem: Any, scenarios: ScenarioSet, method: str, 
 
 def _key(rates: np.ndarray) -> tuple[float, ...]:
     return tuple(np.round(rates, 12))
-
-
-def _working_set(problem: Any, scenarios: ScenarioSet, part: Participation, fixed_rule: Callable[..., Any] | None,
-                 options: dict[str, Any], low: np.ndarray, high: np.ndarray) -> Any:
-    """The screened working set of the method's fixed-rate rule, or None (no rule: full evaluations)."""
-    # imported here: fundguard.optimizer.fund imports the problem, which imports this module
-    from .fund.working import WorkingSet
-
-    if fixed_rule is None:
-        return None
-    n_random = scenarios.n_scenarios - scenarios.n_stress
-    made = fixed_rule(problem.alpha, n_random, options)
-    if made is None:
-        return None
-    rule, top = made
-    eps, _, reference = part.arrays(scenarios.n_markets)
-    return WorkingSet.build(scenarios, rule, top, problem.floor, eps, reference, low, high, problem.survive_stress)
 
 
 def _rate_search(evaluate: Callable[[np.ndarray], tuple[float, Any]], low: np.ndarray, high: np.ndarray

@@ -103,6 +103,7 @@ LAYERS = [
     ["optimizer.fund.equation"],
     ["optimizer.fund.model"],
     ["optimizer.fund.rule", "optimizer.fund.chunked"],
+    ["optimizer.fund.working"],
     ["optimizer.fund"],
     ["optimizer.methods.shared"],
     ["optimizer.methods.cvar", "optimizer.methods.scenario"],

@@ -187,6 +187,7 @@ def test_a_bound_that_fails_to_screen_keeps_every_scenario():
 @pytest.mark.parametrize("method", ["exact", "cvar"])
 def test_the_screened_search_is_the_full_search(method):
     """The search on the working set lands where running the method at every candidate lands."""
+    from fundguard.optimizer.fund.working import WorkingSet
     from fundguard.optimizer.methods import METHODS
     from fundguard.optimizer.participation import solve_with_participation
 
@@ -194,7 +195,8 @@ def test_the_screened_search_is_the_full_search(method):
     part = Participation.from_elasticity(scenarios.premium_base[:-1].sum(axis=1).mean(axis=0), [3e10, 2e10])
     problem = PolicyProblem(alpha=0.02, cost_of_capital=0.01, premium_max=0.0125, participation=part)
     run = METHODS[method].run
-    fast = solve_with_participation(problem, scenarios, method, run, fixed_rule=METHODS[method].fixed_rule)
+    screen = WorkingSet.for_problem(problem, scenarios, METHODS[method].fixed_rule, {})
+    fast = solve_with_participation(problem, scenarios, method, run, screen=screen)
     slow = solve_with_participation(problem, scenarios, method, run)
     working = fast.details["participation"]["working_set"]
     assert working["agrees"] and working["scenarios"] < 3000 / 2

@@ -28,8 +28,9 @@ at the rates found, and the search checks that the two fund targets agree.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -92,6 +93,27 @@ class WorkingSet:
     cum_base: np.ndarray
     stress_loss: np.ndarray
     stress_base: np.ndarray
+
+    @classmethod
+    def for_problem(cls, problem: Any, scenarios: ScenarioSet, fixed_rule: Callable[..., Any] | None,
+                    options: Mapping[str, Any]) -> WorkingSet | None:
+        """The working set of a method's fixed-rate rule (its ``fixed_rule(alpha, n, options)``,
+        :class:`~fundguard.optimizer.methods.Method`) over ``problem``'s rate box, with its
+        participation's shares (none: shares 1); None where there is no rule or it does not apply."""
+        if fixed_rule is None:
+            return None
+        made = fixed_rule(problem.alpha, scenarios.n_scenarios - scenarios.n_stress, dict(options))
+        if made is None:
+            return None
+        rule, top = made
+        n_markets = scenarios.n_markets
+        part = problem.participation
+        if part is None:
+            eps = reference = np.zeros(n_markets)
+        else:
+            eps, _, reference = part.arrays(n_markets)
+        low, high = problem.rate_box(n_markets)
+        return cls.build(scenarios, rule, top, problem.floor, eps, reference, low, high, problem.survive_stress)
 
     @classmethod
     def build(cls, scenarios: ScenarioSet, rule: FundRule, top: int, floor: float, eps: np.ndarray,
