@@ -7,9 +7,12 @@ Run from the repository root (needs ``pip install -e ".[dask]"``)::
 
 Writes ``benchmarks/results/dask_scaling.md`` and ``.json`` (``dask_scaling_quick.*`` with
 ``--quick``). The scenario world is the scaling benchmark's (``benchmarks.scaling``: GJR-GARCH-t
-models of BTC, ETH and SOL, a t copula, T = 30 days, the same venue and its "preset" problem), so
-the in-memory timings of ``scaling.md`` are the single-process reference. For each N, on a
-``LocalCluster`` of ``--workers`` processes (one thread each):
+models of BTC, ETH and SOL, a t copula, T = 30 days, the same venue and its "preset" problem)
+under the default loss model, the stateful book (issue 20: re-done on the new model; before it the
+liquidation-gap model). The chunks keep only what the fund equation reads (losses, premium bases,
+per-market losses), stored as float32 (``--dtype float64`` for the full width): 10^7 scenarios of
+the stateful book with every field in float64 are 31 GB, more than this 24 GB machine. For each
+N, on a ``LocalCluster`` of ``--workers`` processes (one thread each):
 
 * generation: simulate and build venue losses chunk by chunk on the workers, kept there
   (``chunked_scenarios(..., persist=True)``) or, with ``--regenerate``, regenerated per pass;
@@ -48,7 +51,7 @@ def _peak_kib() -> int:
     return 0
 
 
-def run_size(n: int, seed: int, workers: int, persist: bool) -> dict[str, Any]:
+def run_size(n: int, seed: int, workers: int, persist: bool, dtype: str = "float32") -> dict[str, Any]:
     """One N on a fresh LocalCluster: timings, policies, peak memory per worker."""
     import distributed
 
@@ -58,17 +61,19 @@ def run_size(n: int, seed: int, workers: int, persist: bool) -> dict[str, Any]:
     copula = Copula("t", np.array(CORRELATION), 4.0, MARKETS)
     venue = VenueBook([Market(m, open_interest=oi, daily_volume=adv) for m, (oi, adv) in VENUE.items()])
     problem = PolicyProblem(**PROBLEMS["preset"])
-    out: dict[str, Any] = {"n": n, "workers": workers, "persist": persist}
+    out: dict[str, Any] = {"n": n, "workers": workers, "persist": persist, "dtype": dtype, "loss_model": "stateful_book"}
     with local_client(workers) as client:
         start = time.perf_counter()
         plan = plan_simulation(volatility_models(), HORIZON, n, seed=seed, copula=copula)
-        chunked = chunked_scenarios(plan, venue, client, persist=persist)
+        chunked = chunked_scenarios(plan, venue, client, persist=persist, loss_model="stateful_book", dtype=dtype,
+                                    fund_only=True)
         if persist:
             distributed.wait(list(chunked.parts))
         out["generate_seconds"] = time.perf_counter() - start
         out["chunks"] = chunked.n_chunks
         out["chunk_scenarios"] = chunked.rows(0)[1] - chunked.rows(0)[0]
-        out["data_gb"] = n * HORIZON * (len(MARKETS) + 1) * 8 / 1e9
+        # losses, premium bases and per-market losses: N T (2 J + 1) figures
+        out["data_gb"] = n * HORIZON * (2 * len(MARKETS) + 1) * np.dtype(dtype).itemsize / 1e9
         for method in ("cvar", "exact"):
             start = time.perf_counter()
             policy = solve(problem, chunked, method)
@@ -110,7 +115,9 @@ def markdown(results: dict[str, Any], prov: _common.Provenance) -> str:
         "",
         f"LocalCluster of {results['workers']} worker processes (one thread each) on the machine above, with "
         "other work running beside it (timings are noisy). World: `benchmarks.scaling` (GJR-GARCH-t BTC/ETH/SOL, "
-        "t copula, T = 30 days, J = 3), problem \"preset\" (alpha = 1%). Generation = simulation + venue losses on "
+        "t copula, T = 30 days, J = 3) under the stateful book (the default loss model), problem \"preset\" "
+        f"(alpha = 1%); chunks stored as {results.get('dtype', 'float64')} with the fund's fields only (losses, "
+        "premium bases, per-market losses). Generation = simulation + venue losses on "
         "the workers; a solve = two passes over the chunks (corners + sketch, tail), the engine on the tail on the "
         "client, and a distributed ruin re-count; certify = one ruin-count pass.",
         "",
@@ -121,7 +128,8 @@ def markdown(results: dict[str, Any], prov: _common.Provenance) -> str:
         _common.markdown_table(["N", "method", "status", "objective", "fund target", "rates", "in-sample ruin"],
                                policy_rows, "lllrrll"),
         "",
-        "Memory. `data GB` is the losses and premium bases (N T (J + 1) float64). With chunks kept in memory each "
+        "Memory. `data GB` is the losses, premium bases and per-market losses (N T (2 J + 1) figures of the stored "
+        "dtype). With chunks kept in memory each "
         "worker holds its share of that plus a chunk's generation buffers; the client holds only the tail (the "
         "scenarios that can bind, a few times alpha N) and per-chunk summaries. `--regenerate` keeps nothing on the "
         "workers and regenerates each chunk from the plan in every pass (the same bits), for sets larger than the "
@@ -171,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli = _common.parser("python -m benchmarks.dask_scaling", __doc__.splitlines()[0], seed=SEED, data=False)
     cli.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
     cli.add_argument("--regenerate", action="store_true", help="regenerate chunks per pass instead of keeping them")
+    cli.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="how chunks store figures")
     args = cli.parse_args(argv)
     try:
         import distributed  # noqa: F401
@@ -178,10 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _common.fail('benchmarks.dask_scaling needs dask.distributed: pip install -e ".[dask]"')
     prov = _common.provenance("benchmarks.dask_scaling", argv, args.seed)
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
-    results: dict[str, Any] = {"workers": args.workers, "seed": args.seed, "command": prov.command,
+    results: dict[str, Any] = {"workers": args.workers, "seed": args.seed, "command": prov.command, "dtype": args.dtype,
                                "machine": prov.machine, "date": prov.date, "code": prov.code, "sizes": []}
     for n in sizes:
-        results["sizes"].append(run_size(n, args.seed, args.workers, persist=not args.regenerate))
+        results["sizes"].append(run_size(n, args.seed, args.workers, persist=not args.regenerate, dtype=args.dtype))
     name = "dask_scaling_quick" if args.quick else "dask_scaling"
     _common.write_text(args.out / f"{name}.json", json.dumps(results, indent=2) + "\n")
     _common.write_text(args.out / f"{name}.md", markdown(results, prov))

@@ -399,12 +399,16 @@ def run(quick: bool, out: Path) -> dict[str, Any]:
                 plain.append(result)
                 if "error" in result:
                     break  # past practical: larger sizes would only take longer
+    from .scaling_stages import run_stages
+
+    stages = run_stages(quick, SEED, _say)
     results = {
         "command": "python -m benchmarks.scaling" + (" --quick" if quick else ""),
         "quick": quick, "seed": SEED, "date": started.isoformat(timespec="seconds"),
         "machine": machine(), "load_average_at_start": load_average,
         "generation": generation, "generation_fresh": fresh, "fast": fast, "plain": plain,
         "frontier_n": todo["frontier_n"], "frontier_alphas": FRONTIER_ALPHAS, "problems": PROBLEMS,
+        "stages": stages,
         "seconds_total": (dt.datetime.now(dt.timezone.utc) - started).total_seconds(),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -586,6 +590,10 @@ def report(results: dict[str, Any]) -> str:
                 f"\nPlain {which} at N = {plain['n']:,}: status {plain['status']}, claimed "
                 f"objective {plain['claimed_objective']:,.2f}, recomputed {plain['objective']:,.2f}."
             )
+    if results.get("stages"):
+        from .scaling_stages import report_stages
+
+        lines += [""] + report_stages(results["stages"])
     lines += ["", "## Targets", ""] + targets(results)
     return "\n".join(lines) + "\n"
 
@@ -650,6 +658,10 @@ def targets(results: dict[str, Any]) -> list[str]:
         f"default threads: {build / 1e6:.1f} M vs {rate / 1e6:.1f} M | "
         f"{'yes' if build_single >= single and build >= rate else 'one thread yes, default threads no' if build_single >= single else 'no'} |"
     )
+    if results.get("stages"):
+        from .scaling_stages import stage_targets
+
+        out += stage_targets(results["stages"])
     return out
 
 
@@ -699,7 +711,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         kind, spec = args.worker
-        result = (fast_worker if kind == "fast" else plain_worker)(json.loads(spec))
+        if kind.startswith("stage:"):
+            from .scaling_stages import WORKERS
+
+            result = WORKERS[kind.split(":", 1)[1]](json.loads(spec))
+        else:
+            result = (fast_worker if kind == "fast" else plain_worker)(json.loads(spec))
         print(json.dumps(result, default=float))
         return 0
     results = run(args.quick, args.out)

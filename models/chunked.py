@@ -61,7 +61,7 @@ import numpy as np
 
 from .errors import ConfigError, MissingDependencyError, ScenarioError
 from .scenarios import SCENARIO_BLOCK, SimulationPlan
-from .scenarioset import PER_MARKET_FIELDS, ScenarioSet
+from .scenarioset import PER_MARKET_FIELDS, ScenarioSet, store_dtype
 from .venue import LossModel, VenueBook, build_scenarios
 from .venue import DEFAULT_LOSS_MODEL
 from .venue import loss_model as named_loss_model
@@ -243,6 +243,14 @@ def _root_cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
+@dataclass(frozen=True)
+class _Store:
+    """How the chunks keep their figures: their dtype, and whether only the fund's fields."""
+
+    dtype: str = "float64"
+    fund_only: bool = False
+
+
 @dataclass(frozen=True, eq=False)
 class ChunkedScenarioSet:
     """Random scenarios in chunks on Dask workers, plus stress scenarios on the client.
@@ -268,6 +276,7 @@ class ChunkedScenarioSet:
     loss_model : LossModel
     markets : tuple of str
         The venue's markets, in premium-base order.
+    store : how the chunks keep their figures (:func:`chunked_scenarios`' ``dtype`` and ``fund_only``).
     """
 
     client: Any = field(repr=False)
@@ -278,6 +287,7 @@ class ChunkedScenarioSet:
     stress: ScenarioSet | None = field(repr=False)
     loss_model: LossModel = field(repr=False)
     markets: tuple[str, ...]
+    store: _Store = field(default=_Store(), repr=False)
 
     # -- sizes (as on a ScenarioSet) ------------------------------------------------------------
     @property
@@ -332,7 +342,7 @@ class ChunkedScenarioSet:
         else:
             b0 = self.blocks[0][0]
             future = self.client.submit(_regenerated, _fields_of_chunk, self.plan, self.venue, self.loss_model,
-                                        b0, b0 + 1, 0, pure=False)
+                                        self.store, b0, b0 + 1, 0, pure=False)
         try:
             return tuple(future.result())
         finally:
@@ -365,7 +375,7 @@ class ChunkedScenarioSet:
             futures = [self.client.submit(function, part, start, *args, pure=False, **kwargs)
                        for part, start in zip(self.parts, starts)]
         else:
-            futures = [self.client.submit(_regenerated, function, self.plan, self.venue, self.loss_model, b0, b1,
+            futures = [self.client.submit(_regenerated, function, self.plan, self.venue, self.loss_model, self.store, b0, b1,
                                           start, *args, pure=False, **kwargs)
                        for (b0, b1), start in zip(self.blocks, starts)]
         try:
@@ -396,6 +406,8 @@ def chunked_scenarios(
     stress: ScenarioSet | None = None,
     loss_model: LossModel | str | None = None,
     persist: bool = True,
+    dtype: str = "float64",
+    fund_only: bool = False,
 ) -> ChunkedScenarioSet:
     """Simulate ``plan``'s scenarios and their venue losses in chunks on the workers of ``client``.
 
@@ -420,6 +432,12 @@ def chunked_scenarios(
         Must pickle (a module-level function).
     persist : bool, default True
         Keep the chunks in worker memory (True) or regenerate them in every pass (False).
+    dtype : {"float64", "float32"}, default "float64"
+        How each chunk stores its figures (``ScenarioSet.dtype``: float32 halves the workers'
+        memory; sums stay in float64).
+    fund_only : bool, default False
+        Keep only what the fund equation reads (losses, premium bases, per-market losses), not
+        the liquidated notional and the winners (the after-fund analysis needs those).
 
     Returns
     -------
@@ -460,12 +478,13 @@ def chunked_scenarios(
         loss_model = DEFAULT_LOSS_MODEL
     if isinstance(loss_model, str):
         loss_model = named_loss_model(loss_model)
+    store = _Store(store_dtype(dtype), bool(fund_only))
     blocks = _layout(plan, len(markets), chunk_size)
     parts = None
     if persist:
-        parts = tuple(client.submit(_generate, plan, venue, loss_model, b0, b1, pure=False) for b0, b1 in blocks)
+        parts = tuple(client.submit(_generate, plan, venue, loss_model, b0, b1, store, pure=False) for b0, b1 in blocks)
     return ChunkedScenarioSet(client=client, plan=plan, venue=venue, blocks=blocks, parts=parts, stress=stress,
-                              loss_model=loss_model, markets=markets)
+                              loss_model=loss_model, markets=markets, store=store)
 
 
 def _layout(plan: SimulationPlan, n_markets: int, chunk_size: int | None) -> tuple[tuple[int, int], ...]:
@@ -483,17 +502,22 @@ def _layout(plan: SimulationPlan, n_markets: int, chunk_size: int | None) -> tup
 # -- what runs on the workers -----------------------------------------------------------------------
 
 
-def _generate(plan: SimulationPlan, venue: VenueBook, loss_model: LossModel, b0: int, b1: int) -> ScenarioSet:
+def _generate(plan: SimulationPlan, venue: VenueBook, loss_model: LossModel, b0: int, b1: int,
+              store: _Store = _Store()) -> ScenarioSet:
     """Rows of blocks ``[b0, b1)``: simulated, then turned into venue losses (on a worker).
 
     One thread: the worker's own task threads already fill its cores (same numbers either way).
     """
-    return build_scenarios(plan.simulate(b0, b1, threads=1), venue, loss_model=loss_model, threads=1)
+    chunk = build_scenarios(plan.simulate(b0, b1, threads=1), venue, loss_model=loss_model, threads=1,
+                            dtype=store.dtype)
+    if store.fund_only and (chunk.liquidated is not None or chunk.winners is not None):
+        chunk = dataclasses.replace(chunk, liquidated=None, winners=None)
+    return chunk
 
 
 def _regenerated(function: Callable[..., Any], plan: SimulationPlan, venue: VenueBook, loss_model: LossModel,
-                 b0: int, b1: int, start: int, *args: Any, **kwargs: Any) -> Any:
-    return function(_generate(plan, venue, loss_model, b0, b1), start, *args, **kwargs)
+                 store: _Store, b0: int, b1: int, start: int, *args: Any, **kwargs: Any) -> Any:
+    return function(_generate(plan, venue, loss_model, b0, b1, store), start, *args, **kwargs)
 
 
 def _identity(chunk: ScenarioSet, start: int) -> ScenarioSet:

@@ -257,7 +257,8 @@ class ScenarioSet:
                                 is_stress=self.is_stress[idx],
                                 **{name: getattr(self, name)[idx] for name in self.per_market_fields})
 
-    def scale_markets(self, factors: np.ndarray | Sequence[float], *, fund_only: bool = False) -> ScenarioSet:
+    def scale_markets(self, factors: np.ndarray | Sequence[float], *, fund_only: bool = False,
+                      pooled: bool = False) -> ScenarioSet:
         """Every market's figures times its factor (J,), finite and >= 0: premium base, losses by
         market (the pooled losses their sum) and, unless ``fund_only``, the liquidated notional and
         the winners (dropped when ``fund_only``). What participation's scaled book is
@@ -265,26 +266,31 @@ class ScenarioSet:
         factors being checked here.
 
         Without ``losses_by_market`` the factors must all be equal (the pooled losses scale by it).
+        ``pooled``: the pooled losses and the premium base only (no per-market field): all a
+        method at fixed rates reads, in about half the bytes of ``fund_only``. A float32 set is
+        scaled in float32 (no float64 copy of it is made).
         """
         f = np.asarray(factors, dtype=np.float64)
         if f.shape != (self.n_markets,) or not np.all(np.isfinite(f)) or np.any(f < 0.0):
             raise ScenarioError(f"factors must be {self.n_markets} finite numbers >= 0, got {factors!r}")
         by_market = self.losses_by_market
+        # products in the store's dtype: a float32 set's figures times float32 factors, no float64 temporaries
+        stored = f.astype(self.dtype)
         if by_market is None:
             if not np.all(f == f[0]):
                 raise ScenarioError("scaling the markets by different factors needs each market's losses "
                                     "(ScenarioSet.losses_by_market)")
-            losses, scaled_by_market = self.losses * float(f[0]), None
+            losses, scaled_by_market = self.losses * stored[0], None
         else:
-            scaled_by_market = by_market * f
+            scaled_by_market = None if pooled else by_market * stored
             # (N, T, J) @ (J,): a BLAS pass, 8x faster than summing the scaled copy over its short last axis
             losses = by_market @ f
         fields: dict[str, Any] = {"losses_by_market": scaled_by_market, "liquidated": None, "winners": None}
-        if not fund_only:
+        if not fund_only and not pooled:
             for name in ("liquidated", "winners"):
                 if getattr(self, name) is not None:
-                    fields[name] = getattr(self, name) * f
-        return _checked_already(self, losses=losses, premium_base=self.premium_base * f, is_stress=self.is_stress,
+                    fields[name] = getattr(self, name) * stored
+        return _checked_already(self, losses=losses, premium_base=self.premium_base * stored, is_stress=self.is_stress,
                                 **fields)
 
     def astype(self, dtype: str | np.dtype) -> ScenarioSet:

@@ -165,6 +165,25 @@ def test_a_chunked_set_of_a_pair_model_has_losses_by_market_only(client, world):
     assert np.array_equal(gathered.losses_by_market, gap.losses_by_market)
 
 
+def test_float32_fund_only_chunks_are_the_in_memory_float32_rows(client, world):
+    """Issue 20: chunks stored as float32 with the fund's fields only hold the in-memory float32 set's
+    rows bit for bit, and the chunked solve moves the fund target by less than 1e-5."""
+    from fundguard.models import chunked_scenarios
+
+    plan, venue, stress, in_memory = world
+    narrow = chunked_scenarios(plan, venue, client, chunk_size=7000, stress=stress, dtype="float32", fund_only=True,
+                               persist=False)
+    assert narrow.per_market_fields == ("losses_by_market",)
+    gathered = narrow.gather()
+    assert gathered.dtype == "float32"
+    expected = build_scenarios(plan.simulate(), venue, dtype="float32")
+    assert np.array_equal(gathered.random_part().premium_base, expected.premium_base)
+    assert np.array_equal(gathered.random_part().losses_by_market, expected.losses_by_market)
+    problem = PolicyProblem(**PROBLEMS["preset"])
+    wide = solve(problem, in_memory, "exact")
+    assert solve(problem, narrow, "exact").fund_target == pytest.approx(wide.fund_target, rel=1e-5)
+
+
 @pytest.mark.parametrize("problem_name", ["preset", "interior"])
 @pytest.mark.parametrize("method", ["cvar", "exact"])
 def test_solve_equals_the_in_memory_fast_path(chunked, world, method, problem_name):

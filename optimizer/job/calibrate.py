@@ -514,32 +514,41 @@ class _RunScenarios:
         """Simulate and build every scenario in this process."""
         scen = cfg.scenarios
         clock = time.perf_counter()
-        say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods")
+        say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods "
+            "and building venue losses")
         count, total = _counter(say, "scenarios"), scen.n_scenarios + scen.certify_scenarios
 
         def after(offset: int) -> Callable[[int, int], None] | None:
             """One bar over both draws: the certificate set's counts follow the fit set's."""
             return None if count is None else (lambda done, _: count(offset + done, total))
 
-        paths = simulate_returns(models, scen.horizon, scen.n_scenarios, innovations=scen.innovations, seed=seeds.fit,
-                                 copula=copula_arg, chunk_size=scen.chunk_size, progress=after(0))
-        fresh = simulate_returns(models, scen.horizon, scen.certify_scenarios, innovations=scen.innovations,
-                                 seed=seeds.certify, copula=copula_arg, chunk_size=scen.chunk_size,
-                                 progress=after(scen.n_scenarios))
-        checks = {"fit": check_paths(paths), "certify": check_paths(fresh)}
-        timings["simulate"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        say("building venue losses")
+        # One set at a time, its return paths freed as soon as its losses are built: the paths of
+        # both sets and both sets never share memory (issue 20: calibrate within 2x its sets' bytes).
         losses_of = loss_model_of(cfg)
-        random_set = build_scenarios(paths, book, loss_model=losses_of, dtype=scen.dtype)
-        certify_set = build_scenarios(fresh, book, loss_model=losses_of, dtype=scen.dtype)
-        scenarios = random_set if stress_set is None else ScenarioSet.concat([random_set, stress_set])
+        built_seconds = 0.0
+
+        def draw_set(n: int, seed: Any, offset: int, what: str) -> ScenarioSet:
+            nonlocal built_seconds
+            paths = simulate_returns(models, scen.horizon, n, innovations=scen.innovations, seed=seed,
+                                     copula=copula_arg, chunk_size=scen.chunk_size, progress=after(offset))
+            checks[what] = check_paths(paths)
+            start = time.perf_counter()
+            built = build_scenarios(paths, book, loss_model=losses_of, dtype=scen.dtype)
+            built_seconds += time.perf_counter() - start
+            return built
+
+        checks: dict[str, PathCheck] = {}
+        random_set = draw_set(scen.n_scenarios, seeds.fit, 0, "fit")
+        if stress_set is not None:
+            # the stress scenarios last: the random part of the stack is a view of its leading rows
+            scenarios = ScenarioSet.concat([random_set, stress_set])
+            random_set = scenarios.random_part()
+        else:
+            scenarios = random_set
         market_losses = random_set.losses_by_market.sum(axis=1)  # (N, J): each market's horizon loss
-        # The return paths are spent: free them before the solver's working set is allocated
-        # (the peak memory that estimate_memory models).
-        del paths, fresh
-        timings["losses"] = time.perf_counter() - clock
+        certify_set = draw_set(scen.certify_scenarios, seeds.certify, scen.n_scenarios, "certify")
+        timings["losses"] = built_seconds
+        timings["simulate"] = time.perf_counter() - clock - built_seconds
 
         def vectors(policy: Policy) -> Vectors:
             return (random_set.losses.sum(axis=1), required_fund(policy, random_set),
@@ -567,9 +576,6 @@ class _RunScenarios:
         from them (O(N), never the (N, T, J) arrays) with the first 20,000 random scenarios for the plots."""
         scen = cfg.scenarios
         chunk_size = cfg.compute.chunk_size
-        if scen.dtype != "float64":
-            say(f"scenarios.dtype = {scen.dtype!r} applies to in-memory runs: the Dask workers store their chunks as "
-                "float64")
         clock = time.perf_counter()
         say(f"simulating {scen.n_scenarios:,} + {scen.certify_scenarios:,} scenarios of {scen.horizon} periods "
             "and building venue losses on the Dask workers")
@@ -578,8 +584,9 @@ class _RunScenarios:
         certify_plan = plan_simulation(models, scen.horizon, scen.certify_scenarios, innovations=scen.innovations,
                                        seed=seeds.certify, copula=copula_arg)
         chunked = chunked_scenarios(fit_plan, book, client, chunk_size=chunk_size, stress=stress_set,
-                                    loss_model=loss_model_of(cfg))
-        fresh = chunked_scenarios(certify_plan, book, client, chunk_size=chunk_size, loss_model=loss_model_of(cfg))
+                                    loss_model=loss_model_of(cfg), dtype=scen.dtype)
+        fresh = chunked_scenarios(certify_plan, book, client, chunk_size=chunk_size, loss_model=loss_model_of(cfg),
+                                  dtype=scen.dtype)
         timings["simulate"] = time.perf_counter() - clock
 
         def vectors(policy: Policy) -> Vectors:
